@@ -1,0 +1,211 @@
+"""The ``diffcls`` command: ``train``, ``eval`` and ``predict`` subcommands.
+
+Each subcommand is a short function that turns parsed flags into a config and calls the library. Errors caused
+by the user's input (:class:`DiffclsError`) are printed on one line with exit status 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from diffcls.errors import DiffclsError
+
+DATA_HELP = ("data spec: mnist5k (bundled MNIST, 4,000/1,000), digits (scikit-learn 8×8), npz:PATH (x_train, "
+             "y_train, x_test, y_test), folder:PATH (train/ and val/ with a folder per class), "
+             "cifar10:PATH (the cifar-10-batches-py folder)")
+
+EPILOG_TRAIN = """examples:
+  diffcls train --data mnist5k --method standard --model didirn_small --output runs/std --epochs 8
+  diffcls train --data mnist5k --method didicm --model didirn_small --output runs/didicm --epochs 15
+  diffcls train --data cifar10:/data/cifar-10-batches-py --method standard --model resnet18 --output runs/r18
+  diffcls train ... --resume        (continue an interrupted run in the same --output folder)
+"""
+
+EPILOG_EVAL = """examples:
+  diffcls eval --checkpoint runs/std --data mnist5k --results-file runs/std/eval.json
+  diffcls eval --checkpoint runs/didicm --data mnist5k --sampler cp --steps 8 --results-file cp8.json
+  diffcls eval --checkpoint runs/didicm --data mnist5k --sampler cl --steps 8 --chains 10 --results-file cl.json
+"""
+
+
+def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("DiDiCM sampling (ignored by standard classifiers)")
+    g.add_argument("--sampler", choices=["cp", "cl", "onepass"], default="cp",
+                   help="cp: diffusion over class probabilities; cl: over sampled labels (histogram of chains); "
+                        "onepass: one network call at a small noise level (default: cp)")
+    g.add_argument("--steps", type=int, default=8, help="diffusion steps for cp and cl (default: 8)")
+    g.add_argument("--chains", type=int, default=10, help="label chains per image for cl (default: 10)")
+    g.add_argument("--cp-update", choices=["euler", "analytic"], default="euler",
+                   help="cp step: euler (the paper's) or analytic (exact Tweedie step of the uniform process)")
+    g.add_argument("--cp-reference", choices=["min", "max", "random"], default="min",
+                   help="label fed to the network at each cp step: argmin p, argmax p or sampled (default: min)")
+
+
+def _sampler_config(args: argparse.Namespace):
+    from diffcls.eval.predict import SamplerConfig
+
+    if args.steps < 1 or args.chains < 1:
+        raise DiffclsError("--steps and --chains must be >= 1")
+    return SamplerConfig(sampler=args.sampler, steps=args.steps, chains=args.chains, cp_update=args.cp_update,
+                         cp_reference=args.cp_reference)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="diffcls", description="Diffusion-based image classification: train, "
+                                     "evaluate and compare DiDiCM, diffusion classifiers and standard classifiers.")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train_parser(sub)
+    _add_eval_parser(sub)
+    _add_predict_parser(sub)
+    return parser
+
+
+def _version() -> str:
+    import diffcls
+
+    return f"diffcls {diffcls.__version__}"
+
+
+def _add_train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a classifier on a data spec", epilog=EPILOG_TRAIN,
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Train a classifier and write OUTPUT/config.json, model.safetensors, metrics.csv "
+                                   "and a resumable training_state.pt.")
+    p.add_argument("--data", required=True, help=DATA_HELP)
+    p.add_argument("--method", required=True, choices=["standard", "didicm"],
+                   help="standard: cross-entropy classifier (any timm model; a didirn* name builds its twin); "
+                        "didicm: discrete label diffusion on a DiDiRN backbone")
+    p.add_argument("--model", required=True, help="timm model name, e.g. didirn_small, resnet_small, resnet18")
+    p.add_argument("--output", required=True, help="checkpoint folder to write")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, default=10)
+    g.add_argument("-b", "--batch-size", type=int, default=128)
+    g.add_argument("--lr", type=float, default=None, help="learning rate (default: per optimiser, × batch/256)")
+    g.add_argument("--opt", default="adamw", help="timm optimiser: sgd, adamw or lamb (default: adamw)")
+    g.add_argument("--weight-decay", type=float, default=0.05)
+    g.add_argument("--sched", default="cosine", help="cosine (default), step or const")
+    g.add_argument("--warmup-epochs", type=int, default=1)
+    g.add_argument("--clip-grad", type=float, default=None, help="clip the gradient norm to this value")
+    g.add_argument("--ema-decay", type=float, default=None, help="keep an EMA of the weights (e.g. 0.999)")
+    g.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only; ignored on the CPU)")
+    g = p.add_argument_group("targets and augmentation")
+    g.add_argument("--smoothing", type=float, default=0.0, help="label smoothing")
+    g.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (timm Mixup; soft targets)")
+    g.add_argument("--cutmix", type=float, default=0.0, help="cutmix alpha (timm Mixup; soft targets)")
+    g.add_argument("--augment", choices=["none", "crop", "crop-flip", "rrc-flip"], default=None,
+                   help="default: crop for digits, crop-flip for cifar10, rrc-flip for folders")
+    g = p.add_argument_group("data")
+    g.add_argument("--data-ratio", type=float, default=1.0,
+                   help="keep floor(n_c·R) training images per class (at least one), fixed seed")
+    g.add_argument("--img-size", type=int, default=None, help="model input size (default: 32; 224 for folders)")
+    g.add_argument("--fit", choices=["auto", "resize", "pad"], default="auto", help="how images reach --img-size")
+    g.add_argument("--low-res", type=int, default=None,
+                   help="train on a low-resolution view: downsample to S×S, then back to --img-size")
+    g.add_argument("-j", "--workers", type=int, default=0, help="data-loading worker processes")
+    g = p.add_argument_group("DiDiCM")
+    g.add_argument("--noise", choices=["loglinear", "geometric"], default="loglinear")
+    g.add_argument("--sampling-eps", type=float, default=1e-5, help="t ~ U(eps, 1) during training")
+    g.add_argument("--val-sampler", choices=["cp", "cl", "onepass"], default="cp",
+                   help="sampler for the per-epoch validation accuracy")
+    g.add_argument("--val-steps", type=int, default=8)
+    g = p.add_argument_group("run")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    g.add_argument("--resume", action="store_true", help="continue the run saved in --output")
+    p.set_defaults(func=cmd_train)
+
+
+def _add_eval_parser(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate a checkpoint on a data spec", epilog=EPILOG_EVAL,
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Evaluate a trained classifier: top-1, top-5, NLL, ECE (15 bins), per-class "
+                                   "accuracy, NFE per image and seconds, written to --results-file as JSON.")
+    p.add_argument("--checkpoint", required=True, help="folder written by diffcls train")
+    p.add_argument("--data", required=True, help=DATA_HELP)
+    p.add_argument("--split", choices=["train", "test"], default="test")
+    p.add_argument("--results-file", required=True, help="JSON file to write")
+    p.add_argument("--save-probs", default=None, help="write predicted probabilities, float32 N×K .npy")
+    p.add_argument("-b", "--batch-size", type=int, default=256)
+    p.add_argument("--low-res", type=int, default=None, help="evaluate on a low-resolution view (S×S and back)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    p.add_argument("--seed", type=int, default=0, help="seed of the samplers' randomness")
+    p.add_argument("--device", default="auto")
+    p.add_argument("-j", "--workers", type=int, default=0)
+    _add_sampler_flags(p)
+    p.set_defaults(func=cmd_eval)
+
+
+def _add_predict_parser(sub) -> None:
+    p = sub.add_parser("predict", help="classify image files with a checkpoint",
+                       description="Print the top-k classes of each image with their probabilities.")
+    p.add_argument("--checkpoint", required=True, help="folder written by diffcls train")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (png, jpg, ...)")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    _add_sampler_flags(p)
+    p.set_defaults(func=cmd_predict)
+
+
+# ------------------------------------------------------------------------------------------------- commands
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from diffcls.train.loop import TrainConfig, train
+
+    fields = {k: v for k, v in vars(args).items() if k not in ("func", "command", "resume")}
+    row = train(TrainConfig.from_dict(fields), resume=args.resume)
+    if row:
+        print(json.dumps(row))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from diffcls.eval.evaluate import EvalConfig, check_output_paths, evaluate_classifier, write_results
+    from diffcls.train.loop import resolve_device
+
+    check_output_paths(args.results_file, args.save_probs)
+    cfg = EvalConfig(checkpoint=args.checkpoint, data=args.data, split=args.split, sampler=_sampler_config(args),
+                     batch_size=args.batch_size, low_res=args.low_res, limit=args.limit, seed=args.seed,
+                     device=str(resolve_device(args.device)), workers=args.workers)
+    results, probs = evaluate_classifier(cfg)
+    write_results(results, probs, args.results_file, args.save_probs)
+    summary = {k: results[k] for k in ("top1", "top5", "nll", "ece", "num_samples", "nfe_per_image", "seconds")}
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from diffcls.eval.evaluate import predict_files
+    from diffcls.train.loop import resolve_device
+
+    rows = predict_files(args.checkpoint, args.images, args.top_k, _sampler_config(args),
+                         str(resolve_device(args.device)), args.seed)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        preds = "  ".join(f"{p['class']} {p['probability']:.3f}" for p in row["predictions"])
+        print(f"{row['image']}: {preds}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DiffclsError as e:
+        print(f"diffcls: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("diffcls: interrupted (checkpoints and results written so far are intact)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

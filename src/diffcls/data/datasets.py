@@ -1,0 +1,80 @@
+"""Torch datasets over a :class:`~diffcls.data.sources.Split`, data-ratio subsets and data loaders."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from diffcls.data.sources import Split, read_image_file
+from diffcls.errors import DiffclsError
+
+DATA_RATIO_SEED = 42  # the DiDiCM reference code's fixed seed for its per-class subsets
+
+
+class ImageDataset(Dataset):
+    """Items ``(image float32[3, S, S], label int)`` from a split.
+
+    ``image_fn``, if given, maps the raw ``uint8[H, W, C]`` image (and its index) before the transform; the
+    corruption benchmark plugs in there.
+    """
+
+    def __init__(self, split: Split, transform: Callable[[torch.Tensor], torch.Tensor],
+                 image_fn: Callable[[np.ndarray, int], np.ndarray] | None = None):
+        self.split = split
+        self.transform = transform
+        self.image_fn = image_fn
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def raw_image(self, index: int) -> np.ndarray:
+        """The stored image as ``uint8[H, W, C]``."""
+        images = self.split.images
+        return images[index] if isinstance(images, np.ndarray) else read_image_file(images[index])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image = self.raw_image(index)
+        if self.image_fn is not None:
+            image = self.image_fn(image, index)
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+        return self.transform(x), int(self.split.labels[index])
+
+
+def data_ratio_indices(labels: np.ndarray, ratio: float, seed: int = DATA_RATIO_SEED) -> np.ndarray:
+    """Indices keeping ``max(1, floor(n_c · ratio))`` images of each class c, chosen by a seeded permutation.
+
+    Returns sorted ``int64[M]`` indices into ``labels``; ``ratio=1`` keeps everything.
+    """
+    if not 0.0 < ratio <= 1.0:
+        raise DiffclsError(f"--data-ratio must lie in (0, 1], got {ratio}")
+    gen = torch.Generator().manual_seed(seed)
+    keep = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        n_keep = max(1, int(np.floor(len(idx) * ratio + 1e-9)))
+        perm = torch.randperm(len(idx), generator=gen).numpy()
+        keep.append(idx[perm[:n_keep]])
+    return np.sort(np.concatenate(keep))
+
+
+def subset_split(split: Split, indices: np.ndarray) -> Split:
+    """The split restricted to ``indices`` (in their order)."""
+    images = split.images[indices] if split.in_memory else [split.images[i] for i in indices]
+    return Split(images, split.labels[indices])
+
+
+def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, workers: int = 0, seed: int = 0,
+                drop_last: bool = False, sampler: torch.utils.data.Sampler | None = None) -> DataLoader:
+    """A DataLoader whose shuffling order depends only on ``seed`` (the training loop passes seed + epoch)."""
+    generator = torch.Generator().manual_seed(seed) if shuffle and sampler is None else None
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                      num_workers=workers, generator=generator, drop_last=drop_last,
+                      persistent_workers=False, worker_init_fn=_seed_worker if workers else None)
+
+
+def _seed_worker(worker_id: int) -> None:
+    # Workers draw augmentations from torch's RNG, seeded by the loader; numpy needs the same seed by hand.
+    np.random.seed(torch.initial_seed() % 2**32)

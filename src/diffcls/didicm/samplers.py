@@ -1,0 +1,234 @@
+"""DiDiCM samplers: reverse the uniform label process to classify an image.
+
+Every sampler takes the network as ``score_fn(c_t, sigma) -> log_score`` with the
+image already bound: ``c_t`` LongTensor (N,), ``sigma`` float32 (N,), output (N, K)
+raw log concrete scores log p_sigma(j|y)/p_sigma(c_t|y). The c_t column is ignored
+(set to log-ratio 0 here). Signatures follow k-diffusion: ``callback`` is called after
+each step with a dict and ``disable`` hides the tqdm bar. Probability updates run in
+float64 (O(B K), negligible next to the network); results are float32.
+
+Time grid (as the reference code): t_i = linspace(1, eps, steps) with the fixed step
+dt = (1 - eps) / steps, and no final denoising step.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import trange
+
+from .noise import LogLinearNoise, Noise
+from .process import LOG_SCORE_CLAMP, UniformProcess, mask_reference, sample_categorical
+
+__all__ = [
+    "ScoreFn", "time_grid", "repeat_for_chains", "cp_sample", "cl_sample",
+    "onepass_readout", "SAMPLERS", "nfe_per_image",
+]
+
+ScoreFn = Callable[[Tensor, Tensor], Tensor]
+Callback = Callable[[dict[str, Any]], None]
+
+
+def time_grid(steps: int, eps: float = 1e-5, device: torch.device | None = None) -> tuple[Tensor, float]:
+    """Times t (steps,) from 1 down to eps, float64, and the fixed step dt = (1 - eps)/steps."""
+    if steps < 1:
+        raise ValueError("steps must be >= 1")
+    return torch.linspace(1.0, eps, steps, dtype=torch.float64, device=device), (1.0 - eps) / steps
+
+
+def repeat_for_chains(x: Tensor, chains: int) -> Tensor:
+    """Lay out a per-image tensor (B, ...) for ``cl_sample``: row b * chains + n is chain n of image b."""
+    return x.repeat_interleave(chains, dim=0)
+
+
+def _device(device: torch.device | str | None, generator: torch.Generator | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    return generator.device if generator is not None else torch.device("cpu")
+
+
+def _log_scores(score_fn: ScoreFn, c: Tensor, sigma: Tensor) -> Tensor:
+    """One network call -> float64 (N, K) log-ratios, clamped, with the c column at 0."""
+    sigma_vec = torch.full(c.shape, float(sigma), device=c.device)
+    out = score_fn(c, sigma_vec).double().clamp(-LOG_SCORE_CLAMP, LOG_SCORE_CLAMP)
+    return mask_reference(out, c)
+
+
+def _record(trajectory: list[Tensor] | None, p: Tensor) -> None:
+    if trajectory is not None:
+        trajectory.append(p.detach().float().cpu())
+
+
+def _pick_reference(p: Tensor, reference: str, generator: torch.Generator | None) -> Tensor:
+    if reference == "min":
+        return p.argmin(-1)
+    if reference == "max":
+        return p.argmax(-1)
+    if reference == "random":
+        return sample_categorical(p, generator)
+    raise ValueError(f"unknown reference {reference!r}")
+
+
+@torch.no_grad()
+def cp_sample(
+    score_fn: ScoreFn,
+    batch_size: int,
+    num_classes: int,
+    steps: int,
+    *,
+    reference: Literal["min", "max", "random"] = "min",
+    update: Literal["euler", "analytic"] = "euler",
+    noise: Noise | None = None,
+    eps: float = 1e-5,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+    trajectory: list[Tensor] | None = None,
+    callback: Callback | None = None,
+    disable: bool = True,
+) -> Tensor:
+    """DiDiCM-CP: evolve class probabilities p (B, K) from uniform; one network call per step.
+
+    At t_i the network, fed the reference label c (argmin/argmax/sample of p), gives
+    pi = softmax(s), the estimate of p_sigma(.|y). Updates:
+      * ``"euler"`` (paper): p <- clip((I + dt sigma' R) p), renormalised, with the O(K) form
+        of R p from :meth:`UniformProcess.reverse_rate_matvec`.
+      * ``"analytic"``: the exact reverse of the uniform kernel. Denoise pi to
+        p0 = (pi - (1 - e^{-sigma})/K) e^{sigma} (clamped, renormalised) and re-noise it to the
+        next grid sigma (0 after the last point), so the output is the p0 estimate at
+        t = eps. With the exact score this returns p0 for any number of steps; the
+        earlier steps only steer which reference label is fed to the network.
+
+    Args:
+        score_fn: network, see module docstring; called with batch ``batch_size``.
+        device: where labels are created (default: the generator's device, else CPU).
+        trajectory: if a list, receives a CPU copy of p (B, K) first and after each step.
+        callback: called as ``callback({"step", "t", "sigma", "p"})`` after each step.
+    Returns:
+        (B, K) float32 class probabilities.
+    """
+    if update not in ("euler", "analytic"):
+        raise ValueError(f"unknown update {update!r}")
+    noise = noise if noise is not None else LogLinearNoise()
+    device = _device(device, generator)
+    process = UniformProcess(num_classes)
+    ts, dt = time_grid(steps, eps, device)
+    sigmas, dsigmas = noise(ts)
+    p = torch.full((batch_size, num_classes), 1.0 / num_classes, dtype=torch.float64, device=device)
+    _record(trajectory, p)
+    for i in trange(steps, disable=disable):
+        c = _pick_reference(p, reference, generator)
+        pi = torch.softmax(_log_scores(score_fn, c, sigmas[i]), dim=-1)
+        if update == "euler":
+            p = p + dt * dsigmas[i] * process.reverse_rate_matvec(p, pi)
+            p = p.clamp(0.0, 1.0)
+            p = p / p.sum(-1, keepdim=True)
+        else:
+            sigma_next = sigmas[i + 1] if i + 1 < steps else 0.0
+            p = process.reverse_marginal(pi, sigmas[i], sigma_next)
+        _record(trajectory, p)
+        if callback is not None:
+            callback({"step": i, "t": ts[i].item(), "sigma": sigmas[i].item(), "p": p})
+    return p.float()
+
+
+def _histogram(c: Tensor, batch_size: int, chains: int, num_classes: int) -> Tensor:
+    return F.one_hot(c, num_classes).view(batch_size, chains, num_classes).double().mean(1)
+
+
+@torch.no_grad()
+def cl_sample(
+    score_fn: ScoreFn,
+    batch_size: int,
+    num_classes: int,
+    steps: int,
+    *,
+    chains: int = 10,
+    noise: Noise | None = None,
+    eps: float = 1e-5,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+    trajectory: list[Tensor] | None = None,
+    callback: Callback | None = None,
+    disable: bool = True,
+) -> Tensor:
+    """DiDiCM-CL: ``chains`` label chains per image (SEDD Euler predictor); histogram of final labels.
+
+    Chain layout: ``score_fn`` is called with N = batch_size * chains rows, and row
+    ``b * chains + n`` is chain n of image b, so bind images with
+    ``repeat_for_chains(images, chains)`` (= ``repeat_interleave``). From c, the jump
+    weight to j != c is dt sigma' exp(s_j) / K, the stay weight 1 - their sum
+    (clamped at 0); the next label is drawn in proportion to these weights.
+
+    Args:
+        score_fn: network, called once per step with N rows.
+        trajectory: if a list, receives the label histograms (B, K) first and after each step.
+        callback: called as ``callback({"step", "t", "sigma", "p", "labels"})`` after each step.
+    Returns:
+        (B, K) float32 fraction of chains ending in each class.
+    """
+    noise = noise if noise is not None else LogLinearNoise()
+    device = _device(device, generator)
+    ts, dt = time_grid(steps, eps, device)
+    sigmas, dsigmas = noise(ts)
+    c = torch.randint(num_classes, (batch_size * chains,), generator=generator, device=device)
+    _record(trajectory, _histogram(c, batch_size, chains, num_classes))
+    for i in trange(steps, disable=disable):
+        rates = _log_scores(score_fn, c, sigmas[i]).exp() * (dt * dsigmas[i] / num_classes)
+        rates = mask_reference(rates, c)  # exp(0) at c is not a jump
+        stay = (1.0 - rates.sum(-1, keepdim=True)).clamp_min(0.0)
+        c = sample_categorical(rates.scatter(-1, c.unsqueeze(-1), stay), generator)
+        hist = _histogram(c, batch_size, chains, num_classes)
+        _record(trajectory, hist)
+        if callback is not None:
+            callback({"step": i, "t": ts[i].item(), "sigma": sigmas[i].item(), "p": hist, "labels": c})
+    return _histogram(c, batch_size, chains, num_classes).float()
+
+
+@torch.no_grad()
+def onepass_readout(
+    score_fn: ScoreFn,
+    batch_size: int,
+    num_classes: int,
+    steps: int = 1,
+    *,
+    sigma: float = 1e-4,
+    reference: int = 0,
+    device: torch.device | str | None = None,
+    generator: torch.Generator | None = None,
+    trajectory: list[Tensor] | None = None,
+    callback: Callback | None = None,
+    disable: bool = True,
+) -> Tensor:
+    """One network call at small ``sigma``: softmax of the log-scores (reference column at 0).
+
+    An ablation: it reads p_sigma(.|y) ~ p0(.|y) directly, without diffusion steps.
+    ``steps`` is ignored (kept for a uniform registry call); ``generator``/``disable``
+    are accepted for the same reason.
+
+    Returns:
+        (B, K) float32 class probabilities.
+    """
+    device = _device(device, generator)
+    c = torch.full((batch_size,), reference, dtype=torch.long, device=device)
+    p = torch.softmax(_log_scores(score_fn, c, torch.tensor(sigma)), dim=-1)
+    _record(trajectory, p)
+    if callback is not None:
+        callback({"step": 0, "t": float("nan"), "sigma": sigma, "p": p})
+    return p.float()
+
+
+SAMPLERS: dict[str, Callable[..., Tensor]] = {"cp": cp_sample, "cl": cl_sample, "onepass": onepass_readout}
+
+
+def nfe_per_image(sampler: str, steps: int, chains: int = 1) -> int:
+    """Network evaluations per image: cp -> steps, cl -> chains * steps, onepass -> 1."""
+    if sampler == "cp":
+        return steps
+    if sampler == "cl":
+        return chains * steps
+    if sampler == "onepass":
+        return 1
+    raise ValueError(f"unknown sampler {sampler!r}; choose from {sorted(SAMPLERS)}")

@@ -1,0 +1,9 @@
+"""The one exception type users see.
+
+Library code raises :class:`DiffclsError` for anything caused by bad input (paths, data, names, options). The CLI
+prints its message on one line and exits with status 2, so a user never sees a traceback for a mistake of theirs.
+"""
+
+
+class DiffclsError(Exception):
+    """A user-facing error: bad input, missing file, unknown name. Its message is printed as-is by the CLI."""

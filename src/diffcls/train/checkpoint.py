@@ -1,0 +1,144 @@
+"""Checkpoint folders: ``config.json`` + ``model.safetensors`` + ``training_state.pt`` + ``metrics.csv``.
+
+* ``model.safetensors`` holds the weights to evaluate (the EMA weights when EMA is on); no pickle is ever loaded.
+* ``training_state.pt`` holds tensors and plain containers only (optimiser, scheduler, epoch, RNG states, the raw
+  and EMA weights), so it loads with ``torch.load(weights_only=True)``.
+* Every write goes to a temporary file in the same folder, is flushed to disk and then renamed over the target,
+  so an interrupted run leaves either the old file or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+
+from diffcls.errors import DiffclsError
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+STATE_NAME = "training_state.pt"
+METRICS_NAME = "metrics.csv"
+METRICS_COLUMNS = ["epoch", "train_loss", "lr", "val_top1", "seconds"]
+
+
+def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -> None:
+    """Write ``path`` through ``write(file)`` into a temp file, fsync it, then rename it into place."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise DiffclsError(f"cannot write to folder {path.parent}: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise DiffclsError(f"cannot write {path}: {e.strerror or e}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def prepare_output_dir(path: str | Path) -> Path:
+    """Create ``path`` (and parents) and check it is writable; a clear error otherwise."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DiffclsError(f"cannot create output folder {path}: {e.strerror or e}") from None
+    if not os.access(path, os.W_OK):
+        raise DiffclsError(f"output folder {path} is not writable")
+    return path
+
+
+# ------------------------------------------------------------------------------------------------------ weights
+
+
+def save_weights(path: str | Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    atomic_write(path, lambda f: f.write(save(tensors, metadata=metadata)))
+
+
+def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise DiffclsError(f"cannot read weights {path}: {e}") from None
+
+
+def save_training_state(path: str | Path, state: dict) -> None:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+
+def load_training_state(path: str | Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError or EOFError for bad files
+        raise DiffclsError(f"cannot load training state {path}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+
+
+# ----------------------------------------------------------------------------------------------------- folders
+
+
+def read_checkpoint_config(checkpoint_dir: str | Path) -> dict:
+    """The ``config.json`` of a checkpoint folder, after checking that the folder holds safetensors weights."""
+    d = Path(checkpoint_dir)
+    if not d.is_dir():
+        raise DiffclsError(f"checkpoint folder not found: {checkpoint_dir}")
+    if not (d / WEIGHTS_NAME).is_file():
+        pickles = sorted(p.name for p in d.iterdir() if p.suffix in (".pt", ".pth", ".bin", ".ckpt", ".tar"))
+        hint = f" (found {pickles}; pickled weights are never loaded, only {WEIGHTS_NAME})" if pickles else ""
+        raise DiffclsError(f"{checkpoint_dir} holds no {WEIGHTS_NAME}{hint}")
+    try:
+        config = json.loads((d / CONFIG_NAME).read_text())
+    except FileNotFoundError:
+        raise DiffclsError(f"{checkpoint_dir} holds no {CONFIG_NAME}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DiffclsError(f"{checkpoint_dir}/{CONFIG_NAME} is not valid JSON: {e}") from None
+    if not isinstance(config, dict) or "method" not in config:
+        raise DiffclsError(f"{checkpoint_dir}/{CONFIG_NAME} is not a diffcls checkpoint config (no 'method')")
+    return config
+
+
+class MetricsLog:
+    """``metrics.csv``: a header, then one row per finished epoch. Rewritten atomically on every append."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.rows: list[dict] = []
+
+    def load(self, up_to_epoch: int) -> None:
+        """Keep the rows of epochs ``< up_to_epoch`` from an earlier run (rows past a resume point are dropped)."""
+        if self.path.is_file():
+            with open(self.path, newline="") as f:
+                self.rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < up_to_epoch]
+
+    def append(self, row: dict) -> None:
+        self.rows.append({k: row[k] for k in METRICS_COLUMNS})
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=METRICS_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(self.path, out.getvalue())

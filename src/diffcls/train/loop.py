@@ -1,0 +1,297 @@
+"""Supervised training of a classifier (standard or DiDiCM) from a data spec to a checkpoint folder.
+
+Reproducibility: every epoch reseeds Python, numpy and torch from (seed, epoch) and shuffles with its own
+generator, so epoch e is the same computation whether the run started at epoch 0 or resumed at e. Checkpoints
+are written at the end of each epoch; ``resume=True`` continues from the last one and ends with the same
+weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from timm.data import Mixup
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from timm.utils import ModelEmaV3
+from tqdm.auto import tqdm
+
+import diffcls
+from diffcls.data import ImageDataset, ImageTransform, TransformConfig, data_ratio_indices, load_source, make_loader, subset_split
+from diffcls.errors import DiffclsError
+from diffcls.eval.metrics import topk_accuracy
+from diffcls.eval.predict import SamplerConfig, predict_loader
+from diffcls.models.factory import create_classifier
+from diffcls.train.checkpoint import (CONFIG_NAME, METRICS_NAME, STATE_NAME, WEIGHTS_NAME, MetricsLog,
+                                      load_training_state, prepare_output_dir, save_training_state, save_weights,
+                                      write_json)
+from diffcls.train.objectives import create_objective
+
+DEFAULT_LR = {"sgd": 0.1, "adamw": 2e-3, "lamb": 2e-3}
+
+
+@dataclass
+class TrainConfig:
+    """All options of ``diffcls train``; stored under ``"train"`` in the checkpoint's ``config.json``."""
+
+    data: str
+    method: str
+    model: str
+    output: str
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float | None = None
+    opt: str = "adamw"
+    weight_decay: float = 0.05
+    sched: str = "cosine"
+    warmup_epochs: int = 1
+    min_lr: float = 1e-6
+    smoothing: float = 0.0
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    clip_grad: float | None = None
+    ema_decay: float | None = None
+    amp: bool = False
+    data_ratio: float = 1.0
+    img_size: int | None = None
+    fit: str = "auto"
+    low_res: int | None = None
+    augment: str | None = None
+    seed: int = 0
+    workers: int = 0
+    device: str = "auto"
+    noise: str = "loglinear"
+    sampling_eps: float = 1e-5
+    val_sampler: str = "cp"
+    val_steps: int = 8
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def validate(self) -> None:
+        checks = [
+            (self.epochs >= 0, f"--epochs must be >= 0, got {self.epochs}"),
+            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
+            (self.lr is None or self.lr > 0, f"--lr must be > 0, got {self.lr}"),
+            (0.0 <= self.smoothing < 1.0, f"--smoothing must lie in [0, 1), got {self.smoothing}"),
+            (self.mixup >= 0 and self.cutmix >= 0, "--mixup and --cutmix must be >= 0"),
+            (self.img_size is None or self.img_size >= 8, f"--img-size must be >= 8, got {self.img_size}"),
+            (self.low_res is None or self.low_res >= 1, f"--low-res must be >= 1, got {self.low_res}"),
+            (self.ema_decay is None or 0 < self.ema_decay < 1, "--ema-decay must lie in (0, 1)"),
+            (self.opt in DEFAULT_LR, f"unknown optimiser {self.opt!r}; choose from {', '.join(DEFAULT_LR)}"),
+            (self.sched in ("cosine", "step", "const"), f"unknown scheduler {self.sched!r}; choose cosine, step or const"),
+            (self.device in ("auto", "cpu") or self.device.startswith("cuda"), f"unknown device {self.device!r}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise DiffclsError(message)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DiffclsError(f"--device {name} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def default_augment(data_spec: str) -> str:
+    """Digits must not be flipped; photographs get RandomResizedCrop at ImageNet scale."""
+    kind = data_spec.partition(":")[0]
+    return {"mnist5k": "crop", "digits": "crop", "cifar10": "crop-flip", "folder": "rrc-flip"}.get(kind, "crop")
+
+
+class Trainer:
+    """One training run: data, model, optimiser, scheduler and checkpoint folder, built from a TrainConfig."""
+
+    def __init__(self, config: TrainConfig, progress: bool | None = None):
+        config.validate()
+        self.config = config
+        self.progress = progress
+        self.device = resolve_device(config.device)
+        self.out = prepare_output_dir(config.output)
+        self._build_data()
+        self._build_model()
+
+    # ------------------------------------------------------------------------------------------------ building
+
+    def _build_data(self) -> None:
+        c = self.config
+        self.source = source = load_source(c.data)
+        c.img_size = c.img_size or source.default_img_size
+        c.augment = c.augment or default_augment(c.data)
+        self.transform = TransformConfig(img_size=c.img_size, fit=c.fit, low_res=c.low_res)
+        train_split = source.train
+        if c.data_ratio < 1.0:
+            train_split = subset_split(train_split, data_ratio_indices(train_split.labels, c.data_ratio))
+        self.train_set = ImageDataset(train_split, ImageTransform(self.transform, c.augment))
+        self.val_set = ImageDataset(source.test, ImageTransform(self.transform))
+        self.steps_per_epoch = max(1, len(self.train_set) // c.batch_size if self._drop_last else
+                                   math.ceil(len(self.train_set) / c.batch_size))
+
+    @property
+    def _drop_last(self) -> bool:
+        # timm's Mixup mixes a batch with its flip and needs an even batch size.
+        return self.config.mixup > 0 or self.config.cutmix > 0
+
+    def _build_model(self) -> None:
+        c, k = self.config, self.source.num_classes
+        seed_everything(c.seed)
+        self.model = create_classifier(c.method, c.model, k).to(self.device)
+        self.objective = create_objective(c.method, k, c.smoothing,
+                                          **({"noise": c.noise, "sampling_eps": c.sampling_eps}
+                                             if c.method == "didicm" else {}))
+        lr = c.lr or DEFAULT_LR[c.opt] * c.batch_size / 256
+        self.optimizer = create_optimizer_v2(self.model, opt=c.opt, lr=lr, weight_decay=c.weight_decay)
+        self.scheduler, _ = create_scheduler_v2(self.optimizer, sched=c.sched, num_epochs=max(c.epochs, 1),
+                                                warmup_epochs=min(c.warmup_epochs, max(c.epochs - 1, 0)),
+                                                min_lr=c.min_lr, warmup_lr=lr * 0.01, step_on_epochs=False,
+                                                updates_per_epoch=self.steps_per_epoch)
+        self.ema = ModelEmaV3(self.model, decay=c.ema_decay) if c.ema_decay else None
+        self.mixup = (Mixup(mixup_alpha=c.mixup, cutmix_alpha=c.cutmix, label_smoothing=c.smoothing, num_classes=k)
+                      if self._drop_last else None)
+        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if c.amp and self.device.type == "cuda"
+                         else nullcontext())
+
+    # -------------------------------------------------------------------------------------------- checkpoints
+
+    def model_config(self) -> dict:
+        """The checkpoint's ``config.json``: what eval/predict need to rebuild the model and its transform."""
+        c = self.config
+        return {
+            "diffcls_version": diffcls.__version__,
+            "method": c.method,
+            "model": c.model,
+            "num_classes": self.source.num_classes,
+            "class_names": self.source.class_names,
+            "data": c.data,
+            "transform": self.transform.to_dict(),
+            "train": asdict(c),
+        }
+
+    def save(self, epoch: int, metrics: MetricsLog, row: dict) -> None:
+        """End-of-epoch checkpoint: state first, then exported weights and config, then the metrics row."""
+        rng = {"torch": torch.get_rng_state(), "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
+               "python": torch.tensor(random.getstate()[1], dtype=torch.int64)}
+        state = {
+            "epoch": epoch + 1,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng,
+        }
+        if self.ema is not None:
+            state["ema"] = self.ema.module.state_dict()
+        save_training_state(self.out / STATE_NAME, state)
+        export = self.ema.module if self.ema is not None else self.model
+        save_weights(self.out / WEIGHTS_NAME, export.state_dict(), metadata={"epoch": str(epoch + 1)})
+        write_json(self.out / CONFIG_NAME, self.model_config())
+        metrics.append(row)
+
+    def restore(self) -> int:
+        """Load the training state of an earlier run into this trainer; returns the epoch to start from."""
+        path = self.out / STATE_NAME
+        if not path.is_file():
+            raise DiffclsError(f"--resume: no {STATE_NAME} in {self.out} (nothing to resume)")
+        saved = (self.out / CONFIG_NAME)
+        if saved.is_file():
+            old = json.loads(saved.read_text()).get("train", {})
+            for key in ("data", "method", "model", "epochs", "batch_size", "seed", "data_ratio", "opt", "img_size"):
+                if key in old and old[key] != getattr(self.config, key):
+                    raise DiffclsError(f"--resume: {key} was {old[key]!r} in {self.out}, now {getattr(self.config, key)!r}")
+        state = load_training_state(path)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.ema is not None and "ema" in state:
+            self.ema.module.load_state_dict(state["ema"])
+        return int(state["epoch"])
+
+    # -------------------------------------------------------------------------------------------------- loops
+
+    def train_one_epoch(self, epoch: int) -> float:
+        c = self.config
+        seed_everything(c.seed * 100_003 + epoch)
+        loader = make_loader(self.train_set, c.batch_size, shuffle=True, workers=c.workers,
+                             seed=c.seed * 100_003 + epoch, drop_last=self._drop_last)
+        self.model.train()
+        total, count = 0.0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{c.epochs}", disable=None if self.progress is None
+                   else not self.progress, leave=False)
+        for step, (images, labels) in enumerate(bar):
+            images, labels = images.to(self.device), labels.to(self.device)
+            target = labels
+            if self.mixup is not None:
+                images, target = self.mixup(images, labels)
+            with self.autocast:
+                loss = self.objective(self.model, images, target)
+            if not torch.isfinite(loss):
+                raise DiffclsError(f"training diverged: loss is {loss.item()} at epoch {epoch + 1}, step {step}; "
+                                   f"try a lower --lr or --clip-grad")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if c.clip_grad:
+                nn.utils.clip_grad_norm_(self.model.parameters(), c.clip_grad)
+            self.optimizer.step()
+            num_updates = epoch * self.steps_per_epoch + step + 1
+            self.scheduler.step_update(num_updates)
+            if self.ema is not None:
+                self.ema.update(self.model, step=num_updates)
+            total += loss.item() * len(images)
+            count += len(images)
+            bar.set_postfix(loss=f"{total / count:.4f}")
+        return total / max(count, 1)
+
+    def validate(self) -> float:
+        c = self.config
+        model = self.ema.module if self.ema is not None else self.model
+        loader = make_loader(self.val_set, max(c.batch_size, 256), shuffle=False, workers=c.workers)
+        sampler = SamplerConfig(sampler=c.val_sampler, steps=c.val_steps)
+        probs, labels = predict_loader(model, c.method, loader, sampler, self.device, seed=c.seed, desc="validate",
+                                       progress=self.progress)
+        return topk_accuracy(probs, labels, 1)
+
+    def fit(self, resume: bool = False) -> dict:
+        """Train to ``config.epochs``; returns the last metrics row (empty if there was nothing to do)."""
+        c = self.config
+        start = self.restore() if resume else 0
+        metrics = MetricsLog(self.out / METRICS_NAME)
+        metrics.load(up_to_epoch=start + 1 if resume else 1)
+        row: dict = {}
+        for epoch in range(start, c.epochs):
+            tic = time.perf_counter()
+            loss = self.train_one_epoch(epoch)
+            val_top1 = self.validate()
+            row = {"epoch": epoch + 1, "train_loss": round(loss, 6), "lr": self.optimizer.param_groups[0]["lr"],
+                   "val_top1": round(val_top1, 6), "seconds": round(time.perf_counter() - tic, 2)}
+            self.save(epoch, metrics, row)
+            print(f"epoch {epoch + 1}/{c.epochs}  loss {loss:.4f}  val_top1 {val_top1:.4f}  "
+                  f"({row['seconds']:.1f} s)", file=sys.stderr, flush=True)
+        if c.epochs == 0 or start >= c.epochs:
+            if not (self.out / WEIGHTS_NAME).is_file():
+                save_weights(self.out / WEIGHTS_NAME, self.model.state_dict(), metadata={"epoch": "0"})
+                write_json(self.out / CONFIG_NAME, self.model_config())
+        return row
+
+
+def train(config: TrainConfig, resume: bool = False, progress: bool | None = None) -> dict:
+    """Train a classifier as configured; see :class:`Trainer`."""
+    return Trainer(config, progress=progress).fit(resume=resume)

@@ -1,0 +1,128 @@
+"""The command line: a train → eval → predict run read back, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from datafiles import write_image_folder
+from diffcls.cli import main
+from diffcls.data import load_source
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A standard didirn_small trained 2 epochs on digits at 16 px."""
+    out = tmp_path_factory.mktemp("run") / "std"
+    code = main(["train", "--data", "digits", "--method", "standard", "--model", "didirn_small", "--epochs", "2",
+                 "--img-size", "16", "--lr", "4e-3", "--output", str(out)])
+    assert code == 0
+    return out
+
+
+def test_train_writes_the_checkpoint_folder(trained):
+    assert {"config.json", "model.safetensors", "metrics.csv", "training_state.pt"} <= {p.name for p in trained.iterdir()}
+    lines = (trained / "metrics.csv").read_text().splitlines()
+    assert lines[0] == "epoch,train_loss,lr,val_top1,seconds" and len(lines) == 3
+
+
+def test_eval_results_and_probs_agree(trained, tmp_path, capsys):
+    results, probs_file = tmp_path / "r.json", tmp_path / "p.npy"
+    assert main(["eval", "--checkpoint", str(trained), "--data", "digits", "--results-file", str(results),
+                 "--save-probs", str(probs_file)]) == 0
+    r = json.loads(results.read_text())
+    for key in ("top1", "top5", "nll", "ece", "num_samples", "nfe_per_image", "seconds", "method", "sampler",
+                "corruption", "severity", "per_class_top1"):
+        assert key in r, key
+    probs = np.load(probs_file)
+    labels = load_source("digits").test.labels
+    assert probs.dtype == np.float32 and probs.shape == (len(labels), 10)
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    assert r["top1"] == pytest.approx(float((probs.argmax(1) == labels).mean()))
+    assert r["top1"] > 0.7 and 0 <= r["top5"] <= 1 and r["nfe_per_image"] == 1
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["top1"] == r["top1"]
+
+
+def test_predict_matches_eval_probabilities(trained, tmp_path, capsys):
+    test = load_source("digits").test
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"digit{i}.png"
+        Image.fromarray(test.images[i][..., 0]).save(p)
+        paths.append(str(p))
+    probs_file = tmp_path / "p.npy"
+    main(["eval", "--checkpoint", str(trained), "--data", "digits", "--results-file", str(tmp_path / "r.json"),
+          "--save-probs", str(probs_file), "--limit", "3"])
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(trained), "--top-k", "3", "--json", *paths]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    probs = np.load(probs_file)
+    for row, p in zip(rows, probs):
+        top = [x["index"] for x in row["predictions"]]
+        assert top == list(np.argsort(-p)[:3])
+        assert row["predictions"][0]["probability"] == pytest.approx(p.max(), abs=1e-5)
+    assert main(["predict", "--checkpoint", str(trained), paths[0]]) == 0
+    assert capsys.readouterr().out.startswith(paths[0] + ": ")
+
+
+def run_error(argv, capsys) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "Traceback" not in err
+    assert len(err.splitlines()) == 1 and err.startswith("diffcls: error:"), err
+    return err
+
+
+def test_error_cases_are_one_line(trained, tmp_path, capsys, npz_path):
+    out = str(tmp_path / "o")
+    train = ["train", "--method", "standard", "--model", "didirn_small", "--output", out, "--epochs", "1"]
+    assert "unknown data spec" in run_error([*train, "--data", "imagenet"], capsys)
+    assert "does not exist" in run_error([*train, "--data", "npz:/no/such.npz"], capsys)
+    assert "unknown model" in run_error(["train", "--data", "digits", "--method", "standard", "--model", "nonet",
+                                         "--output", out], capsys)
+    assert "--epochs must be >= 0" in run_error([*train, "--data", "digits", "--epochs", "-3"], capsys)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    assert "cannot create output folder" in run_error(
+        ["train", "--data", "digits", "--method", "standard", "--model", "didirn_small",
+         "--output", str(blocker / "sub")], capsys)
+    bad = np.load(npz_path)
+    arrays = dict(bad)
+    arrays["y_test"] = arrays["y_test"] + 10
+    np.savez(tmp_path / "labels.npz", **arrays)
+    assert "labels must lie in" in run_error([*train, "--data", f"npz:{tmp_path / 'labels.npz'}"], capsys)
+    folder = write_image_folder(tmp_path / "imgs")
+    (folder / "train" / "cat" / "0.png").write_bytes(b"not an image")
+    assert "cannot decode image" in run_error([*train, "--data", f"folder:{folder}", "--img-size", "16"], capsys)
+
+    evaluate = ["eval", "--data", "digits", "--results-file", str(tmp_path / "r.json")]
+    assert "not found" in run_error([*evaluate, "--checkpoint", str(tmp_path / "missing")], capsys)
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    torch.save({"w": torch.zeros(1)}, pickled / "model.pt")
+    assert "pickled weights are never loaded" in run_error([*evaluate, "--checkpoint", str(pickled)], capsys)
+    x = np.zeros((13, 8, 8), np.uint8)
+    np.savez(tmp_path / "k13.npz", x_train=x, y_train=np.arange(13), x_test=x, y_test=np.arange(13))
+    assert "has 13 classes but the checkpoint was trained on 10" in run_error(
+        ["eval", "--checkpoint", str(trained), "--data", f"npz:{tmp_path / 'k13.npz'}", "--results-file",
+         str(tmp_path / "r.json")], capsys)
+    assert "cannot create output folder" in run_error(
+        ["eval", "--checkpoint", str(trained), "--data", "digits", "--results-file", str(blocker / "r.json")], capsys)
+    assert "cannot decode image" in run_error(["predict", "--checkpoint", str(trained), str(blocker)], capsys)
+
+
+def test_argparse_rejects_unknown_method(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--data", "digits", "--method", "magic", "--model", "x", "--output", "o"])
+    assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_console_script_help():
+    out = subprocess.run([sys.executable, "-m", "diffcls.cli", "eval", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "--results-file" in out.stdout and "--sampler" in out.stdout

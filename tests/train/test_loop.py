@@ -1,0 +1,92 @@
+"""Training: a tiny run that learns, every option path, and resume ending with the same weights."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from diffcls.errors import DiffclsError
+from diffcls.train.checkpoint import STATE_NAME, WEIGHTS_NAME, load_training_state, load_weights
+from diffcls.train.loop import Trainer, TrainConfig
+
+
+def tiny_config(tmp_path, method="standard", **kw) -> TrainConfig:
+    base = dict(data="digits", method=method, model="didirn_small", output=str(tmp_path / method), epochs=2,
+                batch_size=64, img_size=16, data_ratio=0.2, val_sampler="cp", val_steps=2)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.mark.parametrize("method", ["standard", "didicm"])
+def test_resume_after_interruption_gives_identical_weights(tmp_path, monkeypatch, method):
+    straight = tiny_config(tmp_path / "a", method)
+    Trainer(straight, progress=False).fit()
+
+    interrupted = tiny_config(tmp_path / "b", method)
+    trainer = Trainer(interrupted, progress=False)
+    original = Trainer.train_one_epoch
+
+    def crash_in_second_epoch(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt  # killed mid-run, after epoch 1 was checkpointed
+        return original(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_one_epoch", crash_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    assert load_training_state(tmp_path / "b" / method / STATE_NAME)["epoch"] == 1
+    monkeypatch.setattr(Trainer, "train_one_epoch", original)
+    Trainer(tiny_config(tmp_path / "b", method), progress=False).fit(resume=True)
+
+    a = load_weights(tmp_path / "a" / method / WEIGHTS_NAME)
+    b = load_weights(tmp_path / "b" / method / WEIGHTS_NAME)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rows_a = (tmp_path / "a" / method / "metrics.csv").read_text().splitlines()
+    rows_b = (tmp_path / "b" / method / "metrics.csv").read_text().splitlines()
+    assert len(rows_b) == 3 and [r.split(",")[:4] for r in rows_a] == [r.split(",")[:4] for r in rows_b]
+
+
+def test_training_state_loads_weights_only_and_config_is_json(tmp_path):
+    cfg = tiny_config(tmp_path, epochs=1, ema_decay=0.9)
+    Trainer(cfg, progress=False).fit()
+    state = torch.load(tmp_path / "standard" / STATE_NAME, weights_only=True)
+    assert {"epoch", "model", "optimizer", "scheduler", "rng", "ema"} <= state.keys()
+    config = json.loads((tmp_path / "standard" / "config.json").read_text())
+    assert config["num_classes"] == 10 and config["transform"]["img_size"] == 16
+    # With EMA on, the exported weights are the EMA weights.
+    exported = load_weights(tmp_path / "standard" / WEIGHTS_NAME)
+    assert all(torch.equal(exported[k], state["ema"][k]) for k in exported)
+
+
+@pytest.mark.parametrize("method, options", [
+    ("standard", dict(mixup=0.2, cutmix=1.0, smoothing=0.1, opt="lamb", clip_grad=1.0)),
+    ("standard", dict(opt="sgd", sched="step", low_res=8)),
+    ("didicm", dict(mixup=0.2, smoothing=0.1, clip_grad=1.0)),
+    ("didicm", dict(smoothing=0.1, noise="geometric")),
+])
+def test_option_paths_train_without_error(tmp_path, method, options):
+    row = Trainer(tiny_config(tmp_path, method, epochs=1, **options), progress=False).fit()
+    assert row["epoch"] == 1 and row["train_loss"] > 0
+
+
+def test_standard_twin_learns_digits(tmp_path):
+    cfg = tiny_config(tmp_path, epochs=3, data_ratio=1.0, lr=4e-3)
+    row = Trainer(cfg, progress=False).fit()
+    assert row["val_top1"] > 0.8, row
+
+
+def test_bad_options(tmp_path):
+    with pytest.raises(DiffclsError, match="--epochs"):
+        Trainer(tiny_config(tmp_path, epochs=-1))
+    with pytest.raises(DiffclsError, match="needs a DiDiRN"):
+        Trainer(tiny_config(tmp_path, "didicm", model="resnet18"))
+    with pytest.raises(DiffclsError, match="unknown model"):
+        Trainer(tiny_config(tmp_path, model="no_such_net"))
+    Trainer(tiny_config(tmp_path, epochs=1), progress=False).fit()
+    with pytest.raises(DiffclsError, match="seed was 0"):
+        Trainer(tiny_config(tmp_path, epochs=1, seed=3), progress=False).fit(resume=True)
+    with pytest.raises(DiffclsError, match="nothing to resume"):
+        Trainer(tiny_config(tmp_path / "new", epochs=1), progress=False).fit(resume=True)
