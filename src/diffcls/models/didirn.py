@@ -106,7 +106,9 @@ class GroupNorm32(nn.GroupNorm):
 
     def forward(self, x: Tensor) -> Tensor:
         """Normalise ``x`` of shape [B, C, H, W]; returns the same shape and dtype."""
-        return super().forward(x.float()).to(x.dtype)
+        weight = self.weight.float() if self.weight is not None else None
+        bias = self.bias.float() if self.bias is not None else None
+        return nn.functional.group_norm(x.float(), self.num_groups, weight, bias, self.eps).to(x.dtype)
 
 
 class SigmaEmbedder(nn.Module):
@@ -122,14 +124,16 @@ class SigmaEmbedder(nn.Module):
         super().__init__()
         if freq_dim % 2:
             raise ValueError(f"freq_dim must be even, got {freq_dim}")
-        half = freq_dim // 2
-        freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
-        self.register_buffer("freqs", freqs, persistent=False)
+        self.freq_dim = freq_dim
+        self.max_period = max_period
         self.mlp = nn.Sequential(nn.Linear(freq_dim, out_channels), nn.SiLU(), nn.Linear(out_channels, out_channels))
 
     def sinusoid(self, sigma: Tensor) -> Tensor:
         """[B] noise levels -> [B, freq_dim] features ``[cos(sigma f), sin(sigma f)]`` (fp32)."""
-        args = sigma.float()[:, None] * self.freqs.to(sigma.device)[None]
+        half = self.freq_dim // 2
+        k = torch.arange(half, dtype=torch.float32, device=sigma.device)
+        freqs = torch.exp(-math.log(self.max_period) * k / half)  # f_k = max_period^(-k/half), always fp32
+        args = sigma.float()[:, None] * freqs[None]
         return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
     def forward(self, sigma: Tensor) -> Tensor:
@@ -413,7 +417,7 @@ _SMALL_GEOMETRY: dict[str, Any] = dict(
 # timm create_model() / train.py kwargs with no meaning here (values of None are pruned by timm).
 _IGNORED_KWARGS = frozenset(
     {"pretrained_cfg", "pretrained_cfg_overlay", "cache_dir", "scriptable", "exportable", "no_jit",
-     "bn_momentum", "bn_eps", "pretrained_strict", "output_stride"}
+     "bn_momentum", "bn_eps", "pretrained_strict"}
 )
 _MODEL_ARGS = frozenset(inspect.signature(DiDiRN.__init__).parameters) - {"self"}
 
