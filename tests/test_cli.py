@@ -38,7 +38,7 @@ def test_eval_results_and_probs_agree(trained, tmp_path, capsys):
                  "--save-probs", str(probs_file)]) == 0
     r = json.loads(results.read_text())
     for key in ("top1", "top5", "nll", "ece", "num_samples", "nfe_per_image", "seconds", "method", "sampler",
-                "corruption", "severity", "per_class_top1"):
+                "steps", "corruption", "severity", "per_class_top1"):
         assert key in r, key
     probs = np.load(probs_file)
     labels = load_source("digits").test.labels

@@ -65,7 +65,7 @@ def evaluate_classifier(cfg: EvalConfig, progress: bool | None = None) -> tuple[
                                    progress=progress)
     seconds = time.perf_counter() - tic
     results = {
-        **{k: v for k, v in classification_metrics(probs, labels).items()},
+        **classification_metrics(probs, labels),
         "nfe_per_image": cfg.sampler.nfe(method),
         "seconds": round(seconds, 3),
         "images_per_second": round(len(labels) / max(seconds, 1e-9), 2),

@@ -35,7 +35,7 @@ class SamplerConfig:
 
     def to_dict(self, method: str) -> dict:
         d = asdict(self)
-        return d if method == "didicm" else {"sampler": "softmax"}
+        return d if method == "didicm" else {"sampler": "softmax", "steps": None, "chains": None}
 
 
 def bind_image(model: nn.Module, images: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
