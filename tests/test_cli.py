@@ -126,3 +126,25 @@ def test_argparse_rejects_unknown_method(capsys):
 def test_console_script_help():
     out = subprocess.run([sys.executable, "-m", "diffcls.cli", "eval", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--results-file" in out.stdout and "--sampler" in out.stdout
+
+
+def test_eval_under_a_corruption_reads_back(trained, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    base = ["eval", "--checkpoint", str(trained), "--data", "digits", "--corruption-cache", str(cache)]
+    clean, noisy = tmp_path / "clean.json", tmp_path / "noisy.json"
+    assert main([*base, "--results-file", str(clean)]) == 0
+    assert main([*base, "--corruption", "impulse_noise", "--severity", "5", "--results-file", str(noisy)]) == 0
+    r = json.loads(noisy.read_text())
+    assert (r["corruption"], r["severity"], r["corruption_set"]) == ("impulse_noise", 5, "cifar")  # 8 px digits
+    assert r["top1"] < json.loads(clean.read_text())["top1"]
+    assert len(list(cache.rglob("*.npy"))) == 1  # the corrupted test set is cached for the next run
+    assert "unknown corruption" in run_error([*base, "--corruption", "rain", "--severity", "2",
+                                              "--results-file", str(noisy)], capsys)
+    assert "1..5" in run_error([*base, "--corruption", "fog", "--severity", "6", "--results-file", str(noisy)], capsys)
+    assert "--severity" in run_error([*base, "--corruption", "fog", "--results-file", str(noisy)], capsys)
+    assert "--corruption" in run_error([*base, "--severity", "2", "--results-file", str(noisy)], capsys)
+
+
+def test_bench_help_lists_the_presets():
+    out = subprocess.run([sys.executable, "-m", "diffcls.cli", "bench", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "quick" in out.stdout and "full" in out.stdout and "resume" in out.stdout

@@ -43,3 +43,18 @@ def test_ece_of_a_calibrated_predictor_is_small():
     labels = torch.where(correct, 0, 1)
     probs = torch.stack([conf, 1 - conf], 1)
     assert expected_calibration_error(probs, labels) < 0.02
+
+
+def test_reliability_bins_pool_to_the_torchmetrics_ece():
+    from diffcls.eval.metrics import ece_from_bins, reliability_bins
+
+    gen = torch.Generator().manual_seed(0)
+    probs = torch.softmax(3 * torch.randn(500, 7, generator=gen), dim=1)
+    labels = torch.randint(0, 7, (500,), generator=gen)
+    bins = reliability_bins(probs, labels)
+    assert sum(bins["count"]) == 500 and len(bins["count"]) == 15
+    assert abs(ece_from_bins(bins) - expected_calibration_error(probs, labels)) < 1e-5
+    # Bins of two halves add up to the bins of the whole.
+    a, b = reliability_bins(probs[:200], labels[:200]), reliability_bins(probs[200:], labels[200:])
+    pooled = {k: [x + y for x, y in zip(a[k], b[k])] for k in a}
+    assert abs(ece_from_bins(pooled) - ece_from_bins(bins)) < 1e-5

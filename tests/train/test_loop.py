@@ -90,3 +90,15 @@ def test_bad_options(tmp_path):
         Trainer(tiny_config(tmp_path, epochs=1, seed=3), progress=False).fit(resume=True)
     with pytest.raises(DiffclsError, match="nothing to resume"):
         Trainer(tiny_config(tmp_path / "new", epochs=1), progress=False).fit(resume=True)
+
+
+def test_equal_steps_tiles_the_subset_to_the_full_length(tmp_path):
+    full = Trainer(tiny_config(tmp_path / "full", data_ratio=1.0, epochs=0), progress=False)
+    plain = Trainer(tiny_config(tmp_path / "plain", data_ratio=0.2, epochs=0), progress=False)
+    equal = Trainer(tiny_config(tmp_path / "equal", data_ratio=0.2, epochs=0, equal_steps=True), progress=False)
+    n_full = len(full.train_set)
+    assert len(plain.train_set) < n_full // 4
+    assert len(equal.train_set) == n_full and equal.steps_per_epoch == full.steps_per_epoch
+    # Still only the subset's images: each kept image appears about 1 / 0.2 = 5 times.
+    kept = {img.tobytes() for img in plain.train_set.split.images}
+    assert {img.tobytes() for img in equal.train_set.split.images} == kept

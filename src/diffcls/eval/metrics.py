@@ -33,6 +33,29 @@ def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins
                                         norm="l1").item()
 
 
+def reliability_bins(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = ECE_BINS) -> dict[str, list]:
+    """Per confidence bin ``(i/n, (i+1)/n]``: image count, summed confidence and summed correctness.
+
+    Sums rather than means, so bins of several evaluations (seeds, corruptions) pool by addition; the ECE of
+    pooled bins is ``Σ |correct_b − confidence_b| / N``. Returns lists of length ``n_bins``.
+    """
+    confidence, predicted = probs.float().max(dim=1)
+    correct = (predicted == labels).float()
+    index = (confidence * n_bins).ceil().long().clamp(1, n_bins) - 1
+    count = torch.bincount(index, minlength=n_bins)
+    conf_sum = torch.zeros(n_bins).index_add_(0, index, confidence)
+    correct_sum = torch.zeros(n_bins).index_add_(0, index, correct)
+    return {"count": count.tolist(), "confidence": [round(v, 6) for v in conf_sum.tolist()],
+            "correct": correct_sum.tolist()}
+
+
+def ece_from_bins(bins: dict[str, list]) -> float:
+    """L1 ECE of (possibly pooled) :func:`reliability_bins`."""
+    total = sum(bins["count"])
+    gaps = (abs(a - c) for a, c in zip(bins["correct"], bins["confidence"]))
+    return sum(gaps) / max(total, 1)
+
+
 def per_class_accuracy(probs: torch.Tensor, labels: torch.Tensor) -> list[float | None]:
     """Top-1 accuracy of each class; ``None`` for classes absent from ``labels``."""
     k = probs.shape[1]

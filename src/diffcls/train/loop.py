@@ -63,6 +63,7 @@ class TrainConfig:
     ema_decay: float | None = None
     amp: bool = False
     data_ratio: float = 1.0
+    equal_steps: bool = False
     img_size: int | None = None
     fit: str = "auto"
     low_res: int | None = None
@@ -141,7 +142,12 @@ class Trainer:
         self.transform = TransformConfig(img_size=c.img_size, fit=c.fit, low_res=c.low_res)
         train_split = source.train
         if c.data_ratio < 1.0:
-            train_split = subset_split(train_split, data_ratio_indices(train_split.labels, c.data_ratio))
+            keep = data_ratio_indices(train_split.labels, c.data_ratio)
+            if c.equal_steps:
+                # Tile the subset to the full split's length: every data fraction gets the same number of
+                # optimisation steps (the same budget), and only the variety of images shrinks.
+                keep = np.resize(keep, len(train_split))
+            train_split = subset_split(train_split, keep)
         self.train_set = ImageDataset(train_split, ImageTransform(self.transform, c.augment))
         self.val_set = ImageDataset(source.test, ImageTransform(self.transform))
         self.steps_per_epoch = max(1, len(self.train_set) // c.batch_size if self._drop_last else
@@ -214,7 +220,8 @@ class Trainer:
         saved = (self.out / CONFIG_NAME)
         if saved.is_file():
             old = json.loads(saved.read_text()).get("train", {})
-            for key in ("data", "method", "model", "epochs", "batch_size", "seed", "data_ratio", "opt", "img_size"):
+            for key in ("data", "method", "model", "epochs", "batch_size", "seed", "data_ratio", "equal_steps", "opt",
+                        "img_size"):
                 if key in old and old[key] != getattr(self.config, key):
                     raise DiffclsError(f"--resume: {key} was {old[key]!r} in {self.out}, now {getattr(self.config, key)!r}")
         state = load_training_state(path)

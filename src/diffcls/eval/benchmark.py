@@ -1,0 +1,477 @@
+"""``diffcls bench``: DiDiCM against its standard twin and a plain ResNet under uncertainty.
+
+The benchmark trains three contenders with one recipe, one budget and the same seeds:
+
+* ``standard`` — DiDiRN's *standard twin*: the same network without the label/noise conditioning, cross-entropy;
+* ``plain``    — the paper's kind of baseline: a plain ResNet of the same widths (BatchNorm only);
+* ``didicm``   — DiDiCM on the DiDiRN backbone, read out by the CP sampler and by the one-pass readout;
+
+so ``didicm − standard`` is what the diffusion adds and ``standard − plain`` what DiDiRN's architecture adds.
+It then evaluates a grid of conditions, one row per (contender, sampler, training seed, condition):
+clean test data; corruptions × severities; low-resolution views; each data fraction (a separate set of trainings,
+tiled to the full split's length so every fraction gets the same number of optimisation steps); and DiDiCM's NFE
+sweep (CP Euler and analytic over steps, CL chains × steps, one-pass) on clean data and one hard condition.
+
+Output folder::
+
+    models/<contender>-r<ratio>-s<seed>/   checkpoints: reused when complete, resumed when interrupted
+    rows.jsonl                             one line per finished row: the resume log
+    results.csv, results.json              all rows (written atomically)
+    trajectories.json                      CP class-probability trajectories of a few easy and hard images
+    report.md, plots/*.png                 see :mod:`diffcls.eval.report`
+    cache/                                 corrupted test sets
+
+A killed benchmark restarted with the same command keeps its finished rows and trained checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from diffcls.data import Split, TransformConfig, load_source
+from diffcls.data.corruptions import CORRUPTION_FAMILIES, CORRUPTION_NAMES, check_corruption
+from diffcls.didicm import cp_sample
+from diffcls.errors import DiffclsError
+from diffcls.eval.evaluate import corrupt_split, evaluate_model, select_split
+from diffcls.eval.metrics import reliability_bins
+from diffcls.eval.predict import SamplerConfig, bind_image
+from diffcls.models.factory import load_classifier
+from diffcls.train.checkpoint import METRICS_NAME, STATE_NAME, WEIGHTS_NAME, atomic_write, prepare_output_dir, write_json
+from diffcls.train.loop import TrainConfig, resolve_device, train
+
+
+TRAJECTORY_POOL = 512  # test images among which the trajectory figure picks its easy and hard examples
+
+
+@dataclass(frozen=True)
+class Contender:
+    """A model in the comparison: its key, display label, training method and backbone."""
+
+    key: str
+    label: str
+    method: str
+    model: str
+
+
+CONTENDERS = (
+    Contender("standard", "standard twin", "standard", "didirn_small"),
+    Contender("plain", "plain ResNet", "standard", "resnet_small"),
+    Contender("didicm", "DiDiCM", "didicm", "didirn_small"),
+)
+
+
+@dataclass
+class BenchPreset:
+    """What a benchmark trains and evaluates. ``epochs`` is the budget of every contender at every data fraction."""
+
+    name: str
+    epochs: int
+    seeds: tuple[int, ...] = (0, 1, 2)
+    data_ratios: tuple[float, ...] = (0.5, 0.25, 0.1, 0.05)
+    corruptions: tuple[str, ...] = CORRUPTION_NAMES
+    severities: tuple[int, ...] = (1, 2, 3, 4, 5)
+    low_res: tuple[int, ...] = (16, 12, 8)
+    grid_seeds: int = 3  # training seeds whose models meet the corruption and low-resolution grids
+    cp_steps: tuple[int, ...] = (1, 2, 4, 8, 16)
+    cl_runs: tuple[tuple[int, int], ...] = ((10, 4), (10, 8), (10, 16))  # (chains, steps)
+    hard_condition: tuple[str, int] | None = ("gaussian_noise", 5)  # a second NFE sweep, on hard inputs
+    grid_sampler: SamplerConfig = field(default_factory=lambda: SamplerConfig("cp", steps=8, cp_update="euler"))
+    batch_size: int = 128
+    lr: float | None = None  # None: the training default (AdamW 2e-3 × batch / 256)
+    warmup_epochs: int = 1
+    eval_limit: int | None = None  # evaluate only the first N test images (tests, huge test sets)
+    trajectory_images: int = 3  # easy and hard images each in the CP trajectory figure
+
+    def seeds_for_ratio(self, ratio: float) -> tuple[int, ...]:
+        """All seeds for the full data and the smallest fraction; the first seed for the fractions between."""
+        smallest = min(self.data_ratios, default=1.0)
+        return self.seeds if ratio in (1.0, smallest) else self.seeds[:1]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["grid_sampler"] = asdict(self.grid_sampler)
+        return d
+
+
+PRESETS = {
+    # `make demo`: both trainings (and the plain ResNet) plus one corruption per family; ~10 min on 2 CPU cores.
+    "quick": BenchPreset(name="quick", epochs=15, seeds=(0,), data_ratios=(), grid_seeds=1,
+                         corruptions=("gaussian_noise", "defocus_blur", "fog", "contrast"), severities=(1, 3, 5),
+                         low_res=(16, 8), cp_steps=(1, 2, 4, 8), cl_runs=((10, 8),)),
+    # The whole grid: 3 seeds at full data and at 5%, 19 corruptions × 5 severities; ~2 h on 2 CPU cores.
+    "full": BenchPreset(name="full", epochs=20),
+}
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One test condition. ``kind``: clean, corruption, low_res or data_ratio (clean test, fewer training images)."""
+
+    kind: str
+    corruption: str | None = None
+    severity: int = 0
+    low_res: int | None = None
+    data_ratio: float = 1.0
+
+    @property
+    def label(self) -> str:
+        if self.kind == "corruption":
+            return f"{self.corruption}/{self.severity}"
+        if self.kind == "low_res":
+            return f"low_res/{self.low_res}"
+        if self.kind == "data_ratio":
+            return f"data_ratio/{self.data_ratio:g}"
+        return "clean"
+
+    def fields(self) -> dict:
+        return {"condition": self.label, "kind": self.kind, "corruption": self.corruption,
+                "family": CORRUPTION_FAMILIES.get(self.corruption) if self.corruption else None,
+                "severity": self.severity, "low_res": self.low_res, "data_ratio": self.data_ratio}
+
+
+@dataclass(frozen=True)
+class Task:
+    """One row to compute: a trained model (contender, data ratio, seed) under a condition and a sampler."""
+
+    contender: Contender
+    ratio: float
+    seed: int
+    condition: Condition
+    sampler: SamplerConfig | None  # None: softmax of a standard classifier
+
+    @property
+    def key(self) -> str:
+        s = self.sampler
+        readout = "softmax" if s is None else (f"{s.sampler}-{s.cp_update}-{s.steps}" if s.sampler == "cp" else
+                                               f"cl-{s.chains}x{s.steps}" if s.sampler == "cl" else s.sampler)
+        return f"{self.contender.key}|r{self.ratio:g}|s{self.seed}|{self.condition.label}|{readout}"
+
+
+def sampler_label(sampler: SamplerConfig | None) -> str:
+    """Short display name of a readout: ``softmax``, ``CP-8``, ``CP-8 analytic``, ``CL 10×8``, ``one-pass``."""
+    if sampler is None:
+        return "softmax"
+    if sampler.sampler == "cp":
+        return f"CP-{sampler.steps}" + (" analytic" if sampler.cp_update == "analytic" else "")
+    if sampler.sampler == "cl":
+        return f"CL {sampler.chains}×{sampler.steps}"
+    return "one-pass"
+
+
+class RowLog:
+    """Append-only JSONL of finished rows; a line cut short by a kill is ignored (and rewritten) on restart."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.rows: dict[str, dict] = {}
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                self.rows[row["key"]] = row
+            # Rewrite without the torn line so appends start on a fresh line.
+            atomic_write(path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in self.rows.values()).encode()))
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.rows
+
+    def append(self, row: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.rows[row["key"]] = row
+
+
+class Benchmark:
+    """Trains the contenders and evaluates the grid of a preset into an output folder (resumable)."""
+
+    def __init__(self, preset: BenchPreset, data: str, output: str | Path, device: str = "auto",
+                 workers: int = 2, progress: bool | None = None, command: str | None = None):
+        self.preset = preset
+        self.command = command
+        self.data = data
+        self.device = str(resolve_device(device))
+        self.workers = workers
+        self.progress = progress
+        self.out = prepare_output_dir(output)
+        self._check_preset()
+        self.source = load_source(data)
+        self.rows = RowLog(self.out / "rows.jsonl")
+        self._models: dict[Path, tuple[nn.Module, dict]] = {}
+        self._started = time.perf_counter()
+
+    def _check_preset(self) -> None:
+        p = self.preset
+        for name in p.corruptions:
+            check_corruption(name, 1)
+        if p.hard_condition:
+            check_corruption(*p.hard_condition)
+        if any(not 0 < r < 1 for r in p.data_ratios):
+            raise DiffclsError(f"data fractions must lie in (0, 1), got {p.data_ratios}")
+        manifest = self.out / "bench.json"
+        if manifest.is_file():
+            old = json.loads(manifest.read_text())
+            if (old.get("preset"), old.get("data")) != (_jsonable(p.to_dict()), self.data):
+                raise DiffclsError(f"{self.out} holds a benchmark of another preset or data set "
+                                   f"({old.get('preset', {}).get('name')} on {old.get('data')}); "
+                                   f"choose another --output")
+
+    # ------------------------------------------------------------------------------------------------ training
+
+    def model_dir(self, contender: Contender, ratio: float, seed: int) -> Path:
+        return self.out / "models" / f"{contender.key}-r{ratio:g}-s{seed}"
+
+    def training_jobs(self) -> list[tuple[Contender, float, int]]:
+        p = self.preset
+        return [(c, r, s) for r in (1.0, *p.data_ratios) for s in p.seeds_for_ratio(r) for c in CONTENDERS]
+
+    def train_all(self) -> None:
+        jobs = self.training_jobs()
+        for i, (contender, ratio, seed) in enumerate(jobs, 1):
+            folder = self.model_dir(contender, ratio, seed)
+            if _finished_epochs(folder) >= self.preset.epochs and (folder / WEIGHTS_NAME).is_file():
+                continue
+            self.log(f"[train {i}/{len(jobs)}] {contender.label} ({contender.model}), data {ratio:.0%}, seed {seed}")
+            config = TrainConfig(data=self.data, method=contender.method, model=contender.model, output=str(folder),
+                                 epochs=self.preset.epochs, batch_size=self.preset.batch_size, lr=self.preset.lr,
+                                 warmup_epochs=self.preset.warmup_epochs, data_ratio=ratio, equal_steps=True,
+                                 seed=seed, device=self.device)
+            train(config, resume=(folder / STATE_NAME).is_file(), progress=self.progress)
+            self.save_clock()
+
+    # ---------------------------------------------------------------------------------------------- evaluation
+
+    def tasks(self) -> list[Task]:
+        """Every row of the grid, condition-major so that each corrupted test set is built once."""
+        p = self.preset
+        full_seeds = p.seeds_for_ratio(1.0)
+        grid_seeds = full_seeds[:p.grid_seeds]
+        tasks: list[Task] = []
+
+        def add(condition: Condition, ratio: float, seeds, samplers_for=None) -> None:
+            for seed in seeds:
+                for contender in CONTENDERS:
+                    for sampler in (samplers_for or self.grid_samplers)(contender):
+                        tasks.append(Task(contender, ratio, seed, condition, sampler))
+
+        add(Condition("clean"), 1.0, full_seeds)
+        for ratio in p.data_ratios:
+            add(Condition("data_ratio", data_ratio=ratio), ratio, p.seeds_for_ratio(ratio))
+        for res in p.low_res:
+            add(Condition("low_res", low_res=res), 1.0, grid_seeds)
+        for name in p.corruptions:
+            for severity in p.severities:
+                add(Condition("corruption", corruption=name, severity=severity), 1.0, grid_seeds)
+        sweep_conditions = [Condition("clean")]
+        if p.hard_condition:
+            sweep_conditions.append(Condition("corruption", corruption=p.hard_condition[0],
+                                              severity=p.hard_condition[1]))
+        for condition in sweep_conditions:
+            add(condition, 1.0, full_seeds, self.sweep_samplers)
+        unique = {t.key: t for t in tasks}  # the sweep repeats the grid sampler and one-pass
+        return list(unique.values())
+
+    def grid_samplers(self, contender: Contender) -> list[SamplerConfig | None]:
+        if contender.method != "didicm":
+            return [None]
+        return [self.preset.grid_sampler, SamplerConfig("onepass")]
+
+    def sweep_samplers(self, contender: Contender) -> list[SamplerConfig | None]:
+        if contender.method != "didicm":
+            return [None]
+        p = self.preset
+        samplers = [SamplerConfig("cp", steps=k, cp_update=u) for u in ("euler", "analytic") for k in p.cp_steps]
+        samplers += [SamplerConfig("cl", steps=k, chains=n) for n, k in p.cl_runs]
+        return samplers + [SamplerConfig("onepass")]
+
+    def evaluate_all(self) -> None:
+        tasks = self.tasks()
+        todo = [t for t in tasks if t.key not in self.rows]
+        done = len(tasks) - len(todo)
+        if done:
+            self.log(f"resuming: {done} of {len(tasks)} rows already in {self.rows.path}")
+        split_cache: tuple[Condition | None, Split | None] = (None, None)
+        for i, task in enumerate(todo, done + 1):
+            condition = task.condition
+            if split_cache[0] != condition:
+                split_cache = (condition, self.test_split(condition))
+            row = self.evaluate(task, split_cache[1])
+            self.rows.append(row)
+            self.save_clock()
+            self.log(f"[{i}/{len(tasks)} {_clock(time.perf_counter() - self._started)}] {condition.label:<22} "
+                     f"{task.contender.label} {sampler_label(task.sampler)}, seed {task.seed}: "
+                     f"top-1 {row['top1']:.3f} ({row['seconds']:.1f} s)")
+
+    def test_split(self, condition: Condition) -> Split:
+        split = select_split(self.source, "test", self.preset.eval_limit)
+        if condition.kind == "corruption":
+            split, _ = corrupt_split(split, self.source, condition.corruption, condition.severity,
+                                     cache_dir=self.out / "cache", workers=self.workers, progress=self.progress)
+        return split
+
+    def load(self, contender: Contender, ratio: float, seed: int) -> tuple[nn.Module, dict]:
+        folder = self.model_dir(contender, ratio, seed)
+        if folder not in self._models:
+            self._models[folder] = load_classifier(str(folder), self.device)
+        return self._models[folder]
+
+    def evaluate(self, task: Task, split: Split) -> dict:
+        model, mconfig = self.load(task.contender, task.ratio, task.seed)
+        transform = TransformConfig.from_dict(mconfig["transform"])
+        transform.low_res = task.condition.low_res
+        sampler = task.sampler or SamplerConfig()
+        metrics, probs = evaluate_model(model, mconfig["method"], split, transform, sampler, device=self.device,
+                                        seed=0, batch_size=256, progress=self.progress)
+        labels = torch.as_tensor(split.labels)
+        c = task.contender
+        return {
+            "key": task.key, "contender": c.key, "label": c.label, "method": c.method, "model": c.model,
+            "readout": sampler_label(task.sampler),
+            "sampler": "softmax" if task.sampler is None else sampler.sampler,
+            "cp_update": sampler.cp_update if task.sampler is not None and sampler.sampler == "cp" else None,
+            "steps": sampler.steps if task.sampler is not None and sampler.sampler != "onepass" else None,
+            "chains": sampler.chains if task.sampler is not None and sampler.sampler == "cl" else None,
+            "nfe": metrics["nfe_per_image"], "seed": task.seed, **task.condition.fields(),
+            **{k: round(metrics[k], 6) for k in ("top1", "top5", "nll", "ece")},
+            "seconds": metrics["seconds"], "num_samples": metrics["num_samples"],
+            "reliability": reliability_bins(probs, labels),
+        }
+
+    # ------------------------------------------------------------------------------------------- trajectories
+
+    def record_trajectories(self) -> dict:
+        """CP (Euler) trajectories of p over the steps for the most and least confident clean test images."""
+        path = self.out / "trajectories.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        p = self.preset
+        steps = max(p.cp_steps)
+        seed = p.seeds[0]
+        model, mconfig = self.load(CONTENDERS[2], 1.0, seed)
+        split = select_split(self.source, "test", min(p.eval_limit or TRAJECTORY_POOL, TRAJECTORY_POOL))
+        images = _transformed(split, TransformConfig.from_dict(mconfig["transform"])).to(self.device)
+        trajectory: list[torch.Tensor] = []
+        generator = torch.Generator(device=self.device).manual_seed(0)
+        with torch.inference_mode():
+            cp_sample(bind_image(model, images), len(images), model.num_classes, steps, generator=generator,
+                      trajectory=trajectory)
+        traj = torch.stack(trajectory, dim=1)  # [N, steps + 1, K]
+        final = traj[:, -1]
+        confidence = final.max(dim=1).values
+        labels = torch.as_tensor(split.labels)
+        correct = final.argmax(dim=1) == labels
+        order = confidence.argsort()
+        n = p.trajectory_images
+        easy = [int(i) for i in order.flip(0) if correct[i]][:n]
+        hard = [int(i) for i in order][:n]
+        raw = split.images
+        result = {"steps": steps, "seed": seed, "class_names": mconfig["class_names"],
+                  "images": [{"index": i, "kind": kind, "label": int(labels[i]),
+                              "probs": [[round(v, 5) for v in row] for row in traj[i].tolist()],
+                              "pixels": _thumbnail(raw[i]) if isinstance(raw, np.ndarray) else None}
+                             for kind, idx in (("easy", easy), ("hard", hard)) for i in idx]}
+        write_json(path, result)
+        return result
+
+    # ---------------------------------------------------------------------------------------------------- all
+
+    def run(self) -> dict:
+        """Train, evaluate, record trajectories; write results, report and plots. Returns the output paths."""
+        from diffcls.eval.report import summary_table, write_report
+
+        old = json.loads((self.out / "bench.json").read_text()) if (self.out / "bench.json").is_file() else {}
+        self._manifest = {**old, "preset": _jsonable(self.preset.to_dict()), "data": self.data,
+                          "device": self.device, "command": old.get("command") or self.command}
+        self._seconds_before = old.get("seconds", 0.0)
+        self.save_clock()
+        self.train_all()
+        self.evaluate_all()
+        trajectories = self.record_trajectories()
+        rows = list(self.rows.rows.values())
+        self.write_results(rows)
+        seconds = self.save_clock()
+        paths = write_report(rows, trajectories, self.out, self.preset, self.data, self.training_curves(), seconds,
+                             self._manifest["command"])
+        print(summary_table(rows))
+        return paths
+
+    def save_clock(self) -> float:
+        """Record the time spent so far (summed over resumed parts) in ``bench.json``; returns it."""
+        seconds = self._seconds_before + time.perf_counter() - self._started
+        write_json(self.out / "bench.json", {**self._manifest, "seconds": round(seconds, 1)})
+        return seconds
+
+    def training_curves(self) -> dict[str, list[dict]]:
+        """metrics.csv of every full-data model, by folder name: the report's budget figure."""
+        curves = {}
+        for contender, ratio, seed in self.training_jobs():
+            path = self.model_dir(contender, ratio, seed) / METRICS_NAME
+            if ratio == 1.0 and path.is_file():
+                lines = path.read_text().splitlines()
+                header = lines[0].split(",")
+                curves[path.parent.name] = [dict(zip(header, map(float, line.split(",")))) for line in lines[1:]]
+        return curves
+
+    def write_results(self, rows: list[dict]) -> None:
+        write_json(self.out / "results.json", rows)
+        columns = [k for k in rows[0] if k not in ("reliability", "key")] if rows else []
+        lines = [",".join(columns)] + [",".join("" if r.get(k) is None else str(r[k]) for k in columns) for r in rows]
+        atomic_write(self.out / "results.csv", lambda f: f.write(("\n".join(lines) + "\n").encode()))
+
+    def log(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _jsonable(value):
+    """The value as it reads back from JSON (tuples become lists), for comparing with a stored manifest."""
+    return json.loads(json.dumps(value))
+
+
+def _finished_epochs(folder: Path) -> int:
+    path = folder / METRICS_NAME
+    if not path.is_file():
+        return 0
+    lines = path.read_text().strip().splitlines()
+    return int(float(lines[-1].split(",")[0])) if len(lines) > 1 else 0
+
+
+def _thumbnail(image: np.ndarray) -> list:
+    """``uint8[H, W, C]`` as nested lists for JSON: ``[H][W]`` for grayscale, ``[H][W][3]`` for colour."""
+    return (image[..., 0] if image.shape[-1] == 1 else image).tolist()
+
+
+def _transformed(split: Split, transform: TransformConfig) -> torch.Tensor:
+    from diffcls.data import ImageDataset, ImageTransform
+
+    dataset = ImageDataset(split, ImageTransform(transform))
+    return torch.stack([dataset[i][0] for i in range(len(dataset))])
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
+
+def run_benchmark(preset: str | BenchPreset, data: str | None, output: str | Path, device: str = "auto",
+                  workers: int = 2, progress: bool | None = None, command: str | None = None) -> dict:
+    """Run (or resume) a benchmark preset on a data spec (default: mnist5k); see the module docstring.
+
+    Returns ``{"report": Path, "plots": [Path, ...]}``; prints the summary table.
+    """
+    if isinstance(preset, str):
+        if preset not in PRESETS:
+            raise DiffclsError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+        preset = PRESETS[preset]
+    return Benchmark(preset, data or "mnist5k", output, device, workers, progress, command).run()

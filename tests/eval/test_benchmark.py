@@ -1,0 +1,118 @@
+"""A tiny ``diffcls bench`` run read back: rows, tables, plots, resume after a kill, and its errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from diffcls.cli import main
+from diffcls.eval.benchmark import Benchmark, BenchPreset, Condition, CONTENDERS
+from diffcls.eval.predict import SamplerConfig
+
+TINY = BenchPreset(name="tiny", epochs=2, lr=4e-3, warmup_epochs=0, seeds=(0,), data_ratios=(0.5,), corruptions=("gaussian_noise", "contrast"),
+                   severities=(2, 5), low_res=(6,), grid_seeds=1, cp_steps=(1, 2), cl_runs=((3, 2),),
+                   hard_condition=("contrast", 5), batch_size=16, trajectory_images=2,
+                   grid_sampler=SamplerConfig("cp", steps=2))
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    """The tiny preset on the 4-class 12-px blobs, run once for the module."""
+    from datafiles import write_npz
+
+    root = tmp_path_factory.mktemp("bench")
+    data = f"npz:{write_npz(root / 'blobs.npz')}"
+    benchmark = Benchmark(TINY, data, root / "out", device="cpu", workers=0, progress=False)
+    paths = benchmark.run()
+    return benchmark, paths
+
+
+def expected_row_count() -> int:
+    # Per condition and seed: twin 1, plain 1, DiDiCM 2 (grid sampler + one-pass) = 4 rows.
+    grid_conditions = 1 + 1 + 1 + 2 * 2  # clean, 50 % data, 6 px, 2 corruptions × 2 severities
+    sweep_extra = (2 * 2 + 1) - 1  # CP euler/analytic × 2 steps + CL, minus the CP-2 euler already in the grid
+    return 4 * grid_conditions + sweep_extra * 2  # the sweep runs on clean and on contrast/5
+
+
+def test_bench_writes_every_row_once(bench):
+    benchmark, _ = bench
+    rows = json.loads((benchmark.out / "results.json").read_text())
+    assert len(rows) == len({r["key"] for r in rows}) == expected_row_count()
+    with open(benchmark.out / "results.csv") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == len(rows)
+    for column in ("contender", "sampler", "steps", "nfe", "condition", "top1", "top5", "nll", "ece", "seconds"):
+        assert column in table[0]
+    # NFE is exact for each readout; accuracies are fractions; reliability bins count every test image.
+    for r in rows:
+        assert 0.0 <= r["top1"] <= r["top5"] <= 1.0
+        assert sum(r["reliability"]["count"]) == r["num_samples"] == 20
+        expected_nfe = {"softmax": 1, "onepass": 1, "cp": r["steps"], "cl": (r["chains"] or 0) * (r["steps"] or 0)}
+        assert r["nfe"] == expected_nfe[r["sampler"]]
+    corrupted = [r for r in rows if r["kind"] == "corruption"]
+    assert {r["family"] for r in corrupted} == {"noise", "digital"}
+
+
+def test_bench_models_learn_the_blobs(bench):
+    benchmark, _ = bench
+    rows = json.loads((benchmark.out / "results.json").read_text())
+    clean = {(r["contender"], r["readout"]): r["top1"] for r in rows if r["kind"] == "clean"}
+    # Two epochs on 80 easy images: the twin must beat chance (0.25) clearly; the report compares real models.
+    assert clean[("standard", "softmax")] > 0.5
+
+
+def test_bench_report_and_plots(bench):
+    benchmark, paths = bench
+    report = paths["report"].read_text()
+    for section in ("## Clean test set", "## Corruptions by family", "## Scarce training data", "## Low resolution",
+                    "## NFE sweep on `clean`", "## NFE sweep on `contrast/5`", "Δ DiDiCM − twin", "## Calibration"):
+        assert section in report, section
+    names = {p.name for p in paths["plots"]}
+    assert names == {"accuracy_vs_severity.png", "gain_vs_difficulty.png", "accuracy_vs_nfe.png",
+                     "cp_trajectories.png", "reliability.png", "training_curves.png"}
+    for p in paths["plots"]:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+    trajectories = json.loads((benchmark.out / "trajectories.json").read_text())
+    first = trajectories["images"][0]
+    assert len(first["probs"]) == max(TINY.cp_steps) + 1
+    assert first["probs"][0] == pytest.approx([0.25] * 4)  # CP starts from the uniform distribution
+    assert {im["kind"] for im in trajectories["images"]} == {"easy", "hard"}
+
+
+def test_bench_resumes_after_a_kill(bench, capsys):
+    benchmark, _ = bench
+    log = benchmark.out / "rows.jsonl"
+    lines = log.read_text().splitlines()
+    # A kill in the middle of writing: the last three rows are lost and a torn line remains.
+    log.write_text("\n".join(lines[:-3]) + "\n" + lines[-3][: len(lines[-3]) // 2])
+    weights = {c.key: benchmark.model_dir(c, 1.0, 0) / "model.safetensors" for c in CONTENDERS}
+    stamps = {k: p.stat().st_mtime_ns for k, p in weights.items()}
+    again = Benchmark(TINY, benchmark.data, benchmark.out, device="cpu", workers=0, progress=False)
+    again.run()
+    err = capsys.readouterr().err
+    assert f"resuming: {len(lines) - 3} of {len(lines)} rows" in err
+    assert "[train" not in err  # trained checkpoints are reused
+    assert {k: p.stat().st_mtime_ns for k, p in weights.items()} == stamps
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(rows) == len({r["key"] for r in rows}) == len(lines)
+
+
+def test_bench_refuses_another_preset_in_the_same_folder(bench, capsys):
+    benchmark, _ = bench
+    code = main(["bench", "--preset", "quick", "--data", benchmark.data, "--output", str(benchmark.out)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "another preset" in err and "Traceback" not in err
+
+
+def test_bench_bad_data_is_one_line(tmp_path, capsys):
+    assert main(["bench", "--data", "nope", "--output", str(tmp_path / "b")]) == 2
+    assert capsys.readouterr().err.startswith("diffcls: error: unknown data spec")
+
+
+def test_condition_labels_are_distinct():
+    conditions = [Condition("clean"), Condition("low_res", low_res=8), Condition("data_ratio", data_ratio=0.05),
+                  Condition("corruption", corruption="fog", severity=3)]
+    assert [c.label for c in conditions] == ["clean", "low_res/8", "data_ratio/0.05", "fog/3"]

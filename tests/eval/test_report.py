@@ -1,0 +1,54 @@
+"""Report statistics on hand-made rows: per-seed means, paired gains and the seed-spread rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from diffcls.eval.report import Series, condition_groups, gain, mean_std, per_seed, summary_table
+
+TWIN = Series("standard", "softmax", "standard twin")
+DIDICM = Series("didicm", "CP-8", "DiDiCM CP-8")
+
+
+def row(contender, readout, seed, top1, kind="clean", **kw):
+    base = {"contender": contender, "readout": readout, "seed": seed, "top1": top1, "kind": kind,
+            "condition": kw.pop("condition", kind), "corruption": None, "family": None, "severity": 0,
+            "data_ratio": 1.0, "low_res": None, "sampler": "softmax" if readout == "softmax" else "cp",
+            "cp_update": None if readout == "softmax" else "euler"}
+    return {**base, **kw}
+
+
+def rows_for(twin_acc, didicm_acc, **kw):
+    return ([row("standard", "softmax", s, a, **kw) for s, a in enumerate(twin_acc)]
+            + [row("didicm", "CP-8", s, a, **kw) for s, a in enumerate(didicm_acc)])
+
+
+def test_gain_is_paired_by_seed_and_flags_the_spread():
+    rows = rows_for([0.90, 0.91, 0.92], [0.95, 0.97, 0.96])
+    stat, beyond = gain(rows, TWIN, DIDICM, lambda r: True)
+    assert stat[0] == pytest.approx(0.05) and stat[2] == 3 and beyond == "yes"
+    overlapping = rows_for([0.90, 0.95, 0.92], [0.93, 0.91, 0.96])
+    assert gain(overlapping, TWIN, DIDICM, lambda r: True)[1] == "no"
+    assert gain(rows_for([0.9], [0.95]), TWIN, DIDICM, lambda r: True)[1] == "n/a"
+
+
+def test_cells_average_conditions_within_a_seed_before_across_seeds():
+    rows = [row("standard", "softmax", 0, 0.8, kind="corruption", corruption="fog", family="weather", severity=3),
+            row("standard", "softmax", 0, 0.6, kind="corruption", corruption="snow", family="weather", severity=3),
+            row("standard", "softmax", 1, 0.9, kind="corruption", corruption="fog", family="weather", severity=3),
+            row("standard", "softmax", 1, 0.5, kind="corruption", corruption="snow", family="weather", severity=3)]
+    seeds = per_seed(rows, TWIN, lambda r: r["severity"] == 3)
+    assert seeds == pytest.approx({0: 0.7, 1: 0.7})
+    assert mean_std(seeds.values())[:2] == pytest.approx((0.7, 0.0))
+    labels = [label for label, _ in condition_groups(rows)["family"]]
+    assert labels == ["weather, severity 3", "weather, mean"]
+
+
+def test_summary_table_lists_conditions_with_the_gain():
+    rows = rows_for([0.9, 0.9], [0.95, 0.96]) + rows_for([0.5, 0.6], [0.7, 0.8], kind="low_res", low_res=8,
+                                                          condition="low_res/8")
+    text = summary_table(rows)
+    lines = text.splitlines()
+    assert "Δ DiDiCM − twin" in lines[0]
+    assert lines[1].startswith("clean") and "+0.055 ± 0.007" in lines[1]
+    assert lines[2].startswith("low res 8 px") and "+0.200 ± 0.000" in lines[2] and "yes" in lines[2]
