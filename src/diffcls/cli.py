@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from diffcls.errors import DiffclsError
@@ -21,6 +22,7 @@ EPILOG_TRAIN = """examples:
   diffcls train --data mnist5k --method standard --model didirn_small --output runs/std --epochs 8
   diffcls train --data mnist5k --method didicm --model didirn_small --output runs/didicm --epochs 15
   diffcls train --data cifar10:/data/cifar-10-batches-py --method standard --model resnet18 --output runs/r18
+  diffcls train --data mnist5k --method ddpm --model unet_small --output runs/ddpm --epochs 30
   diffcls train ... --resume        (continue an interrupted run in the same --output folder)
 """
 
@@ -29,6 +31,12 @@ EPILOG_EVAL = """examples:
   diffcls eval --checkpoint runs/didicm --data mnist5k --sampler cp --steps 8 --results-file cp8.json
   diffcls eval --checkpoint runs/didicm --data mnist5k --sampler cl --steps 8 --chains 10 --results-file cl.json
   diffcls eval --checkpoint runs/std --data mnist5k --corruption fog --severity 3 --results-file fog3.json
+
+Diffusion Classifier (a model trained with --method ddpm, or a diffusers folder):
+  diffcls eval --checkpoint runs/ddpm --data mnist5k --split train --limit 200 --fit-temperature --results-file t.json
+  diffcls eval --checkpoint runs/ddpm --data mnist5k --schedule cifar10 --results-file dc.json
+  diffcls eval --pretrained models/ddpm-pipeline --method diffusion-classifier --data mnist5k \
+               --n-samples 20,100 --to-keep 3,1 --loss l1 --results-file dc.json
 """
 
 
@@ -78,10 +86,12 @@ def _add_train_parser(sub) -> None:
                        description="Train a classifier and write OUTPUT/config.json, model.safetensors, metrics.csv "
                                    "and a resumable training_state.pt.")
     p.add_argument("--data", required=True, help=DATA_HELP)
-    p.add_argument("--method", required=True, choices=["standard", "didicm"],
+    p.add_argument("--method", required=True, choices=["standard", "didicm", "ddpm"],
                    help="standard: cross-entropy classifier (any timm model; a didirn* name builds its twin); "
-                        "didicm: discrete label diffusion on a DiDiRN backbone")
-    p.add_argument("--model", required=True, help="timm model name, e.g. didirn_small, resnet_small, resnet18")
+                        "didicm: discrete label diffusion on a DiDiRN backbone; ddpm: a class-conditional noise "
+                        "predictor for the Diffusion Classifier, saved as a diffusers DDPMPipeline folder")
+    p.add_argument("--model", required=True, help="timm model name, e.g. didirn_small, resnet_small, resnet18; "
+                                                  "for ddpm: unet_tiny, unet_small or unet_base")
     p.add_argument("--output", required=True, help="checkpoint folder to write")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=10)
@@ -116,7 +126,13 @@ def _add_train_parser(sub) -> None:
     g.add_argument("--sampling-eps", type=float, default=1e-5, help="t ~ U(eps, 1) during training")
     g.add_argument("--val-sampler", choices=["cp", "cl", "onepass"], default="cp",
                    help="sampler for the per-epoch validation accuracy")
-    g.add_argument("--val-steps", type=int, default=8)
+    g.add_argument("--val-steps", type=int, default=8,
+                   help="steps of the validation sampler; for ddpm, timesteps of the validation classifier")
+    g = p.add_argument_group("ddpm (Diffusion Classifier models)")
+    g.add_argument("--label-dropout", type=float, default=0.0,
+                   help="train with the label replaced by a null class with this probability (default: 0)")
+    g.add_argument("--val-images", type=int, default=200,
+                   help="validate on the first N test images (default: 200)")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
@@ -129,7 +145,12 @@ def _add_eval_parser(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Evaluate a trained classifier: top-1, top-5, NLL, ECE (15 bins), per-class "
                                    "accuracy, NFE per image and seconds, written to --results-file as JSON.")
-    p.add_argument("--checkpoint", required=True, help="folder written by diffcls train")
+    p.add_argument("--checkpoint", default=None, help="folder written by diffcls train")
+    p.add_argument("--pretrained", default=None, metavar="DIR",
+                   help="a diffusers pipeline folder (DDPMPipeline with a class-conditional UNet); read locally")
+    p.add_argument("--method", choices=["auto", "diffusion-classifier"], default="auto",
+                   help="auto: the checkpoint's own method (a ddpm checkpoint or --pretrained folder is scored by "
+                        "the Diffusion Classifier)")
     p.add_argument("--data", required=True, help=DATA_HELP)
     p.add_argument("--split", choices=["train", "test"], default="test")
     p.add_argument("--results-file", required=True, help="JSON file to write")
@@ -143,7 +164,28 @@ def _add_eval_parser(sub) -> None:
                    help="data-loading worker processes (corruptions use at least one process)")
     _add_corruption_flags(p)
     _add_sampler_flags(p)
+    _add_diffusion_classifier_flags(p)
     p.set_defaults(func=cmd_eval)
+
+
+def _add_diffusion_classifier_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Diffusion Classifier (ddpm checkpoints, --pretrained folders)")
+    g.add_argument("--schedule", default=None, metavar="NAME",
+                   help="the paper's elimination schedules: cifar10 (default), stl10, pets, food101, aircraft, "
+                        "flowers102, imagenet, objectnet; or flat-N (every class on N timesteps)")
+    g.add_argument("--n-samples", default=None, metavar="N1,N2,..",
+                   help="timesteps scored per surviving class after each stage, e.g. 50,500")
+    g.add_argument("--to-keep", default=None, metavar="K1,K2,..", help="classes kept after each stage, e.g. 5,1")
+    g.add_argument("--loss", choices=["l2", "l1", "huber"], default="l2", help="per-pixel error (default: l2)")
+    g.add_argument("--temperature", type=float, default=None,
+                   help="lambda of softmax(-lambda * error) (default: the model's calibration.json, else 1)")
+    g.add_argument("--fit-temperature", action="store_true",
+                   help="fit lambda by NLL on the evaluated images and store it in the model folder; use "
+                        "held-out images (e.g. --split test --limit 200, then evaluate with --start 200)")
+    g.add_argument("--start", type=int, default=0, help="first image index of the split (default: 0)")
+    g.add_argument("--per-image", default=None, metavar="FILE",
+                   help="JSONL of per-image outcomes, appended as images finish; a rerun resumes from it "
+                        "(default: the results file with .images.jsonl)")
 
 
 def _add_corruption_flags(p: argparse.ArgumentParser) -> None:
@@ -219,6 +261,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from diffcls.train.loop import resolve_device
 
     check_output_paths(args.results_file, args.save_probs)
+    if _uses_diffusion_classifier(args):
+        return _eval_diffusion_classifier(args)
+    if args.start:
+        raise DiffclsError("--start applies to the Diffusion Classifier; use --limit for classifiers")
     cfg = EvalConfig(checkpoint=args.checkpoint, data=args.data, split=args.split, sampler=_sampler_config(args),
                      batch_size=args.batch_size, low_res=args.low_res, limit=args.limit, seed=args.seed,
                      device=str(resolve_device(args.device)), workers=args.workers, corruption=args.corruption,
@@ -227,6 +273,39 @@ def cmd_eval(args: argparse.Namespace) -> int:
     write_results(results, probs, args.results_file, args.save_probs)
     summary = {k: results[k] for k in ("top1", "top5", "nll", "ece", "num_samples", "nfe_per_image", "seconds")}
     print(json.dumps(summary))
+    return 0
+
+
+def _uses_diffusion_classifier(args: argparse.Namespace) -> bool:
+    from diffcls.train.checkpoint import read_checkpoint_config
+
+    if args.pretrained or args.method == "diffusion-classifier":
+        return True
+    if not args.checkpoint:
+        raise DiffclsError("give --checkpoint DIR (a diffcls training folder) or --pretrained DIR (diffusers)")
+    return read_checkpoint_config(args.checkpoint)["method"] == "ddpm"
+
+
+def _eval_diffusion_classifier(args: argparse.Namespace) -> int:
+    from diffcls.eval.diffusion_classifier import DCEvalConfig, evaluate_diffusion_classifier
+    from diffcls.eval.evaluate import write_results
+    from diffcls.generative import parse_schedule
+    from diffcls.train.loop import resolve_device
+
+    if args.schedule and args.n_samples:
+        raise DiffclsError("give either --schedule or --n-samples/--to-keep, not both")
+    schedule = parse_schedule(args.n_samples, args.to_keep, preset=None if args.n_samples else args.schedule or "cifar10")
+    cfg = DCEvalConfig(data=args.data, checkpoint=args.checkpoint, pretrained=args.pretrained, split=args.split,
+                       schedule=schedule, loss=args.loss, batch_size=args.batch_size, start=args.start,
+                       limit=args.limit, seed=args.seed, device=str(resolve_device(args.device)), low_res=args.low_res,
+                       corruption=args.corruption, severity=args.severity, corruption_set=args.corruption_set,
+                       cache_dir=args.corruption_cache, temperature=args.temperature,
+                       fit_temperature=args.fit_temperature)
+    per_image = args.per_image or str(Path(args.results_file).with_suffix(".images.jsonl"))
+    results, probs = evaluate_diffusion_classifier(cfg, per_image)
+    write_results(results, probs, args.results_file, args.save_probs)
+    print(json.dumps({k: results[k] for k in ("top1", "top5", "nll", "ece", "num_samples", "nfe_per_image",
+                                              "seconds_per_image", "temperature")}))
     return 0
 
 

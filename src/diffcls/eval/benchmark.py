@@ -45,7 +45,8 @@ from diffcls.eval.evaluate import corrupt_split, evaluate_model, select_split
 from diffcls.eval.metrics import reliability_bins
 from diffcls.eval.predict import SamplerConfig, bind_image
 from diffcls.models.factory import load_classifier
-from diffcls.train.checkpoint import METRICS_NAME, STATE_NAME, WEIGHTS_NAME, atomic_write, prepare_output_dir, write_json
+from diffcls.train.checkpoint import (METRICS_NAME, STATE_NAME, WEIGHTS_NAME, JsonlLog, atomic_write, prepare_output_dir,
+                                      write_json)
 from diffcls.train.loop import TrainConfig, resolve_device, train
 
 
@@ -167,33 +168,6 @@ def sampler_label(sampler: SamplerConfig | None) -> str:
     return "one-pass"
 
 
-class RowLog:
-    """Append-only JSONL of finished rows; a line cut short by a kill is ignored (and rewritten) on restart."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.rows: dict[str, dict] = {}
-        if path.is_file():
-            for line in path.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                self.rows[row["key"]] = row
-            # Rewrite without the torn line so appends start on a fresh line.
-            atomic_write(path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in self.rows.values()).encode()))
-
-    def __contains__(self, key: str) -> bool:
-        return key in self.rows
-
-    def append(self, row: dict) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        self.rows[row["key"]] = row
-
-
 class Benchmark:
     """Trains the contenders and evaluates the grid of a preset into an output folder (resumable)."""
 
@@ -208,7 +182,7 @@ class Benchmark:
         self.out = prepare_output_dir(output)
         self._check_preset()
         self.source = load_source(data)
-        self.rows = RowLog(self.out / "rows.jsonl")
+        self.rows = JsonlLog(self.out / "rows.jsonl")
         self._models: dict[Path, tuple[nn.Module, dict]] = {}
         self._started = time.perf_counter()
 

@@ -33,7 +33,7 @@ from diffcls.errors import DiffclsError
 
 from .scoring import EpsFn, Loss, noise_prediction_errors, timestep_grid
 
-__all__ = ["Schedule", "SCHEDULES", "parse_schedule", "nested_order", "DCResult", "classify"]
+__all__ = ["Schedule", "SCHEDULES", "parse_schedule", "nested_order", "DCResult", "stagewise_probabilities", "classify"]
 
 
 @dataclass(frozen=True)
@@ -144,21 +144,34 @@ class DCResult:
         """float32[B, K]: each class's mean error over the timesteps it was scored on."""
         return self.errors.nanmean(-1)
 
+    def stage_means(self) -> Tensor:
+        """float32[B, S, K]: mean error of each class over stage s's n_s timesteps; NaN if it was not alive at s."""
+        return torch.stack([self.errors[:, :, torch.as_tensor(self.order[:n], device=self.errors.device)].mean(-1)
+                            for n in self.schedule.n_samples], 1)
+
     def probabilities(self, temperature: float = 1.0) -> Tensor:
         """float32[B, K], stage by stage (module docstring) with logits -temperature * mean error."""
-        probs = torch.zeros(self.errors.shape[:2], dtype=torch.float64, device=self.errors.device)
-        share = torch.ones(len(probs), 1, dtype=torch.float64, device=probs.device)
-        alive = torch.ones_like(probs, dtype=torch.bool)
-        for s, n in enumerate(self.schedule.n_samples):
-            shared = self.errors[:, :, torch.as_tensor(self.order[:n], device=probs.device)].double().mean(-1)
-            logits = (-temperature * shared).masked_fill(~alive, float("-inf"))
-            p = share * logits.softmax(-1)
-            survives = ~self.errors[:, :, int(self.order[n])].isnan() if s + 1 < len(self.schedule.n_samples) \
-                else torch.zeros_like(alive)
-            probs = torch.where(alive & ~survives, p, probs)
-            share = (p * survives).sum(-1, keepdim=True)
-            alive = survives
-        return probs.float()
+        return stagewise_probabilities(self.stage_means(), temperature).float()
+
+
+def stagewise_probabilities(stage_means: Tensor, temperature: float | Tensor = 1.0) -> Tensor:
+    """Class probabilities float64[B, K] from the stage means float[B, S, K] of successive elimination.
+
+    At stage s the classes alive (finite means) share the mass left to them by softmax(-temperature * mean); the
+    classes that do not reach stage s + 1 keep their part. ``temperature`` may be a tensor that requires grad.
+    """
+    means = stage_means.double()
+    num_stages = means.shape[1]
+    probs = torch.zeros_like(means[:, 0])
+    share = torch.ones_like(probs[:, :1])
+    for s in range(num_stages):
+        alive = ~means[:, s].isnan()
+        logits = (-temperature * means[:, s].nan_to_num(0.0)).masked_fill(~alive, float("-inf"))
+        p = share * logits.softmax(-1)
+        survives = ~means[:, s + 1].isnan() if s + 1 < num_stages else torch.zeros_like(alive)
+        probs = torch.where(alive & ~survives, p, probs)
+        share = (p * survives).sum(-1, keepdim=True)
+    return probs
 
 
 def classify(

@@ -107,7 +107,8 @@ def read_checkpoint_config(checkpoint_dir: str | Path) -> dict:
     d = Path(checkpoint_dir)
     if not d.is_dir():
         raise DiffclsError(f"checkpoint folder not found: {checkpoint_dir}")
-    if not (d / WEIGHTS_NAME).is_file():
+    # A ddpm checkpoint keeps its weights in the diffusers layout (unet/), as a DDPMPipeline folder.
+    if not (d / WEIGHTS_NAME).is_file() and not (d / "unet" / "diffusion_pytorch_model.safetensors").is_file():
         pickles = sorted(p.name for p in d.iterdir() if p.suffix in (".pt", ".pth", ".bin", ".ckpt", ".tar"))
         hint = f" (found {pickles}; pickled weights are never loaded, only {WEIGHTS_NAME})" if pickles else ""
         raise DiffclsError(f"{checkpoint_dir} holds no {WEIGHTS_NAME}{hint}")
@@ -142,3 +143,34 @@ class MetricsLog:
         writer.writeheader()
         writer.writerows(self.rows)
         atomic_write_text(self.path, out.getvalue())
+
+
+class JsonlLog:
+    """Append-only JSONL of finished rows, keyed by ``row["key"]``, fsynced per row, so a killed run loses at most
+    the row in flight. A line cut short by a kill is ignored (and dropped from the file) on restart."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.rows: dict[str, dict] = {}
+        if self.path.is_file():
+            for line in self.path.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                self.rows[row["key"]] = row
+            # Rewrite without the torn line so appends start on a fresh line.
+            atomic_write(self.path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in self.rows.values()).encode()))
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.rows
+
+    def append(self, row: dict) -> None:
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise DiffclsError(f"cannot append to {self.path}: {e.strerror or e}") from None
+        self.rows[row["key"]] = row

@@ -1,4 +1,5 @@
-"""Supervised training of a classifier (standard or DiDiCM) from a data spec to a checkpoint folder.
+"""Supervised training from a data spec to a checkpoint folder: a classifier (standard or DiDiCM) or a
+class-conditional noise predictor for the Diffusion Classifier (ddpm, saved as a diffusers DDPMPipeline folder).
 
 Reproducibility: every epoch reseeds Python, numpy and torch from (seed, epoch) and shuffles with its own
 generator, so epoch e is the same computation whether the run started at epoch 0 or resumed at e. Checkpoints
@@ -31,7 +32,9 @@ from diffcls.data import ImageDataset, ImageTransform, TransformConfig, data_rat
 from diffcls.errors import DiffclsError
 from diffcls.eval.metrics import topk_accuracy
 from diffcls.eval.predict import SamplerConfig, predict_loader
+from diffcls.generative import classify, parse_schedule
 from diffcls.models.factory import create_classifier
+from diffcls.models.noise_predictors import create_noise_predictor, create_scheduler, save_pipeline
 from diffcls.train.checkpoint import (CONFIG_NAME, METRICS_NAME, STATE_NAME, WEIGHTS_NAME, MetricsLog,
                                       load_training_state, prepare_output_dir, save_training_state, save_weights,
                                       write_json)
@@ -75,6 +78,8 @@ class TrainConfig:
     sampling_eps: float = 1e-5
     val_sampler: str = "cp"
     val_steps: int = 8
+    label_dropout: float = 0.0
+    val_images: int = 200  # ddpm: validation classifies only the first N test images (a Diffusion Classifier is slow)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -94,6 +99,10 @@ class TrainConfig:
             (self.opt in DEFAULT_LR, f"unknown optimiser {self.opt!r}; choose from {', '.join(DEFAULT_LR)}"),
             (self.sched in ("cosine", "step", "const"), f"unknown scheduler {self.sched!r}; choose cosine, step or const"),
             (self.device in ("auto", "cpu") or self.device.startswith("cuda"), f"unknown device {self.device!r}"),
+            (0.0 <= self.label_dropout < 1.0, f"--label-dropout must lie in [0, 1), got {self.label_dropout}"),
+            (self.method != "ddpm" or not (self.smoothing or self.mixup or self.cutmix),
+             "--method ddpm trains on hard labels: drop --smoothing, --mixup and --cutmix"),
+            (self.val_steps >= 1, f"--val-steps must be >= 1, got {self.val_steps}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -161,10 +170,16 @@ class Trainer:
     def _build_model(self) -> None:
         c, k = self.config, self.source.num_classes
         seed_everything(c.seed)
-        self.model = create_classifier(c.method, c.model, k).to(self.device)
-        self.objective = create_objective(c.method, k, c.smoothing,
-                                          **({"noise": c.noise, "sampling_eps": c.sampling_eps}
-                                             if c.method == "didicm" else {}))
+        if c.method == "ddpm":
+            self.noise_scheduler = create_scheduler()
+            self.model = create_noise_predictor(c.model, k, c.img_size).to(self.device)
+            self.objective = create_objective("ddpm", k, alphas_cumprod=self.noise_scheduler.alphas_cumprod,
+                                              label_dropout=c.label_dropout)
+        else:
+            self.model = create_classifier(c.method, c.model, k).to(self.device)
+            self.objective = create_objective(c.method, k, c.smoothing,
+                                              **({"noise": c.noise, "sampling_eps": c.sampling_eps}
+                                                 if c.method == "didicm" else {}))
         lr = c.lr or DEFAULT_LR[c.opt] * c.batch_size / 256
         self.optimizer = create_optimizer_v2(self.model, opt=c.opt, lr=lr, weight_decay=c.weight_decay)
         self.scheduler, _ = create_scheduler_v2(self.optimizer, sched=c.sched, num_epochs=max(c.epochs, 1),
@@ -207,10 +222,17 @@ class Trainer:
         if self.ema is not None:
             state["ema"] = self.ema.module.state_dict()
         save_training_state(self.out / STATE_NAME, state)
-        export = self.ema.module if self.ema is not None else self.model
-        save_weights(self.out / WEIGHTS_NAME, export.state_dict(), metadata={"epoch": str(epoch + 1)})
-        write_json(self.out / CONFIG_NAME, self.model_config())
+        self.export(epoch + 1)
         metrics.append(row)
+
+    def export(self, epoch: int) -> None:
+        """The weights to evaluate (EMA when on) and config.json; a ddpm model as a DDPMPipeline folder."""
+        model = self.ema.module if self.ema is not None else self.model
+        if self.config.method == "ddpm":
+            save_pipeline(model, self.noise_scheduler, self.out)
+        else:
+            save_weights(self.out / WEIGHTS_NAME, model.state_dict(), metadata={"epoch": str(epoch)})
+        write_json(self.out / CONFIG_NAME, self.model_config())
 
     def restore(self) -> int:
         """Load the training state of an earlier run into this trainer; returns the epoch to start from."""
@@ -270,11 +292,31 @@ class Trainer:
     def validate(self) -> float:
         c = self.config
         model = self.ema.module if self.ema is not None else self.model
+        if c.method == "ddpm":
+            return self.validate_diffusion_classifier(model)
         loader = make_loader(self.val_set, max(c.batch_size, 256), shuffle=False, workers=c.workers)
         sampler = SamplerConfig(sampler=c.val_sampler, steps=c.val_steps)
         probs, labels = predict_loader(model, c.method, loader, sampler, self.device, seed=c.seed, desc="validate",
                                        progress=self.progress)
         return topk_accuracy(probs, labels, 1)
+
+    @torch.no_grad()
+    def validate_diffusion_classifier(self, model: nn.Module) -> float:
+        """Top-1 of a flat Diffusion Classifier (``val_steps`` timesteps, one seeded noise bank) on the first
+        ``val_images`` test images."""
+        c = self.config
+        model.eval()
+        count = min(c.val_images, len(self.val_set))
+        images, labels = zip(*(self.val_set[i] for i in range(count)))
+        x0, labels = torch.stack(images).to(self.device), torch.as_tensor(labels)
+        noise = torch.randn(c.val_steps, *x0.shape[1:], generator=torch.Generator().manual_seed(c.seed))
+        correct = 0
+        for start in range(0, count, 32):
+            result = classify(model, x0[start:start + 32], self.source.num_classes,
+                              self.noise_scheduler.alphas_cumprod, parse_schedule(str(c.val_steps)),
+                              noise.to(self.device), batch_size=max(c.batch_size, 256))
+            correct += (result.prediction.cpu() == labels[start:start + 32]).sum().item()
+        return correct / max(count, 1)
 
     def fit(self, resume: bool = False) -> dict:
         """Train to ``config.epochs``; returns the last metrics row (empty if there was nothing to do)."""
@@ -293,9 +335,8 @@ class Trainer:
             print(f"epoch {epoch + 1}/{c.epochs}  loss {loss:.4f}  val_top1 {val_top1:.4f}  "
                   f"({row['seconds']:.1f} s)", file=sys.stderr, flush=True)
         if c.epochs == 0 or start >= c.epochs:
-            if not (self.out / WEIGHTS_NAME).is_file():
-                save_weights(self.out / WEIGHTS_NAME, self.model.state_dict(), metadata={"epoch": "0"})
-                write_json(self.out / CONFIG_NAME, self.model_config())
+            if not (self.out / CONFIG_NAME).is_file():
+                self.export(0)
         return row
 
 

@@ -1,5 +1,7 @@
 """Training objectives: one small class per method, each mapping (model, images, targets) to a scalar loss.
 
+``ddpm`` trains a class-conditional noise predictor (the Diffusion Classifier's model) with DDPM's simple loss.
+
 Targets are ``int64[B]`` hard labels, or ``float[B, K]`` soft targets when mixup/cutmix or label smoothing
 produce them. DiDiCM picks the closed-form denoising score entropy for hard targets and the exact-ratio score
 entropy for soft ones (inside :func:`diffcls.didicm.didicm_loss`).
@@ -53,9 +55,33 @@ class DiDiCMObjective:
         return didicm_loss(score_fn, target, self.num_classes, self.noise, sampling_eps=self.sampling_eps)
 
 
+class DDPMObjective:
+    """DDPM's simple loss ||eps - eps_theta(x_t, t, y)||^2, t ~ U{0..T-1}; labels dropped to the null class
+    (index K) with probability ``label_dropout``."""
+
+    def __init__(self, num_classes: int, alphas_cumprod: torch.Tensor, label_dropout: float = 0.0):
+        self.num_classes = num_classes
+        self.alphas_cumprod = alphas_cumprod.float()
+        self.label_dropout = label_dropout
+
+    def __call__(self, model: nn.Module, images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if target.ndim != 1:
+            raise ValueError("ddpm trains on hard labels (no mixup, cutmix or label smoothing)")
+        abar = self.alphas_cumprod.to(images.device)
+        t = torch.randint(len(abar), (len(images),), device=images.device)
+        noise = torch.randn_like(images)
+        a = abar[t].view(-1, 1, 1, 1)
+        x_t = a.sqrt() * images + (1 - a).sqrt() * noise
+        drop = torch.rand(len(images), device=images.device) < self.label_dropout
+        labels = torch.where(drop, self.num_classes, target)
+        return F.mse_loss(model(x_t, t, labels).float(), noise)
+
+
 def create_objective(method: str, num_classes: int, smoothing: float = 0.0, **kwargs):
     if method == "standard":
         return StandardObjective(num_classes, smoothing)
     if method == "didicm":
         return DiDiCMObjective(num_classes, smoothing, **kwargs)
+    if method == "ddpm":
+        return DDPMObjective(num_classes, **kwargs)
     raise ValueError(f"no objective for method {method!r}")

@@ -1,0 +1,222 @@
+"""``diffcls eval`` for the Diffusion Classifier: a noise predictor, a data spec and a schedule in; results out.
+
+Each image's outcome (label, prediction, per-stage mean errors) is appended to a JSONL file as soon as its batch is
+done, so a killed evaluation resumes without redoing or duplicating images; the metrics are computed from that
+file at the end. Probabilities are ``stagewise_probabilities(stage means, lambda)`` with lambda, the temperature,
+fitted by NLL (``fit_temperature``) and stored in the model folder's ``calibration.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from diffcls.data import ImageDataset, ImageTransform, TransformConfig, load_source
+from diffcls.errors import DiffclsError
+from diffcls.eval.evaluate import corrupt_split, select_split
+from diffcls.eval.metrics import classification_metrics
+from diffcls.generative import EpsFn, Schedule, classify, parse_schedule
+from diffcls.generative.adaptive import stagewise_probabilities
+from diffcls.generative.calibration import fit_temperature
+from diffcls.models.noise_predictors import load_pipeline_unet
+from diffcls.train.checkpoint import JsonlLog, read_checkpoint_config, write_json
+
+CALIBRATION_NAME = "calibration.json"
+IMAGES_PER_BATCH = 16  # images classified together; their rows are chunked into --batch-size network calls
+
+
+@dataclass
+class NoiseModel:
+    """A class-conditional noise predictor ready to score: ``eps_fn`` on ``x0 = encode(images)``."""
+
+    eps_fn: EpsFn
+    alphas_cumprod: torch.Tensor
+    transform: TransformConfig
+    folder: Path
+    kind: str  # "checkpoint" (trained by diffcls) or the diffusers pipeline class
+    num_class_embeds: int
+    class_names: list[str] | None = None
+    encode: Callable[[torch.Tensor], torch.Tensor] = lambda x: x
+
+
+def load_noise_model(checkpoint: str | None = None, pretrained: str | None = None,
+                     device: str = "cpu") -> NoiseModel:
+    """A model trained with ``diffcls train --method ddpm`` (``checkpoint``) or a diffusers folder (``pretrained``)."""
+    if (checkpoint is None) == (pretrained is None):
+        raise DiffclsError("give one of --checkpoint (a diffcls ddpm folder) and --pretrained (a diffusers folder)")
+    folder = Path(checkpoint or pretrained)
+    if checkpoint is not None:
+        config = read_checkpoint_config(checkpoint)
+        if config["method"] != "ddpm":
+            raise DiffclsError(f"{checkpoint} holds a {config['method']!r} model; the Diffusion Classifier needs "
+                               f"one trained with --method ddpm (or a diffusers folder via --pretrained)")
+        model, scheduler = load_pipeline_unet(folder, device)
+        return NoiseModel(model, scheduler.alphas_cumprod, TransformConfig.from_dict(config["transform"]), folder,
+                          "checkpoint", model.num_classes, config.get("class_names"))
+    index = folder / "model_index.json"
+    if not index.is_file():
+        raise DiffclsError(f"{folder} is not a diffusers pipeline folder (no model_index.json)")
+    try:
+        kind = json.loads(index.read_text())["_class_name"]
+    except (json.JSONDecodeError, KeyError):
+        raise DiffclsError(f"{index} is not a valid model_index.json") from None
+    if kind != "DDPMPipeline":
+        raise DiffclsError(f"{folder} holds a {kind}; supported so far: DDPMPipeline with a class-conditional UNet")
+    model, scheduler = load_pipeline_unet(folder, device)
+    transform = TransformConfig(img_size=int(model.unet.config.sample_size))
+    return NoiseModel(model, scheduler.alphas_cumprod, transform, folder, kind, int(model.unet.config.num_class_embeds))
+
+
+@dataclass
+class DCEvalConfig:
+    data: str
+    checkpoint: str | None = None
+    pretrained: str | None = None
+    split: str = "test"
+    schedule: Schedule = field(default_factory=lambda: parse_schedule(preset="cifar10"))
+    loss: str = "l2"
+    batch_size: int = 256
+    start: int = 0
+    limit: int | None = None
+    seed: int = 0
+    device: str = "cpu"
+    low_res: int | None = None
+    corruption: str | None = None
+    severity: int | None = None
+    corruption_set: str | None = None
+    cache_dir: str | None = None
+    temperature: float | None = None  # None: the model's calibration.json, else 1
+    fit_temperature: bool = False  # fit lambda on these images and store it with the model
+    per_image_file: str | None = None
+
+
+def run_key(cfg: DCEvalConfig, model: NoiseModel) -> dict:
+    """What must match for per-image rows to be reused on resume."""
+    return {"model": str(model.folder), "data": cfg.data, "split": cfg.split, "schedule": asdict(cfg.schedule),
+            "loss": cfg.loss, "seed": cfg.seed, "low_res": cfg.low_res, "corruption": cfg.corruption,
+            "severity": cfg.severity, "corruption_set": cfg.corruption_set}
+
+
+def _open_log(path: Path, key: dict) -> JsonlLog:
+    log = JsonlLog(path)
+    header = log.rows.get("run")
+    if header is None:
+        log.append({"key": "run", **key})
+    elif {k: header.get(k) for k in key} != json.loads(json.dumps(key)):
+        raise DiffclsError(f"{path} holds images of another run (model, data, schedule, loss, seed or condition "
+                           f"differ); delete it or pass another --per-image file")
+    return log
+
+
+def _classify_missing(cfg: DCEvalConfig, model: NoiseModel, dataset: ImageDataset, indices: np.ndarray,
+                      num_classes: int, log: JsonlLog, progress: bool | None) -> None:
+    todo = [int(i) for i in indices if str(int(i)) not in log]
+    if not todo:
+        return
+    first = model.encode(dataset[todo[0]][0][None].to(cfg.device))
+    noise = torch.randn(cfg.schedule.num_timesteps, *first.shape[1:],
+                        generator=torch.Generator().manual_seed(cfg.seed)).to(cfg.device)
+    bar = tqdm(total=len(indices), initial=len(indices) - len(todo), unit="img", desc="diffusion classifier",
+               disable=None if progress is None else not progress)
+    for start in range(0, len(todo), IMAGES_PER_BATCH):
+        batch = todo[start:start + IMAGES_PER_BATCH]
+        tic = time.perf_counter()
+        images, labels = zip(*(dataset[i] for i in batch))
+        x0 = model.encode(torch.stack(images).to(cfg.device))
+        result = classify(model.eps_fn, x0, num_classes, model.alphas_cumprod, cfg.schedule, noise, loss=cfg.loss,
+                          batch_size=cfg.batch_size)
+        seconds = (time.perf_counter() - tic) / len(batch)
+        stage_means = result.stage_means().cpu()
+        for i, (index, label) in enumerate(zip(batch, labels)):
+            means = [[None if np.isnan(v) else round(float(v), 8) for v in stage] for stage in stage_means[i].tolist()]
+            log.append({"key": str(index), "index": index, "label": int(label),
+                        "prediction": int(result.prediction[i]), "stage_means": means, "seconds": round(seconds, 4)})
+        bar.update(len(batch))
+    bar.close()
+
+
+def evaluate_diffusion_classifier(cfg: DCEvalConfig, per_image_file: str | Path,
+                                  progress: bool | None = None) -> tuple[dict, torch.Tensor]:
+    """Classify a split with a noise predictor; returns the results dict and probabilities float32[N, K]."""
+    if cfg.severity is not None and cfg.corruption is None:
+        raise DiffclsError("--severity needs --corruption NAME")
+    model = load_noise_model(cfg.checkpoint, cfg.pretrained, cfg.device)
+    source = load_source(cfg.data)
+    num_classes = source.num_classes
+    if num_classes > model.num_class_embeds:
+        raise DiffclsError(f"data {cfg.data} has {num_classes} classes but the model embeds only "
+                           f"{model.num_class_embeds}")
+    split = select_split(source, cfg.split, None)
+    indices = _indices(len(split), cfg.start, cfg.limit)
+    corruption_set = None
+    if cfg.corruption is not None:
+        split, corruption_set = corrupt_split(split, source, cfg.corruption, cfg.severity, cfg.corruption_set,
+                                              cfg.cache_dir, 1, progress)
+    transform = TransformConfig.from_dict(asdict(model.transform))
+    if cfg.low_res is not None:
+        transform.low_res = cfg.low_res
+    dataset = ImageDataset(split, ImageTransform(transform))
+    log = _open_log(Path(per_image_file), run_key(cfg, model))
+    with torch.inference_mode():
+        _classify_missing(cfg, model, dataset, indices, num_classes, log, progress)
+    rows = [log.rows[str(int(i))] for i in indices]
+    stage_means = torch.tensor([[[np.nan if v is None else v for v in s] for s in r["stage_means"]] for r in rows],
+                               dtype=torch.float64)
+    labels = torch.tensor([r["label"] for r in rows])
+    temperature, source_of_temperature = _temperature(cfg, model, stage_means, labels)
+    probs = stagewise_probabilities(stage_means, temperature).float()
+    seconds = sum(r["seconds"] for r in rows)
+    results = {
+        **classification_metrics(probs, labels),
+        "nfe_per_image": cfg.schedule.nfe(num_classes),
+        "seconds": round(seconds, 3),
+        "seconds_per_image": round(seconds / max(len(rows), 1), 4),
+        "method": "diffusion-classifier",
+        "model": str(model.folder),
+        "model_kind": model.kind,
+        "schedule": {"n_samples": list(cfg.schedule.n_samples), "to_keep": list(cfg.schedule.to_keep)},
+        "loss": cfg.loss,
+        "temperature": temperature,
+        "temperature_source": source_of_temperature,
+        "data": cfg.data,
+        "split": cfg.split,
+        "start": cfg.start,
+        "corruption": cfg.corruption,
+        "severity": cfg.severity or 0,
+        "corruption_set": corruption_set,
+        "low_res": transform.low_res,
+        "seed": cfg.seed,
+        "per_image_file": str(per_image_file),
+    }
+    return results, probs
+
+
+def _indices(total: int, start: int, limit: int | None) -> np.ndarray:
+    if start < 0 or start >= total:
+        raise DiffclsError(f"--start must lie in 0..{total - 1}, got {start}")
+    if limit is not None and limit < 1:
+        raise DiffclsError(f"--limit must be >= 1, got {limit}")
+    return np.arange(start, total if limit is None else min(total, start + limit))
+
+
+def _temperature(cfg: DCEvalConfig, model: NoiseModel, stage_means: torch.Tensor,
+                 labels: torch.Tensor) -> tuple[float, str]:
+    """lambda: fitted here (and stored), given, read from the model folder, or 1 (uncalibrated)."""
+    calibration = model.folder / CALIBRATION_NAME
+    if cfg.fit_temperature:
+        value = fit_temperature(stage_means, labels)
+        write_json(calibration, {"temperature": value, "data": cfg.data, "split": cfg.split, "start": cfg.start,
+                                 "num_images": len(labels), "loss": cfg.loss, "schedule": asdict(cfg.schedule)})
+        return value, f"fitted on these {len(labels)} images, stored in {calibration}"
+    if cfg.temperature is not None:
+        return cfg.temperature, "--temperature"
+    if calibration.is_file():
+        return float(json.loads(calibration.read_text())["temperature"]), str(calibration)
+    return 1.0, "none (uncalibrated: fit one with --fit-temperature on held-out images)"

@@ -1,0 +1,47 @@
+"""Temperature of the Diffusion Classifier's Bayes rule, fitted by NLL on held-out images.
+
+The per-class errors are means over pixels, so softmax(-error) is nearly uniform (the reference code's issues
+#23 and #35). With logits -lambda * error and lambda fitted on held-out data, NLL and ECE become meaningful; the
+argmax does not change. The NLL is convex in lambda (a sum of log-sum-exp terms of functions linear in lambda),
+hence unimodal in log lambda, so a golden-section search over log10 lambda finds its minimum.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from diffcls.errors import DiffclsError
+
+from .adaptive import stagewise_probabilities
+
+__all__ = ["nll_at", "fit_temperature"]
+
+
+def nll_at(temperature: float, stage_means: Tensor, labels: Tensor) -> float:
+    """Mean negative log-likelihood of ``labels`` int64[N] under stage means float[N, S, K] at ``temperature``."""
+    probs = stagewise_probabilities(stage_means, temperature)
+    return -probs.gather(1, labels.view(-1, 1)).clamp_min(1e-12).log().mean().item()
+
+
+def fit_temperature(stage_means: Tensor, labels: Tensor, low: float = -2.0, high: float = 8.0,
+                    tolerance: float = 1e-3) -> float:
+    """The lambda in [10**low, 10**high] minimising the NLL of ``labels`` (golden-section search on log10)."""
+    if len(labels) < 2:
+        raise DiffclsError("fitting a temperature needs at least 2 held-out images")
+    inv_phi = (math.sqrt(5) - 1) / 2
+    a, b = low, high
+    c, d = b - inv_phi * (b - a), a + inv_phi * (b - a)
+    fc, fd = nll_at(10 ** c, stage_means, labels), nll_at(10 ** d, stage_means, labels)
+    while b - a > tolerance:
+        if fc <= fd:
+            b, d, fd = d, c, fc
+            c = b - inv_phi * (b - a)
+            fc = nll_at(10 ** c, stage_means, labels)
+        else:
+            a, c, fc = c, d, fd
+            d = a + inv_phi * (b - a)
+            fd = nll_at(10 ** d, stage_means, labels)
+    return 10 ** ((a + b) / 2)

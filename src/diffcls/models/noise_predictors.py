@@ -1,0 +1,96 @@
+"""Class-conditional noise predictors (diffusers ``UNet2DModel``) for the Diffusion Classifier.
+
+A :class:`ClassConditionalUNet` wraps a diffusers ``UNet2DModel`` with ``num_class_embeds = K + 1``: classes 0..K-1
+and a null class K (label dropout during training, as classifier-free guidance does; the classifier never feeds
+it). Its forward is the scoring signature ``(x_t, t, class_labels) -> eps_hat``, so a trained model is an
+``EpsFn`` as it stands.
+
+A trained model is saved as a diffusers ``DDPMPipeline`` folder (``model_index.json``, ``unet/``, ``scheduler/``)
+that ``DDPMPipeline.from_pretrained`` loads, next to diffcls's own ``config.json`` and training files.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+from diffcls.errors import DiffclsError
+
+# Widths per resolution level; the last level gets self-attention when ``attention`` is set.
+UNET_PRESETS: dict[str, dict] = {
+    "unet_tiny": {"block_out_channels": (8, 16), "layers_per_block": 1, "norm_num_groups": 4, "attention": False},
+    "unet_small": {"block_out_channels": (16, 32, 32), "layers_per_block": 1, "norm_num_groups": 8,
+                   "attention": False},
+    "unet_base": {"block_out_channels": (32, 64, 128), "layers_per_block": 2, "norm_num_groups": 16,
+                  "attention": True},
+}
+
+
+def create_scheduler(num_train_timesteps: int = 1000) -> DDPMScheduler:
+    """DDPM's linear beta schedule (1e-4 to 0.02), epsilon prediction."""
+    return DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule="linear", prediction_type="epsilon")
+
+
+class ClassConditionalUNet(nn.Module):
+    """``(x_t float[N, C, S, S], t int64[N], class_labels int64[N]) -> eps_hat float[N, C, S, S]``."""
+
+    def __init__(self, unet: UNet2DModel):
+        super().__init__()
+        self.unet = unet
+        self.num_classes = unet.config.num_class_embeds - 1  # the last embedding is the null class
+
+    @property
+    def null_class(self) -> int:
+        return self.num_classes
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor) -> torch.Tensor:
+        return self.unet(x_t, t, class_labels=class_labels).sample
+
+
+def create_noise_predictor(model_name: str, num_classes: int, img_size: int, in_chans: int = 3) -> ClassConditionalUNet:
+    """A class-conditional UNet by preset name (``unet_tiny``, ``unet_small``, ``unet_base``)."""
+    if model_name not in UNET_PRESETS:
+        raise DiffclsError(f"unknown noise predictor {model_name!r}; choose from {', '.join(UNET_PRESETS)}")
+    preset = UNET_PRESETS[model_name]
+    levels = len(preset["block_out_channels"])
+    if img_size % 2 ** (levels - 1):
+        raise DiffclsError(f"{model_name} halves the image {levels - 1} times: --img-size must be a multiple of "
+                           f"{2 ** (levels - 1)}, got {img_size}")
+    attn = preset["attention"]
+    down = ["DownBlock2D"] * (levels - 1) + ["AttnDownBlock2D" if attn else "DownBlock2D"]
+    up = ["AttnUpBlock2D" if attn else "UpBlock2D"] + ["UpBlock2D"] * (levels - 1)
+    unet = UNet2DModel(sample_size=img_size, in_channels=in_chans, out_channels=in_chans,
+                       block_out_channels=preset["block_out_channels"], layers_per_block=preset["layers_per_block"],
+                       norm_num_groups=preset["norm_num_groups"], down_block_types=tuple(down),
+                       up_block_types=tuple(up), add_attention=attn, num_class_embeds=num_classes + 1)
+    return ClassConditionalUNet(unet)
+
+
+def save_pipeline(model: ClassConditionalUNet, scheduler: DDPMScheduler, folder: str | Path) -> None:
+    """Write ``folder`` as a diffusers ``DDPMPipeline`` (safetensors), each file replaced atomically."""
+    folder = Path(folder)
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".pipeline-") as tmp:
+        DDPMPipeline(unet=model.unet, scheduler=scheduler).save_pretrained(tmp, safe_serialization=True)
+        for src in sorted(Path(tmp).rglob("*")):
+            if src.is_file():
+                dst = folder / src.relative_to(tmp)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dst)
+
+
+def load_pipeline_unet(folder: str | Path, device: str | torch.device = "cpu") -> tuple[ClassConditionalUNet,
+                                                                                           DDPMScheduler]:
+    """The class-conditional UNet and scheduler of a ``DDPMPipeline`` folder, in eval mode."""
+    folder = Path(folder)
+    if not (folder / "unet").is_dir() or not (folder / "scheduler").is_dir():
+        raise DiffclsError(f"{folder} is not a DDPMPipeline folder (needs unet/ and scheduler/)")
+    unet = UNet2DModel.from_pretrained(folder / "unet", use_safetensors=True, low_cpu_mem_usage=False)
+    if not unet.config.num_class_embeds:
+        raise DiffclsError(f"the UNet in {folder} is not class-conditional (num_class_embeds is not set)")
+    scheduler = DDPMScheduler.from_pretrained(folder / "scheduler")
+    return ClassConditionalUNet(unet).to(device).eval(), scheduler
