@@ -120,3 +120,46 @@ def test_bad_diffusion_classifier_options(tmp_path, npz_path, ddpm_checkpoint, c
                            (["--start", "999"], "--start")]:
         assert run_eval(*base, *extra) == 2
         assert message in capsys.readouterr().err
+
+
+def write_dit_pipeline(folder, num_classes=4):
+    """A tiny latent DiTPipeline (DiT + AutoencoderKL, 8 px images -> 4×4×4 latents), saved by diffusers."""
+    from diffusers import AutoencoderKL, DiTPipeline, DiTTransformer2DModel
+
+    torch.manual_seed(0)
+    transformer = DiTTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8,
+                                        num_layers=1, sample_size=4, patch_size=2, num_embeds_ada_norm=num_classes)
+    vae = AutoencoderKL(block_out_channels=(8, 8), down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=4,
+                        sample_size=8)
+    DiTPipeline(transformer=transformer, vae=vae, scheduler=DDPMScheduler(num_train_timesteps=1000)).save_pretrained(
+        folder)
+    return folder
+
+
+def test_pretrained_dit_scores_latents_with_the_epsilon_half(tmp_path, npz_path):
+    from diffusers import AutoencoderKL, DiTTransformer2DModel
+
+    from diffcls.data import ImageDataset, ImageTransform, load_source
+    from diffcls.generative.pretrained import load_pretrained
+
+    folder = write_dit_pipeline(tmp_path / "dit")
+    assert run_eval("--pretrained", folder, "--data", f"npz:{npz_path}", "--schedule", "flat-1", "--limit", 2,
+                    "--results-file", tmp_path / "dit.json") == 0
+    results = json.loads((tmp_path / "dit.json").read_text())
+    assert results["model_kind"] == "DiTPipeline" and results["nfe_per_image"] == 4
+    rows = [json.loads(line) for line in (tmp_path / "dit.images.jsonl").read_text().splitlines()[1:]]
+
+    # Independent computation for image 0: VAE mean × scaling factor, t = 500 (flat-1), the seed-0 noise bank.
+    transformer = DiTTransformer2DModel.from_pretrained(folder / "transformer").eval()
+    vae = AutoencoderKL.from_pretrained(folder / "vae").eval()
+    model = load_pretrained(folder)
+    image = ImageDataset(load_source(f"npz:{npz_path}").test, ImageTransform(model.transform))[0][0][None]
+    with torch.no_grad():
+        x0 = vae.encode(image).latent_dist.mean * vae.config.scaling_factor
+        noise = torch.randn(1, *x0.shape[1:], generator=torch.Generator().manual_seed(0))
+        abar = DDPMScheduler(num_train_timesteps=1000).alphas_cumprod[500]
+        x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+        expected = [((noise - transformer(x_t, timestep=torch.tensor([500]), class_labels=torch.tensor([c])).sample[:, :4])
+                     ** 2).mean().item() for c in range(4)]
+    assert rows[0]["stage_means"][0] == pytest.approx(expected, rel=1e-4)

@@ -12,7 +12,6 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -22,9 +21,10 @@ from diffcls.data import ImageDataset, ImageTransform, TransformConfig, load_sou
 from diffcls.errors import DiffclsError
 from diffcls.eval.evaluate import corrupt_split, select_split
 from diffcls.eval.metrics import classification_metrics
-from diffcls.generative import EpsFn, Schedule, classify, parse_schedule
+from diffcls.generative import Schedule, classify, parse_schedule
 from diffcls.generative.adaptive import stagewise_probabilities
 from diffcls.generative.calibration import fit_temperature
+from diffcls.generative.pretrained import NoiseModel, load_pretrained
 from diffcls.models.noise_predictors import load_pipeline_unet
 from diffcls.train.checkpoint import JsonlLog, read_checkpoint_config, write_json
 
@@ -32,46 +32,20 @@ CALIBRATION_NAME = "calibration.json"
 IMAGES_PER_BATCH = 16  # images classified together; their rows are chunked into --batch-size network calls
 
 
-@dataclass
-class NoiseModel:
-    """A class-conditional noise predictor ready to score: ``eps_fn`` on ``x0 = encode(images)``."""
-
-    eps_fn: EpsFn
-    alphas_cumprod: torch.Tensor
-    transform: TransformConfig
-    folder: Path
-    kind: str  # "checkpoint" (trained by diffcls) or the diffusers pipeline class
-    num_class_embeds: int
-    class_names: list[str] | None = None
-    encode: Callable[[torch.Tensor], torch.Tensor] = lambda x: x
-
-
 def load_noise_model(checkpoint: str | None = None, pretrained: str | None = None,
                      device: str = "cpu") -> NoiseModel:
     """A model trained with ``diffcls train --method ddpm`` (``checkpoint``) or a diffusers folder (``pretrained``)."""
     if (checkpoint is None) == (pretrained is None):
         raise DiffclsError("give one of --checkpoint (a diffcls ddpm folder) and --pretrained (a diffusers folder)")
-    folder = Path(checkpoint or pretrained)
-    if checkpoint is not None:
-        config = read_checkpoint_config(checkpoint)
-        if config["method"] != "ddpm":
-            raise DiffclsError(f"{checkpoint} holds a {config['method']!r} model; the Diffusion Classifier needs "
-                               f"one trained with --method ddpm (or a diffusers folder via --pretrained)")
-        model, scheduler = load_pipeline_unet(folder, device)
-        return NoiseModel(model, scheduler.alphas_cumprod, TransformConfig.from_dict(config["transform"]), folder,
-                          "checkpoint", model.num_classes, config.get("class_names"))
-    index = folder / "model_index.json"
-    if not index.is_file():
-        raise DiffclsError(f"{folder} is not a diffusers pipeline folder (no model_index.json)")
-    try:
-        kind = json.loads(index.read_text())["_class_name"]
-    except (json.JSONDecodeError, KeyError):
-        raise DiffclsError(f"{index} is not a valid model_index.json") from None
-    if kind != "DDPMPipeline":
-        raise DiffclsError(f"{folder} holds a {kind}; supported so far: DDPMPipeline with a class-conditional UNet")
-    model, scheduler = load_pipeline_unet(folder, device)
-    transform = TransformConfig(img_size=int(model.unet.config.sample_size))
-    return NoiseModel(model, scheduler.alphas_cumprod, transform, folder, kind, int(model.unet.config.num_class_embeds))
+    if pretrained is not None:
+        return load_pretrained(pretrained, device)
+    config = read_checkpoint_config(checkpoint)
+    if config["method"] != "ddpm":
+        raise DiffclsError(f"{checkpoint} holds a {config['method']!r} model; the Diffusion Classifier needs "
+                           f"one trained with --method ddpm (or a diffusers folder via --pretrained)")
+    model, scheduler = load_pipeline_unet(checkpoint, device)
+    return NoiseModel(model, scheduler.alphas_cumprod, TransformConfig.from_dict(config["transform"]),
+                      Path(checkpoint), "checkpoint", model.num_classes, config.get("class_names"))
 
 
 @dataclass
