@@ -147,7 +147,8 @@ def _add_eval_parser(sub) -> None:
                                    "accuracy, NFE per image and seconds, written to --results-file as JSON.")
     p.add_argument("--checkpoint", default=None, help="folder written by diffcls train")
     p.add_argument("--pretrained", default=None, metavar="DIR",
-                   help="a diffusers pipeline folder (DDPMPipeline with a class-conditional UNet); read locally")
+                   help="a diffusers pipeline folder, read locally: DDPMPipeline (class-conditional UNet), "
+                        "DiTPipeline, or StableDiffusionPipeline (zero-shot, with prompts)")
     p.add_argument("--method", choices=["auto", "diffusion-classifier"], default="auto",
                    help="auto: the checkpoint's own method (a ddpm checkpoint or --pretrained folder is scored by "
                         "the Diffusion Classifier)")
@@ -182,6 +183,11 @@ def _add_diffusion_classifier_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fit-temperature", action="store_true",
                    help="fit lambda by NLL on the evaluated images and store it in the model folder; use "
                         "held-out images (e.g. --split test --limit 200, then evaluate with --start 200)")
+    g.add_argument("--prompt-template", default="a photo of a {}.",
+                   help="text-conditional models: one prompt per class name (default: 'a photo of a {}.')")
+    g.add_argument("--prompts", default=None, metavar="CSV",
+                   help="text-conditional models: prompts from a CSV with columns prompt,classname,classidx "
+                        "(several prompts per class allowed; a class's probability sums over its prompts)")
     g.add_argument("--start", type=int, default=0, help="first image index of the split (default: 0)")
     g.add_argument("--per-image", default=None, metavar="FILE",
                    help="JSONL of per-image outcomes, appended as images finish; a rerun resumes from it "
@@ -300,7 +306,8 @@ def _eval_diffusion_classifier(args: argparse.Namespace) -> int:
                        limit=args.limit, seed=args.seed, device=str(resolve_device(args.device)), low_res=args.low_res,
                        corruption=args.corruption, severity=args.severity, corruption_set=args.corruption_set,
                        cache_dir=args.corruption_cache, temperature=args.temperature,
-                       fit_temperature=args.fit_temperature)
+                       fit_temperature=args.fit_temperature, prompt_template=args.prompt_template,
+                       prompts_csv=args.prompts)
     per_image = args.per_image or str(Path(args.results_file).with_suffix(".images.jsonl"))
     results, probs = evaluate_diffusion_classifier(cfg, per_image)
     write_results(results, probs, args.results_file, args.save_probs)

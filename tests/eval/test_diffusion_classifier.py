@@ -6,11 +6,12 @@ import json
 
 import pytest
 import torch
-from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+from diffusers import DDPMScheduler
 
 import diffcls.eval.diffusion_classifier as dc_eval
 from diffcls.cli import main
 from diffcls.train.loop import Trainer, TrainConfig
+from tiny_pipelines import write_ddpm_pipeline, write_dit_pipeline, write_stable_diffusion_pipeline
 
 
 @pytest.fixture
@@ -88,24 +89,15 @@ def test_fitted_temperature_is_stored_and_reused(tmp_path, npz_path, ddpm_checkp
     assert results["num_samples"] == 4 and results["start"] == 8
 
 
-def write_diffusers_pipeline(folder, num_class_embeds):
-    torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=16, in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
-                       norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"),
-                       up_block_types=("UpBlock2D", "UpBlock2D"), num_class_embeds=num_class_embeds)
-    DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=1000)).save_pretrained(folder)
-    return folder
-
-
 def test_pretrained_diffusers_folder(tmp_path, npz_path, capsys):
-    folder = write_diffusers_pipeline(tmp_path / "pipe", num_class_embeds=4)  # written by diffusers itself
+    folder = write_ddpm_pipeline(tmp_path / "pipe", num_class_embeds=4)  # written by diffusers itself
     assert run_eval("--pretrained", folder, "--data", f"npz:{npz_path}", "--schedule", "flat-2", "--limit", 3,
                     "--results-file", tmp_path / "r.json") == 0
     results = json.loads((tmp_path / "r.json").read_text())
     assert results["model_kind"] == "DDPMPipeline" and results["num_samples"] == 3
 
-    unconditional = write_diffusers_pipeline(tmp_path / "uncond", num_class_embeds=None)
-    too_few = write_diffusers_pipeline(tmp_path / "few", num_class_embeds=3)
+    unconditional = write_ddpm_pipeline(tmp_path / "uncond", num_class_embeds=None)
+    too_few = write_ddpm_pipeline(tmp_path / "few", num_class_embeds=3)
     for bad, message in [(unconditional, "not class-conditional"), (too_few, "embeds only 3"),
                          (tmp_path, "no model_index.json")]:
         assert run_eval("--pretrained", bad, "--data", f"npz:{npz_path}", "--results-file", tmp_path / "x.json") == 2
@@ -120,21 +112,6 @@ def test_bad_diffusion_classifier_options(tmp_path, npz_path, ddpm_checkpoint, c
                            (["--start", "999"], "--start")]:
         assert run_eval(*base, *extra) == 2
         assert message in capsys.readouterr().err
-
-
-def write_dit_pipeline(folder, num_classes=4):
-    """A tiny latent DiTPipeline (DiT + AutoencoderKL, 8 px images -> 4×4×4 latents), saved by diffusers."""
-    from diffusers import AutoencoderKL, DiTPipeline, DiTTransformer2DModel
-
-    torch.manual_seed(0)
-    transformer = DiTTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8,
-                                        num_layers=1, sample_size=4, patch_size=2, num_embeds_ada_norm=num_classes)
-    vae = AutoencoderKL(block_out_channels=(8, 8), down_block_types=("DownEncoderBlock2D",) * 2,
-                        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=4,
-                        sample_size=8)
-    DiTPipeline(transformer=transformer, vae=vae, scheduler=DDPMScheduler(num_train_timesteps=1000)).save_pretrained(
-        folder)
-    return folder
 
 
 def test_pretrained_dit_scores_latents_with_the_epsilon_half(tmp_path, npz_path):
@@ -163,3 +140,81 @@ def test_pretrained_dit_scores_latents_with_the_epsilon_half(tmp_path, npz_path)
         expected = [((noise - transformer(x_t, timestep=torch.tensor([500]), class_labels=torch.tensor([c])).sample[:, :4])
                      ** 2).mean().item() for c in range(4)]
     assert rows[0]["stage_means"][0] == pytest.approx(expected, rel=1e-4)
+
+
+def test_zero_shot_text_conditional_pipeline_scores_each_prompt(tmp_path, npz_path):
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from diffcls.data import ImageDataset, ImageTransform, load_source
+    from diffcls.generative.pretrained import load_pretrained
+
+    folder = write_stable_diffusion_pipeline(tmp_path / "sd")
+    assert run_eval("--pretrained", folder, "--data", f"npz:{npz_path}", "--schedule", "flat-1", "--limit", 2,
+                    "--prompt-template", "a blurry photo of a {}.", "--results-file", tmp_path / "sd.json") == 0
+    results = json.loads((tmp_path / "sd.json").read_text())
+    assert results["model_kind"] == "StableDiffusionPipeline" and results["candidates"] == 4
+    rows = [json.loads(line) for line in (tmp_path / "sd.images.jsonl").read_text().splitlines()]
+    source = load_source(f"npz:{npz_path}")
+    assert rows[0]["prompts"] == [f"a blurry photo of a {name}." for name in source.class_names]
+
+    # Independent computation of image 0's error for the prompt of class 2 at t = 500 with the seed-0 noise.
+    tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
+    text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder").eval()
+    unet = UNet2DConditionModel.from_pretrained(folder / "unet").eval()
+    vae = AutoencoderKL.from_pretrained(folder / "vae").eval()
+    transform = load_pretrained(folder, prompts=[("x", 0)]).transform
+    image = ImageDataset(source.test, ImageTransform(transform))[0][0][None]
+    with torch.no_grad():
+        ids = tokenizer([f"a blurry photo of a {source.class_names[2]}."], padding="max_length",
+                        max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
+        x0 = vae.encode(image).latent_dist.mean * vae.config.scaling_factor
+        noise = torch.randn(1, *x0.shape[1:], generator=torch.Generator().manual_seed(0))
+        abar = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012).alphas_cumprod[500]
+        x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+        eps = unet(x_t, torch.tensor([500]), encoder_hidden_states=text_encoder(ids)[0]).sample
+    assert rows[1]["stage_means"][0][2] == pytest.approx(((noise - eps) ** 2).mean().item(), rel=1e-4)
+
+
+def test_prompts_csv_pools_several_prompts_per_class(tmp_path, npz_path):
+    folder = write_stable_diffusion_pipeline(tmp_path / "sd")
+    prompts = tmp_path / "prompts.csv"
+    prompts.write_text("prompt,classname,classidx\na zero,zero,0\nthe digit zero,zero,0\na one,one,1\n"
+                       "a two,two,2\na three,three,3\n")
+    assert run_eval("--pretrained", folder, "--data", f"npz:{npz_path}", "--schedule", "flat-2", "--limit", 3,
+                    "--prompts", prompts, "--temperature", 300, "--results-file", tmp_path / "r.json",
+                    "--save-probs", tmp_path / "p.npy") == 0
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert results["candidates"] == 5 and results["nfe_per_image"] == 5 * 2
+    import numpy as np
+
+    probs = np.load(tmp_path / "p.npy")
+    rows = [json.loads(line) for line in (tmp_path / "r.images.jsonl").read_text().splitlines()[1:]]
+    means = torch.tensor([r["stage_means"][0] for r in rows], dtype=torch.float64)
+    per_prompt = torch.softmax(-300 * means, 1)
+    expected = torch.stack([per_prompt[:, 0] + per_prompt[:, 1], per_prompt[:, 2], per_prompt[:, 3],
+                            per_prompt[:, 4]], 1)
+    np.testing.assert_allclose(probs, expected.numpy(), rtol=1e-5, atol=1e-6)
+    assert [r["prediction"] for r in rows] == expected.argmax(1).tolist()
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label\nhello,0\n")
+    assert run_eval("--pretrained", folder, "--data", f"npz:{npz_path}", "--prompts", bad,
+                    "--results-file", tmp_path / "x.json") == 2
+
+
+def test_v_prediction_output_is_converted_to_epsilon():
+    from diffcls.generative.pretrained import TextConditionalNoisePredictor
+
+    torch.manual_seed(0)
+    alphas = DDPMScheduler().alphas_cumprod
+    x0, eps, t = torch.randn(3, 4, 2, 2), torch.randn(3, 4, 2, 2), torch.tensor([10, 500, 990])
+    abar = alphas[t].view(-1, 1, 1, 1)
+    x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * eps
+
+    class VUnet(torch.nn.Module):  # returns the exact v = sqrt(abar) eps - sqrt(1 - abar) x0
+        def forward(self, x, t, encoder_hidden_states):
+            return type("Out", (), {"sample": abar.sqrt() * eps - (1 - abar).sqrt() * x0})()
+
+    model = TextConditionalNoisePredictor(VUnet(), torch.zeros(2, 3, 5), alphas, "v_prediction")
+    torch.testing.assert_close(model(x_t, t, torch.tensor([0, 1, 0])), eps, rtol=1e-4, atol=1e-5)

@@ -27,7 +27,6 @@ A killed benchmark restarted with the same command keeps its finished rows and t
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field

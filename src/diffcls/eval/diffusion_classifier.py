@@ -22,9 +22,10 @@ from diffcls.errors import DiffclsError
 from diffcls.eval.evaluate import corrupt_split, select_split
 from diffcls.eval.metrics import classification_metrics
 from diffcls.generative import Schedule, classify, parse_schedule
-from diffcls.generative.adaptive import stagewise_probabilities
+from diffcls.generative.adaptive import pool_candidates, stagewise_probabilities
 from diffcls.generative.calibration import fit_temperature
-from diffcls.generative.pretrained import NoiseModel, load_pretrained
+from diffcls.generative.pretrained import (TEXT_CONDITIONAL, NoiseModel, class_prompts, load_pretrained,
+                                          pipeline_kind, read_prompt_csv)
 from diffcls.models.noise_predictors import load_pipeline_unet
 from diffcls.train.checkpoint import JsonlLog, read_checkpoint_config, write_json
 
@@ -32,20 +33,24 @@ CALIBRATION_NAME = "calibration.json"
 IMAGES_PER_BATCH = 16  # images classified together; their rows are chunked into --batch-size network calls
 
 
-def load_noise_model(checkpoint: str | None = None, pretrained: str | None = None,
-                     device: str = "cpu") -> NoiseModel:
-    """A model trained with ``diffcls train --method ddpm`` (``checkpoint``) or a diffusers folder (``pretrained``)."""
-    if (checkpoint is None) == (pretrained is None):
+def load_noise_model(cfg: "DCEvalConfig", class_names: list[str]) -> NoiseModel:
+    """A model trained with ``diffcls train --method ddpm`` (``--checkpoint``) or a diffusers folder
+    (``--pretrained``); a text-conditional one gets its prompts from a CSV or the class names and a template."""
+    if (cfg.checkpoint is None) == (cfg.pretrained is None):
         raise DiffclsError("give one of --checkpoint (a diffcls ddpm folder) and --pretrained (a diffusers folder)")
-    if pretrained is not None:
-        return load_pretrained(pretrained, device)
-    config = read_checkpoint_config(checkpoint)
+    if cfg.pretrained is not None:
+        prompts = None
+        if pipeline_kind(cfg.pretrained) in TEXT_CONDITIONAL:
+            prompts = read_prompt_csv(cfg.prompts_csv) if cfg.prompts_csv else class_prompts(class_names,
+                                                                                           cfg.prompt_template)
+        return load_pretrained(cfg.pretrained, cfg.device, prompts)
+    config = read_checkpoint_config(cfg.checkpoint)
     if config["method"] != "ddpm":
-        raise DiffclsError(f"{checkpoint} holds a {config['method']!r} model; the Diffusion Classifier needs "
+        raise DiffclsError(f"{cfg.checkpoint} holds a {config['method']!r} model; the Diffusion Classifier needs "
                            f"one trained with --method ddpm (or a diffusers folder via --pretrained)")
-    model, scheduler = load_pipeline_unet(checkpoint, device)
+    model, scheduler = load_pipeline_unet(cfg.checkpoint, cfg.device)
     return NoiseModel(model, scheduler.alphas_cumprod, TransformConfig.from_dict(config["transform"]),
-                      Path(checkpoint), "checkpoint", model.num_classes, config.get("class_names"))
+                      Path(cfg.checkpoint), "checkpoint", model.num_classes, config.get("class_names"))
 
 
 @dataclass
@@ -68,14 +73,15 @@ class DCEvalConfig:
     cache_dir: str | None = None
     temperature: float | None = None  # None: the model's calibration.json, else 1
     fit_temperature: bool = False  # fit lambda on these images and store it with the model
-    per_image_file: str | None = None
+    prompt_template: str = "a photo of a {}."  # text-conditional models: one prompt per class name
+    prompts_csv: str | None = None  # or prompt,classname,classidx rows (several prompts per class allowed)
 
 
 def run_key(cfg: DCEvalConfig, model: NoiseModel) -> dict:
     """What must match for per-image rows to be reused on resume."""
     return {"model": str(model.folder), "data": cfg.data, "split": cfg.split, "schedule": asdict(cfg.schedule),
             "loss": cfg.loss, "seed": cfg.seed, "low_res": cfg.low_res, "corruption": cfg.corruption,
-            "severity": cfg.severity, "corruption_set": cfg.corruption_set}
+            "severity": cfg.severity, "corruption_set": cfg.corruption_set, "prompts": model.prompts}
 
 
 def _open_log(path: Path, key: dict) -> JsonlLog:
@@ -90,7 +96,9 @@ def _open_log(path: Path, key: dict) -> JsonlLog:
 
 
 def _classify_missing(cfg: DCEvalConfig, model: NoiseModel, dataset: ImageDataset, indices: np.ndarray,
-                      num_classes: int, log: JsonlLog, progress: bool | None) -> None:
+                      candidates: list[int], log: JsonlLog, progress: bool | None) -> None:
+    """Classify the images of ``indices`` not yet in ``log``, appending one row per image (stage means per
+    candidate) as each batch finishes."""
     todo = [int(i) for i in indices if str(int(i)) not in log]
     if not todo:
         return
@@ -104,14 +112,14 @@ def _classify_missing(cfg: DCEvalConfig, model: NoiseModel, dataset: ImageDatase
         tic = time.perf_counter()
         images, labels = zip(*(dataset[i] for i in batch))
         x0 = model.encode(torch.stack(images).to(cfg.device))
-        result = classify(model.eps_fn, x0, num_classes, model.alphas_cumprod, cfg.schedule, noise, loss=cfg.loss,
-                          batch_size=cfg.batch_size)
+        result = classify(model.eps_fn, x0, len(candidates), model.alphas_cumprod, cfg.schedule, noise,
+                          loss=cfg.loss, batch_size=cfg.batch_size)
         seconds = (time.perf_counter() - tic) / len(batch)
         stage_means = result.stage_means().cpu()
         for i, (index, label) in enumerate(zip(batch, labels)):
             means = [[None if np.isnan(v) else round(float(v), 8) for v in stage] for stage in stage_means[i].tolist()]
             log.append({"key": str(index), "index": index, "label": int(label),
-                        "prediction": int(result.prediction[i]), "stage_means": means, "seconds": round(seconds, 4)})
+                        "prediction": candidates[int(result.prediction[i])], "stage_means": means, "seconds": round(seconds, 4)})
         bar.update(len(batch))
     bar.close()
 
@@ -121,12 +129,13 @@ def evaluate_diffusion_classifier(cfg: DCEvalConfig, per_image_file: str | Path,
     """Classify a split with a noise predictor; returns the results dict and probabilities float32[N, K]."""
     if cfg.severity is not None and cfg.corruption is None:
         raise DiffclsError("--severity needs --corruption NAME")
-    model = load_noise_model(cfg.checkpoint, cfg.pretrained, cfg.device)
     source = load_source(cfg.data)
-    num_classes = source.num_classes
-    if num_classes > model.num_class_embeds:
-        raise DiffclsError(f"data {cfg.data} has {num_classes} classes but the model embeds only "
-                           f"{model.num_class_embeds}")
+    model = load_noise_model(cfg, source.class_names)
+    candidates = model.candidates(source.num_classes)
+    if len(candidates) > model.num_class_embeds or max(candidates) >= source.num_classes:
+        raise DiffclsError(f"data {cfg.data} has {source.num_classes} classes but the model embeds only "
+                           f"{model.num_class_embeds}" if model.candidate_classes is None else
+                           f"a prompt's classidx is outside the data's {source.num_classes} classes")
     split = select_split(source, cfg.split, None)
     indices = _indices(len(split), cfg.start, cfg.limit)
     corruption_set = None
@@ -136,25 +145,27 @@ def evaluate_diffusion_classifier(cfg: DCEvalConfig, per_image_file: str | Path,
     transform = TransformConfig.from_dict(asdict(model.transform))
     if cfg.low_res is not None:
         transform.low_res = cfg.low_res
-    dataset = ImageDataset(split, ImageTransform(transform))
     log = _open_log(Path(per_image_file), run_key(cfg, model))
     with torch.inference_mode():
-        _classify_missing(cfg, model, dataset, indices, num_classes, log, progress)
+        _classify_missing(cfg, model, ImageDataset(split, ImageTransform(transform)), indices, candidates, log,
+                          progress)
     rows = [log.rows[str(int(i))] for i in indices]
     stage_means = torch.tensor([[[np.nan if v is None else v for v in s] for s in r["stage_means"]] for r in rows],
                                dtype=torch.float64)
     labels = torch.tensor([r["label"] for r in rows])
-    temperature, source_of_temperature = _temperature(cfg, model, stage_means, labels)
-    probs = stagewise_probabilities(stage_means, temperature).float()
+    pooling = torch.tensor(candidates) if model.candidate_classes is not None else None
+    temperature, source_of_temperature = _temperature(cfg, model, stage_means, labels, pooling)
+    probs = pool_candidates(stagewise_probabilities(stage_means, temperature), pooling, source.num_classes).float()
     seconds = sum(r["seconds"] for r in rows)
     results = {
         **classification_metrics(probs, labels),
-        "nfe_per_image": cfg.schedule.nfe(num_classes),
+        "nfe_per_image": cfg.schedule.nfe(len(candidates)),
         "seconds": round(seconds, 3),
         "seconds_per_image": round(seconds / max(len(rows), 1), 4),
         "method": "diffusion-classifier",
         "model": str(model.folder),
         "model_kind": model.kind,
+        "candidates": len(candidates),
         "schedule": {"n_samples": list(cfg.schedule.n_samples), "to_keep": list(cfg.schedule.to_keep)},
         "loss": cfg.loss,
         "temperature": temperature,
@@ -180,12 +191,12 @@ def _indices(total: int, start: int, limit: int | None) -> np.ndarray:
     return np.arange(start, total if limit is None else min(total, start + limit))
 
 
-def _temperature(cfg: DCEvalConfig, model: NoiseModel, stage_means: torch.Tensor,
-                 labels: torch.Tensor) -> tuple[float, str]:
+def _temperature(cfg: DCEvalConfig, model: NoiseModel, stage_means: torch.Tensor, labels: torch.Tensor,
+                 pooling: torch.Tensor | None) -> tuple[float, str]:
     """lambda: fitted here (and stored), given, read from the model folder, or 1 (uncalibrated)."""
     calibration = model.folder / CALIBRATION_NAME
     if cfg.fit_temperature:
-        value = fit_temperature(stage_means, labels)
+        value = fit_temperature(stage_means, labels, pooling)
         write_json(calibration, {"temperature": value, "data": cfg.data, "split": cfg.split, "start": cfg.start,
                                  "num_images": len(labels), "loss": cfg.loss, "schedule": asdict(cfg.schedule)})
         return value, f"fitted on these {len(labels)} images, stored in {calibration}"

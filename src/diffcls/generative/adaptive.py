@@ -33,7 +33,8 @@ from diffcls.errors import DiffclsError
 
 from .scoring import EpsFn, Loss, noise_prediction_errors, timestep_grid
 
-__all__ = ["Schedule", "SCHEDULES", "parse_schedule", "nested_order", "DCResult", "stagewise_probabilities", "classify"]
+__all__ = ["Schedule", "SCHEDULES", "parse_schedule", "nested_order", "DCResult", "stagewise_probabilities",
+           "pool_candidates", "classify"]
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,16 @@ def stagewise_probabilities(stage_means: Tensor, temperature: float | Tensor = 1
         probs = torch.where(alive & ~survives, p, probs)
         share = (p * survives).sum(-1, keepdim=True)
     return probs
+
+
+def pool_candidates(probs: Tensor, candidate_classes: Tensor | None, num_classes: int | None = None) -> Tensor:
+    """Class probabilities [B, K] from candidate probabilities [B, P]: the sum over each class's candidates
+    (several prompts per class). ``candidate_classes`` int64[P]; None: candidates are the classes."""
+    if candidate_classes is None:
+        return probs
+    num_classes = num_classes or int(candidate_classes.max()) + 1
+    pooled = probs.new_zeros(len(probs), num_classes)
+    return pooled.index_add(1, candidate_classes.to(probs.device), probs)
 
 
 def classify(

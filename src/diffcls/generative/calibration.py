@@ -14,33 +14,38 @@ from torch import Tensor
 
 from diffcls.errors import DiffclsError
 
-from .adaptive import stagewise_probabilities
+from .adaptive import pool_candidates, stagewise_probabilities
 
 __all__ = ["nll_at", "fit_temperature"]
 
 
-def nll_at(temperature: float, stage_means: Tensor, labels: Tensor) -> float:
-    """Mean negative log-likelihood of ``labels`` int64[N] under stage means float[N, S, K] at ``temperature``."""
-    probs = stagewise_probabilities(stage_means, temperature)
+def nll_at(temperature: float, stage_means: Tensor, labels: Tensor, candidate_classes: Tensor | None = None) -> float:
+    """Mean negative log-likelihood of ``labels`` int64[N] under stage means float[N, S, P] at ``temperature``;
+    with ``candidate_classes`` int64[P], candidates (prompts) are pooled into their classes first."""
+    probs = pool_candidates(stagewise_probabilities(stage_means, temperature), candidate_classes)
     return -probs.gather(1, labels.view(-1, 1)).clamp_min(1e-12).log().mean().item()
 
 
-def fit_temperature(stage_means: Tensor, labels: Tensor, low: float = -2.0, high: float = 8.0,
-                    tolerance: float = 1e-3) -> float:
+def fit_temperature(stage_means: Tensor, labels: Tensor, candidate_classes: Tensor | None = None,
+                    low: float = -2.0, high: float = 8.0, tolerance: float = 1e-3) -> float:
     """The lambda in [10**low, 10**high] minimising the NLL of ``labels`` (golden-section search on log10)."""
     if len(labels) < 2:
         raise DiffclsError("fitting a temperature needs at least 2 held-out images")
+
+    def nll(log10_temperature: float) -> float:
+        return nll_at(10 ** log10_temperature, stage_means, labels, candidate_classes)
+
     inv_phi = (math.sqrt(5) - 1) / 2
     a, b = low, high
     c, d = b - inv_phi * (b - a), a + inv_phi * (b - a)
-    fc, fd = nll_at(10 ** c, stage_means, labels), nll_at(10 ** d, stage_means, labels)
+    fc, fd = nll(c), nll(d)
     while b - a > tolerance:
         if fc <= fd:
             b, d, fd = d, c, fc
             c = b - inv_phi * (b - a)
-            fc = nll_at(10 ** c, stage_means, labels)
+            fc = nll(c)
         else:
             a, c, fc = c, d, fd
             d = a + inv_phi * (b - a)
-            fd = nll_at(10 ** d, stage_means, labels)
+            fd = nll(d)
     return 10 ** ((a + b) / 2)
