@@ -251,7 +251,7 @@ def test_file_split_gives_cached_pngs(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     out = C.corrupt_images(paths, "gaussian_noise", 5, corruption_set="cifar", cache_dir=cache, progress=False,
                            workers=2, dataset_key="files")
-    folder = cache / "files" / "cifar" / "gaussian_noise-5"
+    folder = cache / f"v{C.CACHE_VERSION}" / "files" / "cifar" / "gaussian_noise-5"
     assert out == [str(folder / f"{i:06d}.png") for i in range(3)]
     assert sorted(os.listdir(folder.parent)) == ["gaussian_noise-5"]  # the temporary folder was renamed
     for path, size in zip(out, ((32, 32), (24, 20), (40, 36))):

@@ -11,8 +11,9 @@ DIDICM = Series("didicm", "CP-8", "DiDiCM CP-8")
 
 
 def row(contender, readout, seed, top1, kind="clean", **kw):
+    default_condition = f"{kw['corruption']}/{kw['severity']}" if kind == "corruption" else kind
     base = {"contender": contender, "readout": readout, "seed": seed, "top1": top1, "kind": kind,
-            "condition": kw.pop("condition", kind), "corruption": None, "family": None, "severity": 0,
+            "condition": kw.pop("condition", default_condition), "corruption": None, "family": None, "severity": 0,
             "data_ratio": 1.0, "low_res": None, "sampler": "softmax" if readout == "softmax" else "cp",
             "cp_update": None if readout == "softmax" else "euler"}
     return {**base, **kw}
@@ -30,6 +31,16 @@ def test_gain_is_paired_by_seed_and_flags_the_spread():
     overlapping = rows_for([0.90, 0.95, 0.92], [0.93, 0.91, 0.96])
     assert gain(overlapping, TWIN, DIDICM, lambda r: True)[1] == "no"
     assert gain(rows_for([0.9], [0.95]), TWIN, DIDICM, lambda r: True)[1] == "n/a"
+    assert gain(rows_for([0.90, 0.91], [0.95, 0.97]), TWIN, DIDICM, lambda r: True)[1] == "n/a"  # < 3 seeds
+
+
+def test_seeds_that_miss_conditions_do_not_enter_a_cell():
+    # Seed 0 met fog and snow; seed 1 only fog (e.g. an NFE sweep on one hard condition): averaging seed 1 over
+    # fog alone would mix two different means.
+    rows = [row("standard", "softmax", 0, 0.8, kind="corruption", corruption="fog", family="weather", severity=5),
+            row("standard", "softmax", 0, 0.4, kind="corruption", corruption="snow", family="weather", severity=5),
+            row("standard", "softmax", 1, 0.9, kind="corruption", corruption="fog", family="weather", severity=5)]
+    assert per_seed(rows, TWIN, lambda r: r["severity"] == 5) == pytest.approx({0: 0.6})
 
 
 def test_cells_average_conditions_within_a_seed_before_across_seeds():
@@ -45,10 +56,10 @@ def test_cells_average_conditions_within_a_seed_before_across_seeds():
 
 
 def test_summary_table_lists_conditions_with_the_gain():
-    rows = rows_for([0.9, 0.9], [0.95, 0.96]) + rows_for([0.5, 0.6], [0.7, 0.8], kind="low_res", low_res=8,
-                                                          condition="low_res/8")
+    rows = rows_for([0.9, 0.9, 0.9], [0.95, 0.96, 0.94]) + rows_for([0.5, 0.6, 0.55], [0.7, 0.8, 0.75],
+                                                                    kind="low_res", low_res=8, condition="low_res/8")
     text = summary_table(rows)
     lines = text.splitlines()
-    assert "Δ DiDiCM − twin" in lines[0]
-    assert lines[1].startswith("clean") and "+0.055 ± 0.007" in lines[1]
+    assert "Δ DiDiCM CP-8 − twin" in lines[0]
+    assert lines[1].startswith("clean") and "+0.050 ± 0.010" in lines[1] and "yes" in lines[1]
     assert lines[2].startswith("low res 8 px") and "+0.200 ± 0.000" in lines[2] and "yes" in lines[2]

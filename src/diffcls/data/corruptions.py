@@ -32,9 +32,11 @@ process, the number of workers or the order in which images are processed. The `
 Gaussian noise 0.08 = CIFAR severity 3 = ImageNet severity 1) both sets give the same image for the same seed.
 The ``imagenet`` set seeds numpy's global RNG (restored afterwards), which ``imagecorruptions`` draws from.
 
-Caching: :func:`corrupt_images` can store a corrupted split under ``cache_dir/<data key>/<set>/<name>-<severity>``
-(one ``.npy`` for in-memory splits, a folder of PNGs for file splits); entries are written atomically, so an
-existing entry is always complete and is returned without recomputation.
+Caching: :func:`corrupt_images` can store a corrupted split under
+``cache_dir/v<CACHE_VERSION>/<data key>/<set>/<name>-<severity>`` (one ``.npy`` for in-memory splits, a folder of
+PNGs for file splits); entries are written atomically, so an existing entry is always complete and is returned
+without recomputation. Bump ``CACHE_VERSION`` whenever a change here alters the corrupted pixels, so that old
+entries are never reused.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ CORRUPTION_FAMILIES: dict[str, str] = {
 }
 CORRUPTION_SETS: tuple[str, ...] = ("imagenet", "cifar")
 MIN_CORRUPTION_SIZE = 32
+CACHE_VERSION = 1  # bump when the corrupted pixels change (cache entries are looked up under v<CACHE_VERSION>)
 
 # CIFAR-10-C parameters (make_cifar_c.py), severity 1..5 per corruption; the meaning of each tuple is noted.
 CIFAR_PARAMS: dict[str, tuple] = {
@@ -483,7 +486,8 @@ def corrupt_images(
 
     ``images`` is ``uint8[N, H, W, C]`` (returns ``uint8[N, H, W, C]``) or a list of N image file paths (returns N
     PNG paths). ``key`` is ``dataset_key`` or :func:`dataset_fingerprint` of the images. With ``cache_dir`` the result
-    is stored under ``cache_dir/<key>/<set>/<name>-<severity>.npy`` (arrays) or ``.../<name>-<severity>/NNNNNN.png``
+    is stored under ``cache_dir/v<CACHE_VERSION>/<key>/<set>/<name>-<severity>.npy`` (arrays) or
+    ``.../<name>-<severity>/NNNNNN.png``
     (files) and an existing entry is returned as is; without it, arrays are not stored and PNGs go to a new temporary
     folder that the caller owns. ``workers > 1`` spreads chunks of images over that many processes (same result).
     ``progress``: None shows a bar only on a terminal.
@@ -506,7 +510,7 @@ class _Job:
         self.workers, self.progress = workers, progress
 
     def cache_folder(self, cache_dir: str | Path) -> Path:
-        return Path(cache_dir) / _safe_dirname(self.key) / self.corruption_set
+        return Path(cache_dir) / f"v{CACHE_VERSION}" / _safe_dirname(self.key) / self.corruption_set
 
     @property
     def entry(self) -> str:

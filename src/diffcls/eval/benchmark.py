@@ -26,6 +26,8 @@ A killed benchmark restarted with the same command keeps its finished rows and t
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import sys
 import time
@@ -37,7 +39,7 @@ import torch
 import torch.nn as nn
 
 from diffcls.data import Split, TransformConfig, load_source
-from diffcls.data.corruptions import CORRUPTION_FAMILIES, CORRUPTION_NAMES, check_corruption
+from diffcls.data.corruptions import CORRUPTION_FAMILIES, CORRUPTION_NAMES, check_corruption, default_corruption_set
 from diffcls.didicm import cp_sample
 from diffcls.errors import DiffclsError
 from diffcls.eval.evaluate import corrupt_split, evaluate_model, select_split
@@ -167,6 +169,15 @@ def sampler_label(sampler: SamplerConfig | None) -> str:
     return "one-pass"
 
 
+def readout_fields(sampler: SamplerConfig | None) -> dict:
+    """A row's fields naming its readout: sampler, cp_update, steps, chains (None where one does not apply)."""
+    if sampler is None:
+        return {"sampler": "softmax", "cp_update": None, "steps": None, "chains": None}
+    return {"sampler": sampler.sampler, "cp_update": sampler.cp_update if sampler.sampler == "cp" else None,
+            "steps": sampler.steps if sampler.sampler != "onepass" else None,
+            "chains": sampler.chains if sampler.sampler == "cl" else None}
+
+
 class Benchmark:
     """Trains the contenders and evaluates the grid of a preset into an output folder (resumable)."""
 
@@ -184,11 +195,16 @@ class Benchmark:
         self.rows = JsonlLog(self.out / "rows.jsonl")
         self._models: dict[Path, tuple[nn.Module, dict]] = {}
         self._started = time.perf_counter()
+        self._manifest: dict = {"preset": _jsonable(preset.to_dict()), "data": data, "command": command}
+        self._seconds_before = 0.0
 
     def _check_preset(self) -> None:
         p = self.preset
         for name in p.corruptions:
-            check_corruption(name, 1)
+            for severity in p.severities:
+                check_corruption(name, severity)
+        if not 1 <= p.grid_seeds <= len(p.seeds):
+            raise DiffclsError(f"grid_seeds must lie in 1..{len(p.seeds)} (the number of seeds), got {p.grid_seeds}")
         if p.hard_condition:
             check_corruption(*p.hard_condition)
         if any(not 0 < r < 1 for r in p.data_ratios):
@@ -311,11 +327,7 @@ class Benchmark:
         c = task.contender
         return {
             "key": task.key, "contender": c.key, "label": c.label, "method": c.method, "model": c.model,
-            "readout": sampler_label(task.sampler),
-            "sampler": "softmax" if task.sampler is None else sampler.sampler,
-            "cp_update": sampler.cp_update if task.sampler is not None and sampler.sampler == "cp" else None,
-            "steps": sampler.steps if task.sampler is not None and sampler.sampler != "onepass" else None,
-            "chains": sampler.chains if task.sampler is not None and sampler.sampler == "cl" else None,
+            "readout": sampler_label(task.sampler), **readout_fields(task.sampler),
             "nfe": metrics["nfe_per_image"], "seed": task.seed, **task.condition.fields(),
             **{k: round(metrics[k], 6) for k in ("top1", "top5", "nll", "ece")},
             "seconds": metrics["seconds"], "num_samples": metrics["num_samples"],
@@ -376,7 +388,7 @@ class Benchmark:
         self.write_results(rows)
         seconds = self.save_clock()
         paths = write_report(rows, trajectories, self.out, self.preset, self.data, self.training_curves(), seconds,
-                             self._manifest["command"])
+                             self._manifest["command"], self.corruption_set())
         print(summary_table(rows))
         return paths
 
@@ -398,10 +410,18 @@ class Benchmark:
         return curves
 
     def write_results(self, rows: list[dict]) -> None:
+        """``results.json`` (every field) and ``results.csv`` (all but the key and the reliability bins)."""
         write_json(self.out / "results.json", rows)
         columns = [k for k in rows[0] if k not in ("reliability", "key")] if rows else []
-        lines = [",".join(columns)] + [",".join("" if r.get(k) is None else str(r[k]) for k in columns) for r in rows]
-        atomic_write(self.out / "results.csv", lambda f: f.write(("\n".join(lines) + "\n").encode()))
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write(self.out / "results.csv", lambda f: f.write(buffer.getvalue().encode()))
+
+    def corruption_set(self) -> str | None:
+        """The corruption parameter set the grid used (chosen by image size), or None without corruptions."""
+        return default_corruption_set(max(self.source.native_size)) if self.preset.corruptions else None
 
     def log(self, message: str) -> None:
         print(message, file=sys.stderr, flush=True)

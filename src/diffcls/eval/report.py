@@ -1,9 +1,11 @@
 """Tables and plots of a benchmark's rows (see :mod:`diffcls.eval.benchmark`).
 
 Every number is a statistic over training seeds: for each seed, the mean over the conditions a cell covers
-(e.g. all noise corruptions at severity 3), then mean ± std across seeds. The gain Δ is DiDiCM minus the
-standard twin, paired by seed. A gain is *beyond the seed spread* when the two models' per-seed accuracies do not
-overlap at all (every DiDiCM seed above every twin seed, or every one below); with one seed it cannot be judged.
+(e.g. all noise corruptions at severity 3), then mean ± std across seeds (only seeds that cover every condition
+of the cell count). The gain Δ is DiDiCM minus the standard twin, paired by seed: the mean ± std over seeds of
+the per-seed difference. A gain is *beyond the seed spread* when, with at least 3 seeds, the two models'
+per-seed accuracies do not overlap at all (every DiDiCM seed above every twin seed, or every one below; with
+3 seeds each, chance alone does that with probability 2/20 = 0.1); with fewer seeds it is not judged ("n/a").
 """
 
 from __future__ import annotations
@@ -33,9 +35,11 @@ class Series:
         return row["contender"] == self.contender and row["readout"] == self.readout
 
 
-def default_series(rows: list[Row]) -> list[Series]:
-    """Twin, plain ResNet, DiDiCM with the grid sampler (the most common DiDiCM readout), DiDiCM one-pass."""
-    grid = _most_common(r["readout"] for r in rows if r["contender"] == "didicm" and r["readout"] != "one-pass")
+def default_series(rows: list[Row], grid_readout: str | None = None) -> list[Series]:
+    """Twin, plain ResNet, DiDiCM with the grid sampler (``grid_readout``; by default the DiDiCM readout with the
+    most rows), DiDiCM one-pass."""
+    grid = grid_readout or _most_common(r["readout"] for r in rows
+                                        if r["contender"] == "didicm" and r["readout"] != "one-pass")
     series = [Series("standard", "softmax", "standard twin"), Series("plain", "softmax", "plain ResNet")]
     if grid:
         series.append(Series("didicm", grid, f"DiDiCM {grid}"))
@@ -45,19 +49,21 @@ def default_series(rows: list[Row]) -> list[Series]:
 
 def _most_common(values: Iterable[str]) -> str | None:
     values = list(values)
-    return max(set(values), key=values.count) if values else None
+    return max(sorted(set(values)), key=values.count) if values else None  # sorted: ties break the same way
 
 
 # ---------------------------------------------------------------------------------------------------- statistics
 
 
 def per_seed(rows: list[Row], series: Series, where: Predicate, metric: str = "top1") -> dict[int, float]:
-    """``{seed: mean of metric over the matching rows}`` for one series."""
-    by_seed: dict[int, list[float]] = {}
+    """``{seed: mean of metric over the matching rows}`` for one series, over the seeds that cover every matching
+    condition (a seed evaluated on fewer conditions, e.g. only in the NFE sweep, would average something else)."""
+    by_seed: dict[int, dict[str, float]] = {}
     for r in rows:
         if series.matches(r) and where(r):
-            by_seed.setdefault(r["seed"], []).append(r[metric])
-    return {s: statistics.fmean(v) for s, v in by_seed.items()}
+            by_seed.setdefault(r["seed"], {})[r["condition"]] = r[metric]
+    complete = max((len(v) for v in by_seed.values()), default=0)
+    return {s: statistics.fmean(v.values()) for s, v in by_seed.items() if len(v) == complete}
 
 
 def mean_std(values: Iterable[float]) -> tuple[float, float, int] | None:
@@ -75,12 +81,16 @@ def fmt(stat: tuple[float, float, int] | None, digits: int = 3, signed: bool = F
     return f"{text} ± {std:.{digits}f}" if n > 1 else text
 
 
+MIN_SEEDS_FOR_SPREAD = 3
+
+
 def gain(rows: list[Row], base: Series, new: Series, where: Predicate) -> tuple[tuple | None, str]:
-    """Paired gain ``new − base`` over seeds, and whether it lies beyond the seed spread ("yes", "no" or "n/a")."""
+    """Paired gain ``new − base``: (mean, std, seeds) of the per-seed differences, and whether the two models'
+    per-seed values do not overlap ("yes"/"no"; "n/a" under ``MIN_SEEDS_FOR_SPREAD`` seeds)."""
     a, b = per_seed(rows, base, where), per_seed(rows, new, where)
     seeds = sorted(set(a) & set(b))
     stat = mean_std(b[s] - a[s] for s in seeds)
-    if len(seeds) < 2:
+    if len(seeds) < MIN_SEEDS_FOR_SPREAD:
         return stat, "n/a"
     va, vb = [a[s] for s in seeds], [b[s] for s in seeds]
     return stat, "yes" if min(vb) > max(va) or max(vb) < min(va) else "no"
@@ -94,14 +104,21 @@ def markdown_table(header: list[str], body: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
 
 
-def comparison_rows(rows: list[Row], series: list[Series], groups: list[tuple[str, Predicate]]) -> list[list[str]]:
-    """One table row per (label, predicate): each series' top-1, then Δ (DiDiCM − twin) and its spread flag."""
+def gain_pair(series: list[Series]) -> tuple[Series, Series] | None:
+    """(standard twin, DiDiCM with the grid sampler): the pair every Δ compares, if both are present."""
     base = next((s for s in series if s.contender == "standard"), None)
     new = next((s for s in series if s.contender == "didicm" and s.readout != "one-pass"), None)
+    return (base, new) if base and new else None
+
+
+def comparison_rows(rows: list[Row], series: list[Series], groups: list[tuple[str, Predicate]]) -> list[list[str]]:
+    """One table row per (label, predicate): each series' top-1, then Δ (DiDiCM − twin) and its spread flag."""
+    pair = gain_pair(series)
     body = []
     for label, where in groups:
         cells = [fmt(mean_std(per_seed(rows, s, where).values())) for s in series]
-        if base and new:
+        if pair:
+            base, new = pair
             stat, beyond = gain(rows, base, new, where)
             cells += [fmt(stat, signed=True), beyond]
         body.append([label, *cells])
@@ -110,8 +127,9 @@ def comparison_rows(rows: list[Row], series: list[Series], groups: list[tuple[st
 
 def comparison_header(series: list[Series], first: str) -> list[str]:
     head = [first, *[f"{s.label} top-1" for s in series]]
-    if any(s.contender == "standard" for s in series) and any(s.contender == "didicm" for s in series):
-        head += ["Δ DiDiCM − twin", "beyond seed spread"]
+    pair = gain_pair(series)
+    if pair:
+        head += [f"Δ {pair[1].label} − twin", "beyond seed spread"]
     return head
 
 
@@ -133,16 +151,22 @@ def condition_groups(rows: list[Row]) -> dict[str, list[tuple[str, Predicate]]]:
                           and (fam is None or r["family"] == fam) and (name is None or r["corruption"] == name))
 
     clean_label = ("clean", is_clean)
+    everything = f"all {len(names)}" if len(names) > 1 else "all"
     return {
-        "severity": [clean_label] + [(f"all, severity {s}", corr(sev=s)) for s in severities],
+        "severity": [clean_label] + [(f"{everything}, severity {s}", corr(sev=s)) for s in severities],
         "family": [(f"{f}, severity {s}", corr(sev=s, fam=f)) for f in families for s in severities]
         + [(f"{f}, mean", corr(fam=f)) for f in families],
         "corruption": [(n, corr(name=n)) for n in names],
-        "data_ratio": [("100%", is_clean)] + [(f"{r:.0%}", lambda row, r=r: row["kind"] == "data_ratio"
+        "data_ratio": [("100%", is_clean)] + [(percent(r), lambda row, r=r: row["kind"] == "data_ratio"
                                               and row["data_ratio"] == r) for r in ratios],
         "low_res": [("native", is_clean)] + [(f"{s} px", lambda row, s=s: row["kind"] == "low_res"
                                               and row["low_res"] == s) for s in resolutions],
     }
+
+
+def percent(fraction: float) -> str:
+    """0.05 -> '5%', 0.005 -> '0.5%'."""
+    return f"{fraction * 100:g}%"
 
 
 def _family(rows: list[Row], name: str) -> str:
@@ -234,11 +258,10 @@ def plot_accuracy_vs_severity(rows: list[Row], path: Path) -> Path | None:
 
 def plot_gain_vs_difficulty(rows: list[Row], path: Path) -> Path | None:
     """Δ (DiDiCM − twin) against severity, data fraction, resolution, and against the twin's error (Fig. 1/4a)."""
-    series = default_series(rows)
-    base = next((s for s in series if s.contender == "standard"), None)
-    new = next((s for s in series if s.contender == "didicm" and s.readout != "one-pass"), None)
-    if not (base and new):
+    pair = gain_pair(default_series(rows))
+    if not pair:
         return None
+    base, new = pair
     plt = _pyplot()
     groups = condition_groups(rows)
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.6))
@@ -255,7 +278,7 @@ def plot_gain_vs_difficulty(rows: list[Row], path: Path) -> Path | None:
         if points:
             ax.errorbar([i for i, _ in points], [s[0] for _, s in points], yerr=[s[1] for _, s in points],
                         marker="o", capsize=3, color="C2")
-        ax.set_xticks(range(len(xs)), [f"{x:.0%}" if group == "data_ratio" else str(x) for x in xs])
+        ax.set_xticks(range(len(xs)), [percent(x) if group == "data_ratio" else str(x) for x in xs])
         ax.set_xlabel(xlabel)
         ax.set_ylabel("Δ top-1 (DiDiCM − twin)")
         ax.grid(alpha=0.3)
@@ -397,10 +420,10 @@ def plot_reliability(rows: list[Row], path: Path) -> Path | None:
         for j, s in enumerate(series):
             ax = axes[i][j]
             bins = pooled_bins([r for r in rows if s.matches(r) and where(r)])
-            acc = [c / n if n else 0 for c, n in zip(bins["correct"], bins["count"])]
+            acc = [c / n if n else float("nan") for c, n in zip(bins["correct"], bins["count"])]
             ax.bar(edges, acc, width=1 / ECE_BINS, align="edge", edgecolor="black", lw=0.5, label="accuracy")
             ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
-            ax.set_title(f"{s.label}\n{title}: ECE {ece_from_bins(bins):.3f}", fontsize=9)
+            ax.set_title(f"{s.label}\n{title}: pooled ECE {ece_from_bins(bins):.3f}", fontsize=9)
             ax.set_xlabel("confidence")
             ax.set_ylabel("accuracy")
             ax.set_xlim(0, 1)
@@ -410,6 +433,7 @@ def plot_reliability(rows: list[Row], path: Path) -> Path | None:
 
 
 def plot_training_curves(curves: dict[str, list[dict]], path: Path) -> Path | None:
+    curves = {name: rows for name, rows in curves.items() if "-r1-" in name}  # full data; fractions would crowd it
     if not curves:
         return None
     plt = _pyplot()
@@ -427,6 +451,7 @@ def plot_training_curves(curves: dict[str, list[dict]], path: Path) -> Path | No
     axes[0].set_yscale("log")
     axes[0].set_ylabel("training loss (CE or score entropy)")
     axes[1].set_ylabel("test top-1 after the epoch")
+    fig.suptitle("training at full data (one line per seed)", y=1.02)
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
@@ -438,7 +463,7 @@ def plot_training_curves(curves: dict[str, list[dict]], path: Path) -> Path | No
 
 
 def write_report(rows: list[Row], trajectories: dict, out: Path, preset, data: str, curves: dict[str, list[dict]],
-                 seconds: float, command: str | None) -> dict:
+                 seconds: float, command: str | None, corruption_set: str | None = None) -> dict:
     """Write ``report.md`` and ``plots/*.png`` into ``out``; returns ``{"report": path, "plots": [paths]}``."""
     plots_dir = out / "plots"
     plots_dir.mkdir(exist_ok=True)
@@ -450,31 +475,30 @@ def write_report(rows: list[Row], trajectories: dict, out: Path, preset, data: s
         "reliability": plot_reliability(rows, plots_dir / "reliability.png"),
         "training_curves": plot_training_curves(curves, plots_dir / "training_curves.png"),
     }
-    text = report_markdown(rows, preset, data, seconds, command, {k: v for k, v in plots.items() if v}, curves)
+    text = report_markdown(rows, preset, data, seconds, command, {k: v for k, v in plots.items() if v}, curves,
+                           corruption_set)
     path = out / "report.md"
     atomic_write(path, lambda f: f.write(text.encode()))
     return {"report": path, "plots": [p for p in plots.values() if p]}
 
 
 def report_markdown(rows: list[Row], preset, data: str, seconds: float, command: str | None,
-                    plots: dict[str, Path], curves: dict[str, list[dict]]) -> str:
+                    plots: dict[str, Path], curves: dict[str, list[dict]], corruption_set: str | None = None) -> str:
     series = default_series(rows)
     groups = condition_groups(rows)
-    seeds = sorted({r["seed"] for r in rows if r["kind"] == "clean"})
     parts = [
         f"# Uncertainty benchmark: preset `{preset.name}` on `{data}`",
         "",
         f"Command: `{command or 'diffcls bench --preset ' + preset.name + ' --data ' + data}`  ",
         f"Total time: {seconds / 60:.1f} min (training and evaluation, summed over resumed parts).  ",
-        f"Budget: {preset.epochs} epochs for every model at every data fraction (a fraction's subset is tiled to "
-        f"the full training set's length, so each gets the same number of optimisation steps); batch "
-        f"{preset.batch_size}; training seeds {', '.join(map(str, seeds))} at full data"
-        + (f" and at {min(preset.data_ratios):.0%}" if preset.data_ratios else "") + ".",
+        _budget_line(rows, preset, corruption_set),
         "",
         "Contenders: **standard twin** (DiDiRN without the label/noise conditioning, cross-entropy), **plain ResNet** "
         "(same widths, BatchNorm only) and **DiDiCM** (score entropy on the same DiDiRN), read out by "
-        f"`{series[2].readout if len(series) > 2 else 'CP'}` and by the one-pass readout. Δ is DiDiCM "
-        "minus the twin, paired by seed; *beyond seed spread* = the per-seed accuracies of the two do not overlap.",
+        f"`{(gain_pair(series) or (None, Series('', 'CP', '')))[1].readout}` and by the one-pass readout. "
+        "Numbers are mean ± std over training seeds (a bare number: one seed). Δ is DiDiCM minus the twin, the "
+        f"mean of per-seed differences; *beyond seed spread* (judged from {MIN_SEEDS_FOR_SPREAD} seeds on) means "
+        "every DiDiCM seed lies above every twin seed, or every one below.",
         "",
         "## Clean test set, full training data",
         "",
@@ -506,6 +530,25 @@ def report_markdown(rows: list[Row], preset, data: str, seconds: float, command:
     return "\n".join(parts) + "\n"
 
 
+def _budget_line(rows: list[Row], preset, corruption_set: str | None) -> str:
+    """Which models were trained how, and which seeds meet which conditions."""
+    def seeds_of(kind: str) -> str:
+        return ", ".join(map(str, sorted({r["seed"] for r in rows if r["kind"] == kind}))) or "none"
+
+    text = (f"Budget: {preset.epochs} epochs for every model at every data fraction (a fraction's subset is tiled "
+            f"to the full training set's length, so each gets the same number of optimisation steps); batch "
+            f"{preset.batch_size}. Training seeds: {seeds_of('clean')} at full data")
+    if preset.data_ratios:
+        smallest = min(preset.data_ratios)
+        at_smallest = sorted({r["seed"] for r in rows if r["kind"] == "data_ratio" and r["data_ratio"] == smallest})
+        text += f", {', '.join(map(str, at_smallest))} at {percent(smallest)}, the first seed at the other fractions"
+    text += f"; seeds {seeds_of('corruption')} meet the corruptions and {seeds_of('low_res')} the low resolutions."
+    if corruption_set:
+        text += (f" Corruption parameters: the {'CIFAR-10-C' if corruption_set == 'cifar' else 'ImageNet-C'} set"
+                 " (images under 32 px are upscaled to 32 px for the corruption and brought back).")
+    return text
+
+
 def _clean_table(rows: list[Row], series: list[Series]) -> str:
     body = []
     for s in series:
@@ -518,7 +561,7 @@ def _calibration_table(rows: list[Row], series: list[Series]) -> str:
     worst = max((r["severity"] for r in rows if r["kind"] == "corruption"), default=None)
     header, body = ["model", "clean NLL", "clean ECE"], []
     if worst:
-        header += [f"severity {worst} NLL", f"severity {worst} ECE"]
+        header += [f"all corruptions, severity {worst}: NLL", f"all corruptions, severity {worst}: ECE"]
     for s in series:
         cells = [fmt(mean_std(per_seed(rows, s, is_clean, m).values())) for m in ("nll", "ece")]
         if worst:
