@@ -224,7 +224,7 @@ def test_parallel_equals_serial():
 def test_cache_is_written_atomically_and_reused(tmp_path, monkeypatch):
     first = C.corrupt_images(SPLIT, "fog", 4, corruption_set="cifar", cache_dir=tmp_path, progress=False)
     key = C.dataset_fingerprint(SPLIT)
-    entry = tmp_path / key / "cifar" / "fog-4.npy"
+    entry = tmp_path / f"v{C.CACHE_VERSION}" / key / "cifar" / "fog-4.npy"
     assert entry.is_file() and os.listdir(entry.parent) == ["fog-4.npy"]  # no temporary files left behind
     calls = []
     monkeypatch.setattr(C, "corrupt_image", lambda *a, **k: calls.append(a) or a[0])
