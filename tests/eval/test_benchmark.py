@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import pytest
 
 from diffcls.cli import main
-from diffcls.eval.benchmark import Benchmark, BenchPreset, Condition, CONTENDERS
+from diffcls.eval.benchmark import Benchmark, BenchPreset, Condition, CONTENDERS, DCSettings
 from diffcls.eval.predict import SamplerConfig
 
 TINY = BenchPreset(name="tiny", epochs=2, lr=4e-3, warmup_epochs=0, seeds=(0,), data_ratios=(0.5,), corruptions=("gaussian_noise", "contrast"),
                    severities=(2, 5), low_res=(6,), grid_seeds=1, cp_steps=(1, 2), cl_runs=((3, 2),),
                    hard_condition=("contrast", 5), batch_size=16, trajectory_images=2,
-                   grid_sampler=SamplerConfig("cp", steps=2))
+                   grid_sampler=SamplerConfig("cp", steps=2),
+                   diffusion_classifier=DCSettings(model="unet_tiny", test_images=8, calibration_images=8,
+                                                   n_samples=(2, 4), to_keep=(2, 1), val_images=4))
+DC_NFE = 4 * 2 + 2 * (4 - 2)  # 4 classes on 2 timesteps, then the best 2 on 2 more
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +37,8 @@ def expected_row_count() -> int:
     # Per condition and seed: twin 1, plain 1, DiDiCM 2 (grid sampler + one-pass) = 4 rows.
     grid_conditions = 1 + 1 + 1 + 2 * 2  # clean, 50 % data, 6 px, 2 corruptions × 2 severities
     sweep_extra = (2 * 2 + 1) - 1  # CP euler/analytic × 2 steps + CL, minus the CP-2 euler already in the grid
-    return 4 * grid_conditions + sweep_extra * 2  # the sweep runs on clean and on contrast/5
+    dc = grid_conditions  # the Diffusion Classifier: one row per grid condition, no NFE sweep
+    return 4 * grid_conditions + sweep_extra * 2 + dc  # the sweep runs on clean and on contrast/5
 
 
 def test_bench_writes_every_row_once(bench):
@@ -48,8 +53,9 @@ def test_bench_writes_every_row_once(bench):
     # NFE is exact for each readout; accuracies are fractions; reliability bins count every test image.
     for r in rows:
         assert 0.0 <= r["top1"] <= r["top5"] <= 1.0
-        assert sum(r["reliability"]["count"]) == r["num_samples"] == 20
-        expected_nfe = {"softmax": 1, "onepass": 1, "cp": r["steps"], "cl": (r["chains"] or 0) * (r["steps"] or 0)}
+        assert sum(r["reliability"]["count"]) == r["num_samples"] == (8 if r["contender"] == "dc" else 20)
+        expected_nfe = {"softmax": 1, "onepass": 1, "cp": r["steps"], "cl": (r["chains"] or 0) * (r["steps"] or 0),
+                        "diffusion-classifier": DC_NFE}
         assert r["nfe"] == expected_nfe[r["sampler"]]
     corrupted = [r for r in rows if r["kind"] == "corruption"]
     assert {r["family"] for r in corrupted} == {"noise", "digital"}
@@ -67,7 +73,8 @@ def test_bench_report_and_plots(bench):
     benchmark, paths = bench
     report = paths["report"].read_text()
     for section in ("## Clean test set", "## Corruptions by family", "## Scarce training data", "## Low resolution",
-                    "## NFE sweep on `clean`", "## NFE sweep on `contrast/5`", "Δ DiDiCM CP-", "## Calibration"):
+                    "## NFE sweep on `clean`", "## NFE sweep on `contrast/5`", "Δ DiDiCM CP-", "## Calibration",
+                    "Diffusion Classifier top-1", "subset of 8 test images"):
         assert section in report, section
     names = {p.name for p in paths["plots"]}
     assert names == {"accuracy_vs_severity.png", "gain_vs_difficulty.png", "accuracy_vs_nfe.png",
@@ -116,3 +123,34 @@ def test_condition_labels_are_distinct():
     conditions = [Condition("clean"), Condition("low_res", low_res=8), Condition("data_ratio", data_ratio=0.05),
                   Condition("corruption", corruption="fog", severity=3)]
     assert [c.label for c in conditions] == ["clean", "low_res/8", "data_ratio/0.05", "fog/3"]
+
+
+def test_bench_diffusion_classifier_meets_every_grid_condition_on_a_fixed_subset(bench):
+    benchmark, _ = bench
+    rows = json.loads((benchmark.out / "results.json").read_text())
+    dc = [r for r in rows if r["contender"] == "dc"]
+    grid = {r["condition"] for r in rows if r["contender"] == "standard"}
+    assert {r["condition"] for r in dc} == grid and all(r["seed"] == 0 and r["temperature"] > 0 for r in dc)
+    assert (benchmark.model_dir(dc_contender(), 0.5, 0) / "model_index.json").is_file()  # a DDPMPipeline per fraction
+    test, calibration = benchmark.dc_indices()
+    labels = benchmark.source.test.labels
+    assert len(set(test) & set(calibration)) == 0
+    assert sorted(labels[test].tolist()) == [0, 0, 1, 1, 2, 2, 3, 3]  # stratified: 2 of each class
+    # one per-image log per (model, condition), so a killed DC evaluation resumes image by image
+    logs = sorted(p.name for p in (benchmark.out / "dc").glob("*.jsonl"))
+    assert len(logs) == len(dc) + 2  # + one calibration log per trained DC (full data and 50%)
+
+
+def test_bench_diffusion_classifier_can_leave_and_rejoin_without_retraining(bench, capsys):
+    benchmark, _ = bench
+    without = dataclasses.replace(TINY, diffusion_classifier=None)
+    Benchmark(without, benchmark.data, benchmark.out, device="cpu", workers=0, progress=False).run()
+    rows = json.loads((benchmark.out / "results.json").read_text())
+    assert not any(r["contender"] == "dc" for r in rows) and len(rows) == expected_row_count() - 7
+    Benchmark(TINY, benchmark.data, benchmark.out, device="cpu", workers=0, progress=False).run()
+    assert "[train" not in capsys.readouterr().err
+    assert len(json.loads((benchmark.out / "results.json").read_text())) == expected_row_count()
+
+
+def dc_contender():
+    return TINY.diffusion_classifier.contender()

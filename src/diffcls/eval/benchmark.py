@@ -27,6 +27,7 @@ A killed benchmark restarted with the same command keeps its finished rows and t
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import sys
@@ -38,16 +39,19 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from diffcls.data import Split, TransformConfig, load_source
+from diffcls.data import ImageDataset, ImageTransform, Split, TransformConfig, load_source
+from diffcls.data.datasets import data_ratio_indices
 from diffcls.data.corruptions import CORRUPTION_FAMILIES, CORRUPTION_NAMES, check_corruption, default_corruption_set
 from diffcls.didicm import cp_sample
 from diffcls.errors import DiffclsError
 from diffcls.eval.evaluate import corrupt_split, evaluate_model, select_split
-from diffcls.eval.metrics import reliability_bins
+from diffcls.eval.metrics import classification_metrics, reliability_bins
 from diffcls.eval.predict import SamplerConfig, bind_image
+from diffcls.generative.adaptive import Schedule
+from diffcls.generative.pretrained import NoiseModel
 from diffcls.models.factory import load_classifier
-from diffcls.train.checkpoint import (METRICS_NAME, STATE_NAME, WEIGHTS_NAME, JsonlLog, atomic_write, prepare_output_dir,
-                                      write_json)
+from diffcls.train.checkpoint import (CONFIG_NAME, METRICS_NAME, STATE_NAME, JsonlLog, atomic_write,
+                                      prepare_output_dir, write_json)
 from diffcls.train.loop import TrainConfig, resolve_device, train
 
 
@@ -69,6 +73,44 @@ CONTENDERS = (
     Contender("plain", "plain ResNet", "standard", "resnet_small"),
     Contender("didicm", "DiDiCM", "didicm", "didirn_small"),
 )
+DC_KEY = "dc"
+
+
+@dataclass
+class DCSettings:
+    """The Diffusion Classifier as a fourth contender (``diffcls bench --diffusion-classifier``).
+
+    A class-conditional UNet (DDPM) is trained at every data fraction with the first seed only, and classifies a
+    fixed stratified subset of the test split under every condition (thousands of network evaluations per image
+    make the whole split too slow on a CPU). Its temperature lambda is fitted once per model on other clean test
+    images, so its NLL and ECE mean something; the standard models get no temperature scaling.
+    """
+
+    model: str = "unet_small"
+    epochs: int | None = None  # None: the preset's budget
+    test_images: int = 50  # the fixed subset every DC row is measured on
+    calibration_images: int = 50  # other clean test images on which lambda is fitted
+    n_samples: tuple[int, ...] = (4, 16)  # nested timestep grids per stage (see diffcls.generative.adaptive)
+    to_keep: tuple[int, ...] = (2, 1)  # classes kept after each stage
+    val_images: int = 50  # test images of the per-epoch validation (a flat 4-timestep classifier)
+
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule(tuple(self.n_samples), tuple(self.to_keep))
+
+    @property
+    def readout(self) -> str:
+        """Display name, e.g. ``DC 4→16 t, keep 2→1``."""
+        return (f"DC {'→'.join(map(str, self.n_samples))} t, keep {'→'.join(map(str, self.to_keep))}")
+
+    @property
+    def readout_id(self) -> str:
+        """What a row key records of these settings: rows of other settings are not reused."""
+        return (f"dc-n{','.join(map(str, self.n_samples))}-k{','.join(map(str, self.to_keep))}"
+                f"-i{self.test_images}-c{self.calibration_images}")
+
+    def contender(self) -> Contender:
+        return Contender(DC_KEY, "Diffusion Classifier", "ddpm", self.model)
 
 
 @dataclass
@@ -88,10 +130,23 @@ class BenchPreset:
     hard_condition: tuple[str, int] | None = ("gaussian_noise", 5)  # a second NFE sweep, on hard inputs
     grid_sampler: SamplerConfig = field(default_factory=lambda: SamplerConfig("cp", steps=8, cp_update="euler"))
     batch_size: int = 128
+    # DiDiCM's per-epoch validation (the training curves): the one-pass readout costs 1 network evaluation per
+    # image where CP-8 costs 8, which would add about half to each DiDiCM epoch on a CPU
+    train_val_sampler: str = "onepass"
     lr: float | None = None  # None: the training default (AdamW 2e-3 × batch / 256)
     warmup_epochs: int = 1
     eval_limit: int | None = None  # evaluate only the first N test images (tests, huge test sets)
     trajectory_images: int = 3  # easy and hard images each in the CP trajectory figure
+    diffusion_classifier: DCSettings | None = None  # a fourth contender; None: not in the comparison
+
+    @property
+    def contenders(self) -> tuple[Contender, ...]:
+        dc = self.diffusion_classifier
+        return CONTENDERS + ((dc.contender(),) if dc else ())
+
+    def seeds_of(self, contender: Contender, seeds) -> tuple[int, ...]:
+        """The seeds a contender trains and meets conditions with: all given, the first only for the DC."""
+        return tuple(s for s in seeds if contender.key != DC_KEY or s == self.seeds[0])
 
     def seeds_for_ratio(self, ratio: float) -> tuple[int, ...]:
         """All seeds for the full data and the smallest fraction; the first seed for the fractions between."""
@@ -103,14 +158,20 @@ class BenchPreset:
         d["grid_sampler"] = asdict(self.grid_sampler)
         return d
 
+    def comparable(self) -> dict:
+        """What must match for an output folder to be resumed: all but the Diffusion Classifier, which can join
+        (or leave) a finished benchmark, adding (or dropping) only its own rows."""
+        return {k: v for k, v in self.to_dict().items() if k != "diffusion_classifier"}
+
 
 PRESETS = {
     # `make demo`: both trainings (and the plain ResNet) plus one corruption per family; ~10 min on 2 CPU cores.
     "quick": BenchPreset(name="quick", epochs=15, seeds=(0,), data_ratios=(), grid_seeds=1,
                          corruptions=("gaussian_noise", "defocus_blur", "fog", "contrast"), severities=(1, 3, 5),
                          low_res=(16, 8), cp_steps=(1, 2, 4, 8), cl_runs=((10, 8),)),
-    # The whole grid: 3 seeds at full data and at 5%, 19 corruptions × 5 severities; ~2 h on 2 CPU cores.
-    "full": BenchPreset(name="full", epochs=20),
+    # The whole grid: 3 seeds at full data and at 5% (one at 25%), 19 corruptions × 5 severities, 3 seeds on the
+    # corruption grid; ~2 h on 2 CPU cores (docs/benchmarks/mnist5k/report.md has the measured time).
+    "full": BenchPreset(name="full", epochs=15, data_ratios=(0.25, 0.05)),
 }
 
 
@@ -148,13 +209,16 @@ class Task:
     ratio: float
     seed: int
     condition: Condition
-    sampler: SamplerConfig | None  # None: softmax of a standard classifier
+    sampler: SamplerConfig | None  # None: softmax of a standard classifier, or the DC's own readout
+    dc: DCSettings | None = None  # set for the Diffusion Classifier's rows
 
     @property
     def key(self) -> str:
         s = self.sampler
-        readout = "softmax" if s is None else (f"{s.sampler}-{s.cp_update}-{s.steps}" if s.sampler == "cp" else
-                                               f"cl-{s.chains}x{s.steps}" if s.sampler == "cl" else s.sampler)
+        readout = ("softmax" if s is None else f"{s.sampler}-{s.cp_update}-{s.steps}" if s.sampler == "cp" else
+                   f"cl-{s.chains}x{s.steps}" if s.sampler == "cl" else s.sampler)
+        if self.dc is not None:
+            readout = self.dc.readout_id
         return f"{self.contender.key}|r{self.ratio:g}|s{self.seed}|{self.condition.label}|{readout}"
 
 
@@ -194,6 +258,7 @@ class Benchmark:
         self.source = load_source(data)
         self.rows = JsonlLog(self.out / "rows.jsonl")
         self._models: dict[Path, tuple[nn.Module, dict]] = {}
+        self._noise_models: dict[Path, NoiseModel] = {}  # the Diffusion Classifier's, by folder
         self._started = time.perf_counter()
         self._manifest: dict = {"preset": _jsonable(preset.to_dict()), "data": data, "command": command}
         self._seconds_before = 0.0
@@ -212,7 +277,8 @@ class Benchmark:
         manifest = self.out / "bench.json"
         if manifest.is_file():
             old = json.loads(manifest.read_text())
-            if (old.get("preset"), old.get("data")) != (_jsonable(p.to_dict()), self.data):
+            old_preset = {k: v for k, v in old.get("preset", {}).items() if k != "diffusion_classifier"}
+            if (old_preset, old.get("data")) != (_jsonable(p.comparable()), self.data):
                 raise DiffclsError(f"{self.out} holds a benchmark of another preset or data set "
                                    f"({old.get('preset', {}).get('name')} on {old.get('data')}); "
                                    f"choose another --output")
@@ -224,21 +290,33 @@ class Benchmark:
 
     def training_jobs(self) -> list[tuple[Contender, float, int]]:
         p = self.preset
-        return [(c, r, s) for r in (1.0, *p.data_ratios) for s in p.seeds_for_ratio(r) for c in CONTENDERS]
+        return [(c, r, s) for r in (1.0, *p.data_ratios) for s in p.seeds_for_ratio(r) for c in p.contenders
+                if s in p.seeds_of(c, (s,))]
 
     def train_all(self) -> None:
         jobs = self.training_jobs()
         for i, (contender, ratio, seed) in enumerate(jobs, 1):
             folder = self.model_dir(contender, ratio, seed)
-            if _finished_epochs(folder) >= self.preset.epochs and (folder / WEIGHTS_NAME).is_file():
+            if _finished_epochs(folder) >= self.train_config(contender, ratio, seed).epochs and (
+                    folder / CONFIG_NAME).is_file():
                 continue
             self.log(f"[train {i}/{len(jobs)}] {contender.label} ({contender.model}), data {ratio:.0%}, seed {seed}")
-            config = TrainConfig(data=self.data, method=contender.method, model=contender.model, output=str(folder),
-                                 epochs=self.preset.epochs, batch_size=self.preset.batch_size, lr=self.preset.lr,
-                                 warmup_epochs=self.preset.warmup_epochs, data_ratio=ratio, equal_steps=True,
-                                 seed=seed, device=self.device)
-            train(config, resume=(folder / STATE_NAME).is_file(), progress=self.progress)
+            train(self.train_config(contender, ratio, seed), resume=(folder / STATE_NAME).is_file(),
+                  progress=self.progress)
             self.save_clock()
+
+    def train_config(self, contender: Contender, ratio: float, seed: int) -> TrainConfig:
+        """One recipe for all: the preset's budget, batch, lr and warm-up; every fraction tiled to equal steps."""
+        p = self.preset
+        config = TrainConfig(data=self.data, method=contender.method, model=contender.model,
+                             output=str(self.model_dir(contender, ratio, seed)), epochs=p.epochs,
+                             batch_size=p.batch_size, lr=p.lr, warmup_epochs=p.warmup_epochs, data_ratio=ratio,
+                             equal_steps=True, seed=seed, device=self.device, val_sampler=p.train_val_sampler)
+        if contender.key == DC_KEY:
+            dc = p.diffusion_classifier
+            config.epochs = dc.epochs or p.epochs
+            config.val_images, config.val_steps = dc.val_images, 4
+        return config
 
     # ---------------------------------------------------------------------------------------------- evaluation
 
@@ -251,9 +329,12 @@ class Benchmark:
 
         def add(condition: Condition, ratio: float, seeds, samplers_for=None) -> None:
             for seed in seeds:
-                for contender in CONTENDERS:
+                for contender in p.contenders:
+                    if seed not in p.seeds_of(contender, (seed,)):
+                        continue
                     for sampler in (samplers_for or self.grid_samplers)(contender):
-                        tasks.append(Task(contender, ratio, seed, condition, sampler))
+                        dc = p.diffusion_classifier if contender.key == DC_KEY else None
+                        tasks.append(Task(contender, ratio, seed, condition, sampler, dc))
 
         add(Condition("clean"), 1.0, full_seeds)
         for ratio in p.data_ratios:
@@ -278,6 +359,8 @@ class Benchmark:
         return [self.preset.grid_sampler, SamplerConfig("onepass")]
 
     def sweep_samplers(self, contender: Contender) -> list[SamplerConfig | None]:
+        if contender.key == DC_KEY:
+            return []  # the NFE sweep is DiDiCM's; the DC meets the grid
         if contender.method != "didicm":
             return [None]
         p = self.preset
@@ -317,6 +400,8 @@ class Benchmark:
         return self._models[folder]
 
     def evaluate(self, task: Task, split: Split) -> dict:
+        if task.dc is not None:
+            return self.evaluate_dc(task, split)
         model, mconfig = self.load(task.contender, task.ratio, task.seed)
         transform = TransformConfig.from_dict(mconfig["transform"])
         transform.low_res = task.condition.low_res
@@ -331,6 +416,56 @@ class Benchmark:
             "nfe": metrics["nfe_per_image"], "seed": task.seed, **task.condition.fields(),
             **{k: round(metrics[k], 6) for k in ("top1", "top5", "nll", "ece")},
             "seconds": metrics["seconds"], "num_samples": metrics["num_samples"],
+            "reliability": reliability_bins(probs, labels),
+        }
+
+    # ------------------------------------------------------------------------------------ diffusion classifier
+
+    def dc_indices(self) -> tuple[np.ndarray, np.ndarray]:
+        """(test subset, calibration images): disjoint stratified subsets of the clean test split, fixed by seed."""
+        dc = self.preset.diffusion_classifier
+        labels = np.asarray(select_split(self.source, "test", self.preset.eval_limit).labels)
+        test = data_ratio_indices(labels, min(1.0, dc.test_images / len(labels)), seed=0)
+        rest = np.setdiff1d(np.arange(len(labels)), test)
+        calibration = rest[data_ratio_indices(labels[rest], min(1.0, dc.calibration_images / max(len(rest), 1)),
+                                              seed=0)] if len(rest) else rest
+        return test, calibration
+
+    def evaluate_dc(self, task: Task, split: Split) -> dict:
+        """The Diffusion Classifier on the fixed test subset; per-image outcomes go to a resumable JSONL."""
+        from diffcls.eval.diffusion_classifier import DCEvalConfig, classify_indices, load_noise_model
+        from diffcls.generative.adaptive import stagewise_probabilities
+        from diffcls.generative.calibration import fit_temperature
+
+        dc, folder = task.dc, self.model_dir(task.contender, task.ratio, task.seed)
+        cfg = DCEvalConfig(data=self.data, checkpoint=str(folder), schedule=dc.schedule, device=self.device)
+        if folder not in self._noise_models:
+            self._noise_models[folder] = load_noise_model(cfg, self.source.class_names)
+        model = self._noise_models[folder]
+        candidates = list(range(self.source.num_classes))
+        test, calibration = self.dc_indices()
+        logs = self.out / "dc"
+        logs.mkdir(exist_ok=True)
+        # lambda of softmax(-lambda * error): fitted on the calibration images of the clean split, once per model
+        clean = ImageDataset(select_split(self.source, "test", self.preset.eval_limit),
+                             ImageTransform(model.transform))
+        fit_log = JsonlLog(logs / f"{folder.name}-calibration-{dc.readout_id}.jsonl")
+        fit_means, fit_labels, _ = classify_indices(cfg, model, clean, calibration, candidates, fit_log, self.progress)
+        temperature = fit_temperature(fit_means, fit_labels) if len(calibration) >= 2 else 1.0
+        transform = TransformConfig.from_dict(asdict(model.transform))
+        transform.low_res = task.condition.low_res
+        log = JsonlLog(logs / f"{folder.name}-{task.condition.label.replace('/', '-')}-{dc.readout_id}.jsonl")
+        means, labels, seconds = classify_indices(cfg, model, ImageDataset(split, ImageTransform(transform)), test,
+                                                  candidates, log, self.progress)
+        probs = stagewise_probabilities(means, temperature).float()
+        metrics = classification_metrics(probs, labels)
+        c = task.contender
+        return {
+            "key": task.key, "contender": c.key, "label": c.label, "method": c.method, "model": c.model,
+            "readout": dc.readout, "sampler": "diffusion-classifier", "cp_update": None, "steps": None,
+            "chains": None, "nfe": dc.schedule.nfe(len(candidates)), "seed": task.seed, **task.condition.fields(),
+            **{k: round(metrics[k], 6) for k in ("top1", "top5", "nll", "ece")},
+            "seconds": round(seconds, 3), "num_samples": len(labels), "temperature": round(temperature, 6),
             "reliability": reliability_bins(probs, labels),
         }
 
@@ -384,7 +519,7 @@ class Benchmark:
         self.train_all()
         self.evaluate_all()
         trajectories = self.record_trajectories()
-        rows = list(self.rows.rows.values())
+        rows = [self.rows.rows[t.key] for t in self.tasks()]  # rows of contenders no longer in the preset stay out
         self.write_results(rows)
         seconds = self.save_clock()
         paths = write_report(rows, trajectories, self.out, self.preset, self.data, self.training_curves(), seconds,
@@ -458,8 +593,10 @@ def _clock(seconds: float) -> str:
 
 
 def run_benchmark(preset: str | BenchPreset, data: str | None, output: str | Path, device: str = "auto",
-                  workers: int = 2, progress: bool | None = None, command: str | None = None) -> dict:
+                  workers: int = 2, progress: bool | None = None, command: str | None = None,
+                  diffusion_classifier: DCSettings | None = None) -> dict:
     """Run (or resume) a benchmark preset on a data spec (default: mnist5k); see the module docstring.
+    ``diffusion_classifier`` adds the Diffusion Classifier as a fourth contender.
 
     Returns ``{"report": Path, "plots": [Path, ...]}``; prints the summary table.
     """
@@ -467,4 +604,6 @@ def run_benchmark(preset: str | BenchPreset, data: str | None, output: str | Pat
         if preset not in PRESETS:
             raise DiffclsError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
         preset = PRESETS[preset]
+    if diffusion_classifier is not None:
+        preset = dataclasses.replace(preset, diffusion_classifier=diffusion_classifier)
     return Benchmark(preset, data or "mnist5k", output, device, workers, progress, command).run()

@@ -124,6 +124,23 @@ def _classify_missing(cfg: DCEvalConfig, model: NoiseModel, dataset: ImageDatase
     bar.close()
 
 
+def classify_indices(cfg: DCEvalConfig, model: NoiseModel, dataset: ImageDataset, indices: np.ndarray,
+                     candidates: list[int], log: JsonlLog,
+                     progress: bool | None = None) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Classify the images ``indices`` of ``dataset`` (those not yet in ``log``) and read every one back.
+
+    Returns stage means float64[N, S, A] (NaN where a candidate was eliminated), labels int64[N] and the seconds
+    spent on them (summed per image, over resumed parts too).
+    """
+    with torch.inference_mode():
+        _classify_missing(cfg, model, dataset, indices, candidates, log, progress)
+    rows = [log.rows[str(int(i))] for i in indices]
+    stage_means = torch.tensor([[[np.nan if v is None else v for v in s] for s in r["stage_means"]] for r in rows],
+                               dtype=torch.float64)
+    labels = torch.tensor([r["label"] for r in rows])
+    return stage_means, labels, sum(r["seconds"] for r in rows)
+
+
 def evaluate_diffusion_classifier(cfg: DCEvalConfig, per_image_file: str | Path,
                                   progress: bool | None = None) -> tuple[dict, torch.Tensor]:
     """Classify a split with a noise predictor; returns the results dict and probabilities float32[N, K]."""
@@ -146,22 +163,16 @@ def evaluate_diffusion_classifier(cfg: DCEvalConfig, per_image_file: str | Path,
     if cfg.low_res is not None:
         transform.low_res = cfg.low_res
     log = _open_log(Path(per_image_file), run_key(cfg, model))
-    with torch.inference_mode():
-        _classify_missing(cfg, model, ImageDataset(split, ImageTransform(transform)), indices, candidates, log,
-                          progress)
-    rows = [log.rows[str(int(i))] for i in indices]
-    stage_means = torch.tensor([[[np.nan if v is None else v for v in s] for s in r["stage_means"]] for r in rows],
-                               dtype=torch.float64)
-    labels = torch.tensor([r["label"] for r in rows])
+    dataset = ImageDataset(split, ImageTransform(transform))
+    stage_means, labels, seconds = classify_indices(cfg, model, dataset, indices, candidates, log, progress)
     pooling = torch.tensor(candidates) if model.candidate_classes is not None else None
     temperature, source_of_temperature = _temperature(cfg, model, stage_means, labels, pooling)
     probs = pool_candidates(stagewise_probabilities(stage_means, temperature), pooling, source.num_classes).float()
-    seconds = sum(r["seconds"] for r in rows)
     results = {
         **classification_metrics(probs, labels),
         "nfe_per_image": cfg.schedule.nfe(len(candidates)),
         "seconds": round(seconds, 3),
-        "seconds_per_image": round(seconds / max(len(rows), 1), 4),
+        "seconds_per_image": round(seconds / max(len(labels), 1), 4),
         "method": "diffusion-classifier",
         "model": str(model.folder),
         "model_kind": model.kind,

@@ -380,6 +380,9 @@ class DiDiRN(nn.Module):
         ``H' = H/16`` for ``stem="default"`` (H/2 stem, 3 stride-2 stages), ``H/8`` for ``"small"``.
         """
         emb = self._check_cond(x, c_t, sigma)
+        # Channels-last activations: oneDNN's convolutions and GroupNorm run 1.2x (training) to 1.6x (inference)
+        # faster on a 2-core CPU (docs/performance.md), and cuDNN prefers them too. Weights stay as they are.
+        x = x.contiguous(memory_format=torch.channels_last)
         x = self.maxpool(self.act1(self.bn1(self.conv1(x))))
         for stage in self.stages:
             for blk in stage:
