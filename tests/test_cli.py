@@ -13,7 +13,7 @@ from PIL import Image
 
 from datafiles import write_image_folder
 from diffcls.cli import main
-from diffcls.data import load_source
+from diffcls.data import load_source, stratified_order
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_eval_results_and_probs_agree(trained, tmp_path, capsys):
 def test_predict_matches_eval_probabilities(trained, tmp_path, capsys):
     test = load_source("digits").test
     paths = []
-    for i in range(3):
+    for i in sorted(stratified_order(test.labels)[:3]):  # the images --limit 3 picks, in data-set order
         p = tmp_path / f"digit{i}.png"
         Image.fromarray(test.images[i][..., 0]).save(p)
         paths.append(str(p))

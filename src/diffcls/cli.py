@@ -158,7 +158,8 @@ def _add_eval_parser(sub) -> None:
     p.add_argument("--save-probs", default=None, help="write predicted probabilities, float32 N×K .npy")
     p.add_argument("-b", "--batch-size", type=int, default=256)
     p.add_argument("--low-res", type=int, default=None, help="evaluate on a low-resolution view (S×S and back)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    p.add_argument("--limit", type=int, default=None,
+                   help="evaluate only N images: a fixed stratified subset (the first N of a class-interleaved order)")
     p.add_argument("--seed", type=int, default=0, help="seed of the samplers' randomness")
     p.add_argument("--device", default="auto")
     p.add_argument("-j", "--workers", type=int, default=0,
@@ -188,7 +189,8 @@ def _add_diffusion_classifier_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--prompts", default=None, metavar="CSV",
                    help="text-conditional models: prompts from a CSV with columns prompt,classname,classidx "
                         "(several prompts per class allowed; a class's probability sums over its prompts)")
-    g.add_argument("--start", type=int, default=0, help="first image index of the split (default: 0)")
+    g.add_argument("--start", type=int, default=0,
+                   help="skip the first I images of the fixed stratified order that --limit takes from (default: 0)")
     g.add_argument("--per-image", default=None, metavar="FILE",
                    help="JSONL of per-image outcomes, appended as images finish; a rerun resumes from it "
                         "(default: the results file with .images.jsonl)")
@@ -224,11 +226,11 @@ def _add_predict_parser(sub) -> None:
 
 
 EPILOG_BENCH = """presets:
-  quick   mnist5k in ~10 min on 2 CPU cores (what `make demo` runs): 15 epochs, seed 0, one corruption per family
-          at severities 1/3/5, 16 and 8 px views, a small NFE sweep
-  full    15 epochs; seeds 0-2 at full data and at 5%, seed 0 at 25%; all 19 corruptions at
-          severities 1-5 (seeds 0-2); 16/12/8 px views; NFE sweep (CP Euler and analytic 1-16 steps, CL 10×4/8/16, one-pass)
-          on clean data and on gaussian_noise/5 (~2 h on 2 CPU cores; minutes on a GPU)
+  quick   mnist5k in ~12 min on 2 CPU cores (what `make demo` runs): 10 epochs, seed 0, one corruption per family
+          at severities 1/3/5, 16 and 8 px views, a small NFE sweep; 500 test images
+  full    15 epochs; seeds 0-2 at full data and at 5%, seed 0 at 25%; all 19 corruptions at severities 1/3/5
+          (seeds 0-2); 16/12/8 px views; NFE sweep with seed 0 (CP Euler and analytic 1-16 steps, CL 10×4/8,
+          one-pass) on clean data and on gaussian_noise/5; 500 test images (~2 h on 2 CPU cores)
 
 To resume a killed run, repeat its command: finished rows and trained checkpoints are kept.
 Outputs in --output: results.csv, results.json, report.md, plots/*.png, models/, rows.jsonl.

@@ -10,6 +10,7 @@ from diffusers import DDPMScheduler
 
 import diffcls.eval.diffusion_classifier as dc_eval
 from diffcls.cli import main
+from diffcls.data import load_source, stratified_order
 from diffcls.train.loop import Trainer, TrainConfig
 from tiny_pipelines import write_ddpm_pipeline, write_dit_pipeline, write_stable_diffusion_pipeline
 
@@ -35,7 +36,10 @@ def test_eval_of_a_ddpm_checkpoint_writes_results_and_per_image_rows(tmp_path, n
     assert results["method"] == "diffusion-classifier" and results["num_samples"] == 6
     assert results["nfe_per_image"] == 4 * 4 and results["temperature"] == 1.0
     rows = [json.loads(line) for line in (tmp_path / "dc.images.jsonl").read_text().splitlines()]
-    assert rows[0]["key"] == "run" and [r["index"] for r in rows[1:]] == list(range(6))
+    # --limit takes a fixed stratified subset (the test split may be sorted by class), rows in data-set order
+    labels = load_source(f"npz:{npz_path}").test.labels
+    assert rows[0]["key"] == "run" and [r["index"] for r in rows[1:]] == sorted(stratified_order(labels)[:6])
+    assert len(set(labels[[r["index"] for r in rows[1:]]])) == 4  # every class of the 4 is in
     assert all(len(r["stage_means"]) == 1 and len(r["stage_means"][0]) == 4 for r in rows[1:])
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["num_samples"] == 6
 
@@ -127,11 +131,12 @@ def test_pretrained_dit_scores_latents_with_the_epsilon_half(tmp_path, npz_path)
     assert results["model_kind"] == "DiTPipeline" and results["nfe_per_image"] == 4
     rows = [json.loads(line) for line in (tmp_path / "dit.images.jsonl").read_text().splitlines()[1:]]
 
-    # Independent computation for image 0: VAE mean × scaling factor, t = 500 (flat-1), the seed-0 noise bank.
+    # Independent computation for the first image classified: VAE mean × scaling factor, t = 500 (flat-1), the
+    # seed-0 noise bank.
     transformer = DiTTransformer2DModel.from_pretrained(folder / "transformer").eval()
     vae = AutoencoderKL.from_pretrained(folder / "vae").eval()
     model = load_pretrained(folder)
-    image = ImageDataset(load_source(f"npz:{npz_path}").test, ImageTransform(model.transform))[0][0][None]
+    image = ImageDataset(load_source(f"npz:{npz_path}").test, ImageTransform(model.transform))[rows[0]["index"]][0][None]
     with torch.no_grad():
         x0 = vae.encode(image).latent_dist.mean * vae.config.scaling_factor
         noise = torch.randn(1, *x0.shape[1:], generator=torch.Generator().manual_seed(0))
@@ -158,13 +163,13 @@ def test_zero_shot_text_conditional_pipeline_scores_each_prompt(tmp_path, npz_pa
     source = load_source(f"npz:{npz_path}")
     assert rows[0]["prompts"] == [f"a blurry photo of a {name}." for name in source.class_names]
 
-    # Independent computation of image 0's error for the prompt of class 2 at t = 500 with the seed-0 noise.
+    # Independent computation of the first image's error for the prompt of class 2 at t = 500 with the seed-0 noise.
     tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
     text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder").eval()
     unet = UNet2DConditionModel.from_pretrained(folder / "unet").eval()
     vae = AutoencoderKL.from_pretrained(folder / "vae").eval()
     transform = load_pretrained(folder, prompts=[("x", 0)]).transform
-    image = ImageDataset(source.test, ImageTransform(transform))[0][0][None]
+    image = ImageDataset(source.test, ImageTransform(transform))[rows[1]["index"]][0][None]
     with torch.no_grad():
         ids = tokenizer([f"a blurry photo of a {source.class_names[2]}."], padding="max_length",
                         max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids

@@ -60,6 +60,22 @@ def data_ratio_indices(labels: np.ndarray, ratio: float, seed: int = DATA_RATIO_
     return np.sort(np.concatenate(keep))
 
 
+def stratified_order(labels: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A fixed order of all indices whose every prefix is (nearly) stratified: ``int64[N]``.
+
+    Test splits are often sorted by class (mnist5k's is), so "the first N images" would hold only the first
+    classes. Here each class is shuffled (seeded) and the classes are interleaved in proportion to their sizes,
+    so the first N images hold about N·n_c/total of class c, and a smaller N gives a subset of a larger one.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    position = np.empty(len(labels))
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        position[rng.permutation(idx)] = (np.arange(len(idx)) + 0.5) / len(idx)  # spread over (0, 1)
+    return np.lexsort((rng.random(len(labels)), position)).astype(np.int64)
+
+
 def subset_split(split: Split, indices: np.ndarray) -> Split:
     """The split restricted to ``indices`` (in their order)."""
     images = split.images[indices] if split.in_memory else [split.images[i] for i in indices]

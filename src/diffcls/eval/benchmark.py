@@ -40,7 +40,7 @@ import torch
 import torch.nn as nn
 
 from diffcls.data import ImageDataset, ImageTransform, Split, TransformConfig, load_source
-from diffcls.data.datasets import data_ratio_indices
+from diffcls.data.datasets import stratified_order
 from diffcls.data.corruptions import CORRUPTION_FAMILIES, CORRUPTION_NAMES, check_corruption, default_corruption_set
 from diffcls.didicm import cp_sample
 from diffcls.errors import DiffclsError
@@ -135,7 +135,8 @@ class BenchPreset:
     train_val_sampler: str = "onepass"
     lr: float | None = None  # None: the training default (AdamW 2e-3 × batch / 256)
     warmup_epochs: int = 1
-    eval_limit: int | None = None  # evaluate only the first N test images (tests, huge test sets)
+    eval_limit: int | None = None  # evaluate a fixed stratified subset of N test images (CPU budgets, huge test sets)
+    sweep_seeds: int | None = None  # full-data seeds whose DiDiCM models run the NFE sweep (None: all)
     trajectory_images: int = 3  # easy and hard images each in the CP trajectory figure
     diffusion_classifier: DCSettings | None = None  # a fourth contender; None: not in the comparison
 
@@ -165,13 +166,15 @@ class BenchPreset:
 
 
 PRESETS = {
-    # `make demo`: both trainings (and the plain ResNet) plus one corruption per family; ~10 min on 2 CPU cores.
-    "quick": BenchPreset(name="quick", epochs=15, seeds=(0,), data_ratios=(), grid_seeds=1,
+    # `make demo`: the three trainings plus one corruption per family, on 500 test images; ~12 min on 2 CPU cores.
+    "quick": BenchPreset(name="quick", epochs=10, seeds=(0,), data_ratios=(), grid_seeds=1,
                          corruptions=("gaussian_noise", "defocus_blur", "fog", "contrast"), severities=(1, 3, 5),
-                         low_res=(16, 8), cp_steps=(1, 2, 4, 8), cl_runs=((10, 8),)),
-    # The whole grid: 3 seeds at full data and at 5% (one at 25%), 19 corruptions × 5 severities, 3 seeds on the
-    # corruption grid; ~2 h on 2 CPU cores (docs/benchmarks/mnist5k/report.md has the measured time).
-    "full": BenchPreset(name="full", epochs=15, data_ratios=(0.25, 0.05)),
+                         low_res=(16, 8), cp_steps=(1, 2, 4, 8), cl_runs=((10, 4),), eval_limit=500),
+    # The whole grid, sized for about 2 h on 2 CPU cores (docs/benchmarks/mnist5k/report.md has the measured
+    # time): 3 seeds at full data and at 5% (one at 25%); all 19 corruptions at severities 1/3/5 for all 3 seeds;
+    # 500 test images; the NFE sweep with the first seed.
+    "full": BenchPreset(name="full", epochs=15, data_ratios=(0.25, 0.05), severities=(1, 3, 5),
+                        cl_runs=((10, 4), (10, 8)), eval_limit=500, sweep_seeds=1),
 }
 
 
@@ -349,7 +352,7 @@ class Benchmark:
             sweep_conditions.append(Condition("corruption", corruption=p.hard_condition[0],
                                               severity=p.hard_condition[1]))
         for condition in sweep_conditions:
-            add(condition, 1.0, full_seeds, self.sweep_samplers)
+            add(condition, 1.0, full_seeds[:p.sweep_seeds], self.sweep_samplers)
         unique = {t.key: t for t in tasks}  # the sweep repeats the grid sampler and one-pass
         return list(unique.values())
 
@@ -424,12 +427,8 @@ class Benchmark:
     def dc_indices(self) -> tuple[np.ndarray, np.ndarray]:
         """(test subset, calibration images): disjoint stratified subsets of the clean test split, fixed by seed."""
         dc = self.preset.diffusion_classifier
-        labels = np.asarray(select_split(self.source, "test", self.preset.eval_limit).labels)
-        test = data_ratio_indices(labels, min(1.0, dc.test_images / len(labels)), seed=0)
-        rest = np.setdiff1d(np.arange(len(labels)), test)
-        calibration = rest[data_ratio_indices(labels[rest], min(1.0, dc.calibration_images / max(len(rest), 1)),
-                                              seed=0)] if len(rest) else rest
-        return test, calibration
+        order = stratified_order(select_split(self.source, "test", self.preset.eval_limit).labels)
+        return order[:dc.test_images], order[dc.test_images:dc.test_images + dc.calibration_images]
 
     def evaluate_dc(self, task: Task, split: Split) -> dict:
         """The Diffusion Classifier on the fixed test subset; per-image outcomes go to a resumable JSONL."""

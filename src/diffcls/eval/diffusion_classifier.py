@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from diffcls.data import ImageDataset, ImageTransform, TransformConfig, load_source
+from diffcls.data import ImageDataset, ImageTransform, TransformConfig, load_source, stratified_order
 from diffcls.errors import DiffclsError
 from diffcls.eval.evaluate import corrupt_split, select_split
 from diffcls.eval.metrics import classification_metrics
@@ -154,7 +154,7 @@ def evaluate_diffusion_classifier(cfg: DCEvalConfig, per_image_file: str | Path,
                            f"{model.num_class_embeds}" if model.candidate_classes is None else
                            f"a prompt's classidx is outside the data's {source.num_classes} classes")
     split = select_split(source, cfg.split, None)
-    indices = _indices(len(split), cfg.start, cfg.limit)
+    indices = _indices(split.labels, cfg.start, cfg.limit)
     corruption_set = None
     if cfg.corruption is not None:
         split, corruption_set = corrupt_split(split, source, cfg.corruption, cfg.severity, cfg.corruption_set,
@@ -194,12 +194,15 @@ def evaluate_diffusion_classifier(cfg: DCEvalConfig, per_image_file: str | Path,
     return results, probs
 
 
-def _indices(total: int, start: int, limit: int | None) -> np.ndarray:
+def _indices(labels: np.ndarray, start: int, limit: int | None) -> np.ndarray:
+    """Positions ``start .. start + limit`` of the split's fixed stratified order (as ``--limit`` for classifiers),
+    so ``--limit 200`` fits on 20 images of each class and ``--start 200`` tests on the others."""
+    total = len(labels)
     if start < 0 or start >= total:
         raise DiffclsError(f"--start must lie in 0..{total - 1}, got {start}")
     if limit is not None and limit < 1:
         raise DiffclsError(f"--limit must be >= 1, got {limit}")
-    return np.arange(start, total if limit is None else min(total, start + limit))
+    return np.sort(stratified_order(labels)[start:None if limit is None else start + limit])  # data-set order
 
 
 def _temperature(cfg: DCEvalConfig, model: NoiseModel, stage_means: torch.Tensor, labels: torch.Tensor,

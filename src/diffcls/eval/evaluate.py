@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from diffcls.data import (DataSource, ImageDataset, ImageTransform, Split, TransformConfig, load_source, make_loader,
-                          read_image_file, subset_split)
+                          read_image_file, stratified_order, subset_split)
 from diffcls.data.corruptions import check_corruption, corrupt_images, default_corruption_set
 from diffcls.errors import DiffclsError
 from diffcls.eval.metrics import classification_metrics
@@ -54,14 +54,15 @@ def check_output_paths(*paths: str | None) -> None:
 
 
 def select_split(source: DataSource, split: str, limit: int | None = None) -> Split:
-    """``source.train`` or ``source.test``, optionally only its first ``limit`` images."""
+    """``source.train`` or ``source.test``, optionally only ``limit`` of its images: a fixed, stratified choice
+    (:func:`~diffcls.data.datasets.stratified_order`), kept in data-set order."""
     if split not in ("train", "test"):
         raise DiffclsError(f"--split must be train or test, got {split!r}")
     chosen = getattr(source, split)
     if limit is not None:
         if limit < 1:
             raise DiffclsError(f"--limit must be >= 1, got {limit}")
-        chosen = subset_split(chosen, np.arange(min(limit, len(chosen))))
+        chosen = subset_split(chosen, np.sort(stratified_order(chosen.labels)[:limit]))
     return chosen
 
 

@@ -558,6 +558,10 @@ def _budget_line(rows: list[Row], preset, corruption_set: str | None) -> str:
         at_smallest = sorted({r["seed"] for r in rows if r["kind"] == "data_ratio" and r["data_ratio"] == smallest})
         text += f", {', '.join(map(str, at_smallest))} at {percent(smallest)}, the first seed at the other fractions"
     text += f"; seeds {seeds_of('corruption')} meet the corruptions and {seeds_of('low_res')} the low resolutions."
+    sizes = sorted({r["num_samples"] for r in rows if r["contender"] != "dc"})
+    if sizes:
+        text += f" Test images per row: {', '.join(map(str, sizes))}" + (
+            " (a fixed stratified subset of the test split)." if preset.eval_limit else ".")
     if corruption_set:
         text += (f" Corruption parameters: the {'CIFAR-10-C' if corruption_set == 'cifar' else 'ImageNet-C'} set"
                  " (images under 32 px are upscaled to 32 px for the corruption and brought back).")
