@@ -6,5 +6,6 @@ from diffcls.data.transforms import ImageTransform, TransformConfig, fit_to_size
 
 __all__ = [
     "DataSource", "Split", "load_source", "read_image_file", "ImageDataset", "data_ratio_indices", "subset_split",
+    "stratified_order",
     "make_loader", "ImageTransform", "TransformConfig", "fit_to_size", "low_resolution",
 ]

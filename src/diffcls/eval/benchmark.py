@@ -39,15 +39,16 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from diffcls.data import ImageDataset, ImageTransform, Split, TransformConfig, load_source
-from diffcls.data.datasets import stratified_order
+from diffcls.data import ImageDataset, ImageTransform, Split, TransformConfig, load_source, stratified_order
 from diffcls.data.corruptions import CORRUPTION_FAMILIES, CORRUPTION_NAMES, check_corruption, default_corruption_set
 from diffcls.didicm import cp_sample
 from diffcls.errors import DiffclsError
 from diffcls.eval.evaluate import corrupt_split, evaluate_model, select_split
 from diffcls.eval.metrics import classification_metrics, reliability_bins
 from diffcls.eval.predict import SamplerConfig, bind_image
-from diffcls.generative.adaptive import Schedule
+from diffcls.eval.diffusion_classifier import DCEvalConfig, classify_indices, load_noise_model
+from diffcls.generative.adaptive import Schedule, stagewise_probabilities
+from diffcls.generative.calibration import fit_temperature
 from diffcls.generative.pretrained import NoiseModel
 from diffcls.models.factory import load_classifier
 from diffcls.train.checkpoint import (CONFIG_NAME, METRICS_NAME, STATE_NAME, JsonlLog, atomic_write,
@@ -101,7 +102,7 @@ class DCSettings:
     @property
     def readout(self) -> str:
         """Display name, e.g. ``DC 4→16 t, keep 2→1``."""
-        return (f"DC {'→'.join(map(str, self.n_samples))} t, keep {'→'.join(map(str, self.to_keep))}")
+        return f"DC {'→'.join(map(str, self.n_samples))} t, keep {'→'.join(map(str, self.to_keep))}"
 
     @property
     def readout_id(self) -> str:
@@ -261,7 +262,7 @@ class Benchmark:
         self.source = load_source(data)
         self.rows = JsonlLog(self.out / "rows.jsonl")
         self._models: dict[Path, tuple[nn.Module, dict]] = {}
-        self._noise_models: dict[Path, NoiseModel] = {}  # the Diffusion Classifier's, by folder
+        self._noise_models: dict[Path, tuple[NoiseModel, float]] = {}  # the DC's, with its lambda, by folder
         self._started = time.perf_counter()
         self._manifest: dict = {"preset": _jsonable(preset.to_dict()), "data": data, "command": command}
         self._seconds_before = 0.0
@@ -432,41 +433,43 @@ class Benchmark:
 
     def evaluate_dc(self, task: Task, split: Split) -> dict:
         """The Diffusion Classifier on the fixed test subset; per-image outcomes go to a resumable JSONL."""
-        from diffcls.eval.diffusion_classifier import DCEvalConfig, classify_indices, load_noise_model
-        from diffcls.generative.adaptive import stagewise_probabilities
-        from diffcls.generative.calibration import fit_temperature
-
         dc, folder = task.dc, self.model_dir(task.contender, task.ratio, task.seed)
-        cfg = DCEvalConfig(data=self.data, checkpoint=str(folder), schedule=dc.schedule, device=self.device)
-        if folder not in self._noise_models:
-            self._noise_models[folder] = load_noise_model(cfg, self.source.class_names)
-        model = self._noise_models[folder]
-        candidates = list(range(self.source.num_classes))
-        test, calibration = self.dc_indices()
-        logs = self.out / "dc"
-        logs.mkdir(exist_ok=True)
-        # lambda of softmax(-lambda * error): fitted on the calibration images of the clean split, once per model
-        clean = ImageDataset(select_split(self.source, "test", self.preset.eval_limit),
-                             ImageTransform(model.transform))
-        fit_log = JsonlLog(logs / f"{folder.name}-calibration-{dc.readout_id}.jsonl")
-        fit_means, fit_labels, _ = classify_indices(cfg, model, clean, calibration, candidates, fit_log, self.progress)
-        temperature = fit_temperature(fit_means, fit_labels) if len(calibration) >= 2 else 1.0
+        cfg, model, temperature = self._dc_model(folder, dc)
         transform = TransformConfig.from_dict(asdict(model.transform))
         transform.low_res = task.condition.low_res
-        log = JsonlLog(logs / f"{folder.name}-{task.condition.label.replace('/', '-')}-{dc.readout_id}.jsonl")
-        means, labels, seconds = classify_indices(cfg, model, ImageDataset(split, ImageTransform(transform)), test,
-                                                  candidates, log, self.progress)
+        log = JsonlLog(self.out / "dc" / f"{folder.name}-{task.condition.label.replace('/', '-')}-{dc.readout_id}.jsonl")
+        means, labels, seconds = classify_indices(cfg, model, ImageDataset(split, ImageTransform(transform)),
+                                                  self.dc_indices()[0], list(range(self.source.num_classes)), log,
+                                                  self.progress)
         probs = stagewise_probabilities(means, temperature).float()
         metrics = classification_metrics(probs, labels)
         c = task.contender
         return {
             "key": task.key, "contender": c.key, "label": c.label, "method": c.method, "model": c.model,
             "readout": dc.readout, "sampler": "diffusion-classifier", "cp_update": None, "steps": None,
-            "chains": None, "nfe": dc.schedule.nfe(len(candidates)), "seed": task.seed, **task.condition.fields(),
+            "chains": None, "nfe": dc.schedule.nfe(self.source.num_classes), "seed": task.seed,
+            **task.condition.fields(),
             **{k: round(metrics[k], 6) for k in ("top1", "top5", "nll", "ece")},
             "seconds": round(seconds, 3), "num_samples": len(labels), "temperature": round(temperature, 6),
             "reliability": reliability_bins(probs, labels),
         }
+
+    def _dc_model(self, folder: Path, dc: DCSettings) -> tuple[DCEvalConfig, NoiseModel, float]:
+        """The scoring settings, the noise model of ``folder`` and its lambda (softmax(-lambda * error)), fitted
+        once per model on the calibration images of the clean test split (their outcomes logged under ``dc/``)."""
+        cfg = DCEvalConfig(data=self.data, checkpoint=str(folder), schedule=dc.schedule, device=self.device)
+        if folder not in self._noise_models:
+            model = load_noise_model(cfg, self.source.class_names)
+            (self.out / "dc").mkdir(exist_ok=True)
+            log = JsonlLog(self.out / "dc" / f"{folder.name}-calibration-{dc.readout_id}.jsonl")
+            clean = ImageDataset(select_split(self.source, "test", self.preset.eval_limit),
+                                 ImageTransform(model.transform))
+            calibration = self.dc_indices()[1]
+            means, labels, _ = classify_indices(cfg, model, clean, calibration, list(range(self.source.num_classes)),
+                                                log, self.progress)
+            self._noise_models[folder] = (model, fit_temperature(means, labels) if len(calibration) >= 2 else 1.0)
+        model, temperature = self._noise_models[folder]
+        return cfg, model, temperature
 
     # ------------------------------------------------------------------------------------------- trajectories
 
