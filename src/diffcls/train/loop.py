@@ -27,7 +27,8 @@ from timm.utils import ModelEmaV3
 from tqdm.auto import tqdm
 
 import diffcls
-from diffcls.data import ImageDataset, ImageTransform, TransformConfig, data_ratio_indices, load_source, make_loader, subset_split
+from diffcls.data import (ImageDataset, ImageTransform, TransformConfig, data_ratio_indices, load_source, make_loader,
+                          stratified_order, subset_split)
 from diffcls.errors import DiffclsError
 from diffcls.eval.metrics import topk_accuracy
 from diffcls.eval.predict import SamplerConfig, predict_loader
@@ -301,12 +302,13 @@ class Trainer:
 
     @torch.no_grad()
     def validate_diffusion_classifier(self, model: nn.Module) -> float:
-        """Top-1 of a flat Diffusion Classifier (``val_steps`` timesteps, one seeded noise bank) on the first
-        ``val_images`` test images."""
+        """Top-1 of a flat Diffusion Classifier (``val_steps`` timesteps, one seeded noise bank) on ``val_images``
+        test images (a fixed stratified subset: test splits may be sorted by class)."""
         c = self.config
         model.eval()
-        count = min(c.val_images, len(self.val_set))
-        images, labels = zip(*(self.val_set[i] for i in range(count)))
+        chosen = np.sort(stratified_order(self.source.test.labels)[:c.val_images])
+        count = len(chosen)
+        images, labels = zip(*(self.val_set[int(i)] for i in chosen))
         x0, labels = torch.stack(images).to(self.device), torch.as_tensor(labels)
         noise = torch.randn(c.val_steps, *x0.shape[1:], generator=torch.Generator().manual_seed(c.seed))
         correct = 0
