@@ -22,7 +22,7 @@ test-all: venv
 	$(PY) -m pytest -q -m "slow or not slow"
 
 # The main job on bundled data: the benchmark's quick preset on mnist5k. Trains the standard twin, a plain
-# ResNet and DiDiCM (15 epochs each), evaluates them clean, under 4 corruptions × 3 severities, at 16 and 8 px,
+# ResNet and DiDiCM (10 epochs each), evaluates them on 500 test images clean, under 4 corruptions × 3 severities, at 16 and 8 px,
 # and sweeps DiDiCM's samplers; prints the table and writes report.md and plots/ into $(DEMO_DIR).
 # Re-running resumes (finished rows and checkpoints are kept); `make clean` or a new DEMO_DIR starts afresh.
 DEMO_DIR ?= runs/demo

@@ -226,11 +226,11 @@ def _add_predict_parser(sub) -> None:
 
 
 EPILOG_BENCH = """presets:
-  quick   mnist5k in ~12 min on 2 CPU cores (what `make demo` runs): 10 epochs, seed 0, one corruption per family
+  quick   mnist5k in ~10 min on 2 CPU cores (what `make demo` runs): 10 epochs, seed 0, one corruption per family
           at severities 1/3/5, 16 and 8 px views, a small NFE sweep; 500 test images
   full    15 epochs; seeds 0-2 at full data and at 5%; all 19 corruptions at severities 1/3/5
           (seeds 0-2); 16/12/8 px views; NFE sweep with seed 0 (CP Euler and analytic 1-16 steps, CL 10×4/8,
-          one-pass) on clean data and on gaussian_noise/5; 500 test images (~2 h on 2 CPU cores)
+          one-pass) on clean data and on gaussian_noise/5; 500 test images (100 min on 2 CPU cores)
 
 To resume a killed run, repeat its command: finished rows and trained checkpoints are kept.
 Outputs in --output: results.csv, results.json, report.md, plots/*.png, models/, rows.jsonl.

@@ -167,7 +167,7 @@ class BenchPreset:
 
 
 PRESETS = {
-    # `make demo`: the three trainings plus one corruption per family, on 500 test images; ~12 min on 2 CPU cores.
+    # `make demo`: the three trainings plus one corruption per family, on 500 test images; 9.5 min on 2 CPU cores.
     "quick": BenchPreset(name="quick", epochs=10, seeds=(0,), data_ratios=(), grid_seeds=1,
                          corruptions=("gaussian_noise", "defocus_blur", "fog", "contrast"), severities=(1, 3, 5),
                          low_res=(16, 8), cp_steps=(1, 2, 4, 8), cl_runs=((10, 4),), eval_limit=500),

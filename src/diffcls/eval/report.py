@@ -178,7 +178,8 @@ def _family(rows: list[Row], name: str) -> str:
 
 def nfe_table(rows: list[Row], condition: str) -> str:
     """DiDiCM readouts on one condition: NFE, top-1, NLL, ECE and seconds per 1,000 images; the twin for scale."""
-    here = [r for r in rows if r["condition"] == condition]
+    here = _sweep_rows(rows, condition)
+    sweep_seeds = {r["seed"] for r in here}
     readouts = sorted({(r["nfe"], r["readout"]) for r in here if r["contender"] == "didicm"},
                       key=lambda x: (x[1].startswith("CL"), "analytic" in x[1], x[0]))
     body = []
@@ -192,7 +193,17 @@ def nfe_table(rows: list[Row], condition: str) -> str:
         per_1000 = statistics.median(1000 * r["seconds"] / r["num_samples"] for r in sel)
         name = "standard twin (softmax)" if readout == "softmax" else f"DiDiCM {readout}"
         body.append([name, str(nfe), *cells, f"{per_1000:.1f}"])
-    return markdown_table(["readout", "NFE / image", "top-1", "NLL", "ECE", "s / 1000 images"], body)
+    seeds = ", ".join(map(str, sorted(sweep_seeds)))
+    return (f"Training seed{'s' if len(sweep_seeds) > 1 else ''} {seeds}.\n\n"
+            + markdown_table(["readout", "NFE / image", "top-1", "NLL", "ECE", "s / 1000 images"], body))
+
+
+def _sweep_rows(rows: list[Row], condition: str) -> list[Row]:
+    """The rows of ``condition`` from the training seeds that ran the NFE sweep, so that every readout in its
+    table and plot averages the same models."""
+    here = [r for r in rows if r["condition"] == condition]
+    sweep_seeds = {r["seed"] for r in here if r["sampler"] == "cl" or r["cp_update"] == "analytic"}
+    return [r for r in here if r["seed"] in sweep_seeds]
 
 
 def summary_table(rows: list[Row]) -> str:
@@ -315,7 +326,7 @@ def plot_accuracy_vs_nfe(rows: list[Row], path: Path) -> Path | None:
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(sweep), figsize=(5.2 * len(sweep), 3.8), squeeze=False)
     for ax, condition in zip(axes[0], sweep):
-        here = [r for r in rows if r["condition"] == condition]
+        here = _sweep_rows(rows, condition)
         for update, style in (("euler", "-o"), ("analytic", "--s")):
             sel = sorted((r for r in here if r["sampler"] == "cp" and r["cp_update"] == update), key=lambda r: r["nfe"])
             xs = sorted({r["nfe"] for r in sel})
