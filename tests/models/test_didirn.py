@@ -175,3 +175,15 @@ def test_timm_kwargs_are_swallowed() -> None:
     assert model.pretrained_cfg["input_size"] == (3, 32, 32)
     with pytest.warns(UserWarning, match="ignoring unsupported kwargs"):
         timm.create_model("didirn_small", num_classes=10, some_unknown_flag=1)
+
+
+def test_channels_last_activations_give_the_same_scores_as_nchw():
+    torch.manual_seed(0)
+    net = timm.create_model("didirn_small", num_classes=10).eval()
+    x, c_t, sigma = torch.randn(4, 3, 32, 32), torch.tensor([0, 3, 9, 1]), torch.tensor([0.1, 1.0, 3.0, 8.0])
+    assert net.channels_last  # the default: faster on CPU and GPU (docs/performance.md)
+    with torch.no_grad():
+        last = net(x, c_t, sigma)
+        net.channels_last = False
+        nchw = net(x, c_t, sigma)
+    torch.testing.assert_close(last, nchw, rtol=1e-4, atol=1e-4)

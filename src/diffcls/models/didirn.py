@@ -301,6 +301,9 @@ class DiDiRN(nn.Module):
         stem_width = stem_width or widths[0]
         self.num_classes = num_classes
         self.conditional = conditional
+        # Channels-last activations: oneDNN's convolutions and GroupNorm run faster on a CPU and cuDNN prefers them
+        # too (benchmarks/channels_last.py, docs/performance.md). Weights stay as they are; False restores NCHW.
+        self.channels_last = True
         self.post_norm = post_norm
         self.cond_channels = cond_channels if conditional else None
         self.drop_rate = drop_rate
@@ -380,9 +383,8 @@ class DiDiRN(nn.Module):
         ``H' = H/16`` for ``stem="default"`` (H/2 stem, 3 stride-2 stages), ``H/8`` for ``"small"``.
         """
         emb = self._check_cond(x, c_t, sigma)
-        # Channels-last activations: oneDNN's convolutions and GroupNorm run 1.2x (training) to 1.6x (inference)
-        # faster on a 2-core CPU (docs/performance.md), and cuDNN prefers them too. Weights stay as they are.
-        x = x.contiguous(memory_format=torch.channels_last)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         x = self.maxpool(self.act1(self.bn1(self.conv1(x))))
         for stage in self.stages:
             for blk in stage:
