@@ -146,9 +146,9 @@ class BenchPreset:
         dc = self.diffusion_classifier
         return CONTENDERS + ((dc.contender(),) if dc else ())
 
-    def seeds_of(self, contender: Contender, seeds) -> tuple[int, ...]:
-        """The seeds a contender trains and meets conditions with: all given, the first only for the DC."""
-        return tuple(s for s in seeds if contender.key != DC_KEY or s == self.seeds[0])
+    def trains_with(self, contender: Contender, seed: int) -> bool:
+        """Whether a contender trains (and meets conditions) with a seed: every seed, the first only for the DC."""
+        return contender.key != DC_KEY or seed == self.seeds[0]
 
     def seeds_for_ratio(self, ratio: float) -> tuple[int, ...]:
         """All seeds for the full data and the smallest fraction; the first seed for the fractions between."""
@@ -161,9 +161,8 @@ class BenchPreset:
         return d
 
     def comparable(self) -> dict:
-        """What must match for an output folder to be resumed: all but the Diffusion Classifier, which can join
-        (or leave) a finished benchmark, adding (or dropping) only its own rows."""
-        return {k: v for k, v in self.to_dict().items() if k != "diffusion_classifier"}
+        """What must match for an output folder to be resumed (see :func:`_comparable`)."""
+        return _comparable(self.to_dict())
 
 
 PRESETS = {
@@ -281,8 +280,7 @@ class Benchmark:
         manifest = self.out / "bench.json"
         if manifest.is_file():
             old = json.loads(manifest.read_text())
-            old_preset = {k: v for k, v in old.get("preset", {}).items() if k != "diffusion_classifier"}
-            if (old_preset, old.get("data")) != (_jsonable(p.comparable()), self.data):
+            if (_comparable(old.get("preset", {})), old.get("data")) != (_jsonable(p.comparable()), self.data):
                 raise DiffclsError(f"{self.out} holds a benchmark of another preset or data set "
                                    f"({old.get('preset', {}).get('name')} on {old.get('data')}); "
                                    f"choose another --output")
@@ -295,7 +293,7 @@ class Benchmark:
     def training_jobs(self) -> list[tuple[Contender, float, int]]:
         p = self.preset
         return [(c, r, s) for r in (1.0, *p.data_ratios) for s in p.seeds_for_ratio(r) for c in p.contenders
-                if s in p.seeds_of(c, (s,))]
+                if p.trains_with(c, s)]
 
     def train_all(self) -> None:
         jobs = self.training_jobs()
@@ -334,7 +332,7 @@ class Benchmark:
         def add(condition: Condition, ratio: float, seeds, samplers_for=None) -> None:
             for seed in seeds:
                 for contender in p.contenders:
-                    if seed not in p.seeds_of(contender, (seed,)):
+                    if not p.trains_with(contender, seed):
                         continue
                     for sampler in (samplers_for or self.grid_samplers)(contender):
                         dc = p.diffusion_classifier if contender.key == DC_KEY else None
@@ -562,6 +560,12 @@ class Benchmark:
 
     def log(self, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
+
+
+def _comparable(preset: dict) -> dict:
+    """A preset's fields less the Diffusion Classifier's, which can join (or leave) a finished benchmark, adding
+    (or dropping) only its own rows."""
+    return {k: v for k, v in preset.items() if k != "diffusion_classifier"}
 
 
 def _jsonable(value):
