@@ -6,12 +6,27 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from diffcls.data.sources import Split, read_image_file
 from diffcls.errors import DiffclsError
 
 DATA_RATIO_SEED = 42  # the DiDiCM reference code's fixed seed for its per-class subsets
+
+
+class WorkerDataError(DiffclsError):
+    """A :class:`DiffclsError` raised while loading an item in a DataLoader worker process (``--workers N``).
+
+    The loader re-raises a worker's exception in the main process as ``type(e)(text)``, where ``text`` is
+    "Caught ... in DataLoader worker process N." followed by the worker's whole traceback. This constructor keeps
+    only the original one-line message (the traceback's last line), so the user sees what ``--workers 0`` shows.
+    """
+
+    def __init__(self, message: str):
+        if "\nOriginal Traceback" in message:
+            last = message.rstrip().splitlines()[-1]  # "diffcls.data.datasets.WorkerDataError: <message>"
+            message = last.partition(": ")[2] or last
+        super().__init__(message)
 
 
 class ImageDataset(Dataset):
@@ -36,9 +51,14 @@ class ImageDataset(Dataset):
         return images[index] if isinstance(images, np.ndarray) else read_image_file(images[index])
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = self.raw_image(index)
-        if self.image_fn is not None:
-            image = self.image_fn(image, index)
+        try:
+            image = self.raw_image(index)
+            if self.image_fn is not None:
+                image = self.image_fn(image, index)
+        except DiffclsError as e:
+            if get_worker_info() is None or isinstance(e, WorkerDataError):
+                raise
+            raise WorkerDataError(str(e)) from None  # reaches the user as one line, not a worker's traceback
         x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
         return self.transform(x), int(self.split.labels[index])
 

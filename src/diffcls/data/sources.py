@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import os
 import pickle
+import tokenize
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -132,6 +134,13 @@ def _load_digits() -> DataSource:
 # ------------------------------------------------------------------------------------------------------------ files
 
 
+def error_reason(e: BaseException) -> str:
+    """A library exception's message as one line (its first; library messages may span lines and the CLI prints
+    one), or its type name when the message is empty."""
+    lines = str(e).strip().splitlines()
+    return lines[0].strip() if lines else type(e).__name__
+
+
 def _require_path(path: str, want_dir: bool) -> Path:
     p = Path(path).expanduser()
     if not p.exists():
@@ -188,8 +197,12 @@ def _load_npz(path: str) -> DataSource:
         # allow_pickle=False: an npz holding object arrays is rejected instead of executing a pickle.
         with np.load(p, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-    except (ValueError, OSError, EOFError) as e:
-        raise DiffclsError(f"cannot read npz file {path}: {e}") from None
+    except Exception as e:  # noqa: BLE001
+        # Anything raised while parsing is the file's fault: a truncated or damaged archive raises zipfile's
+        # BadZipFile (no central directory, bad CRC), zlib.error (a damaged savez_compressed member),
+        # ValueError/EOFError (short member data), SyntaxError/tokenize.TokenError (a damaged .npy header).
+        reason = "damaged array header" if isinstance(e, (SyntaxError, tokenize.TokenError)) else error_reason(e)
+        raise DiffclsError(f"cannot read npz file {path} (truncated or not an npz?): {reason}") from None
     missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
     if missing:
         raise DiffclsError(f"npz file {path} lacks keys {missing} (has {sorted(arrays)})")
@@ -270,9 +283,12 @@ def _unpickle_cifar_batch(path: Path) -> dict:
 
     try:
         with open(path, "rb") as f:
-            return _DataOnly(f, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError, AttributeError) as e:
-        raise DiffclsError(f"cannot read CIFAR-10 batch {path}: {e}") from None
+            d = _DataOnly(f, encoding="bytes").load()
+    except Exception as e:  # noqa: BLE001  (a damaged pickle stream raises nearly any type)
+        raise DiffclsError(f"cannot read CIFAR-10 batch {path}: {error_reason(e)}") from None
+    if not isinstance(d, dict):
+        raise DiffclsError(f"cannot read CIFAR-10 batch {path}: it holds a {type(d).__name__}, not a dict")
+    return d
 
 
 def _cifar_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -313,18 +329,28 @@ def _load_cifar10(path: str) -> DataSource:
 
 # ----------------------------------------------------------------------------------------------------------- images
 
-MAX_IMAGE_PIXELS = 64_000_000  # ~8k × 8k; PIL's own bomb guard (≈89 MP warns, 2× errors) is made strict below.
+MAX_IMAGE_PIXELS = 64_000_000  # ~8k × 8k. PIL warns above its MAX_IMAGE_PIXELS and refuses above twice that.
 
 
 def read_image_file(path: str) -> np.ndarray:
-    """Decode an image file to ``uint8[H, W, 3]`` (RGB). Corrupt, truncated or oversized files raise DiffclsError."""
+    """Decode an image file to ``uint8[H, W, 3]`` (RGB). Corrupt, truncated or oversized files raise DiffclsError.
+
+    The size is checked from the header, before any pixel is decoded: a decompression bomb (a small file whose
+    header claims, say, 30000×30000 pixels) is refused without allocating it. PIL's DecompressionBombWarning (above
+    ``MAX_IMAGE_PIXELS``) is turned into that error too, so nothing but the one-line error reaches stderr.
+    """
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
     try:
-        with Image.open(path) as im:
-            if im.width * im.height > MAX_IMAGE_PIXELS:
-                raise DiffclsError(f"{path}: image of {im.width}×{im.height} pixels exceeds the {MAX_IMAGE_PIXELS:,} limit")
-            return np.array(im.convert("RGB"))  # a writable copy
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                if im.width * im.height > MAX_IMAGE_PIXELS:
+                    raise DiffclsError(f"{path}: image of {im.width}×{im.height} pixels exceeds the "
+                                       f"{MAX_IMAGE_PIXELS:,} limit")
+                return np.array(im.convert("RGB"))  # a writable copy
     except DiffclsError:
         raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:  # OSError covers missing files
-        raise DiffclsError(f"cannot decode image {path}: {e}") from None
+    except FileNotFoundError:
+        raise DiffclsError(f"cannot decode image {path}: no such file") from None
+    except Exception as e:  # noqa: BLE001  (image plugins raise OSError, ValueError, SyntaxError, struct.error, ...)
+        raise DiffclsError(f"cannot decode image {path}: {error_reason(e)}") from None

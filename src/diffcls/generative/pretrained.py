@@ -24,6 +24,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 from diffusers import AutoencoderKL, DDPMScheduler, DiTTransformer2DModel
+from safetensors import SafetensorError
 
 from diffcls.data import TransformConfig
 from diffcls.errors import DiffclsError
@@ -215,4 +216,12 @@ def load_pretrained(folder: str | Path, device: str = "cpu",
 
     ``prompts`` ``[(text, class index)]`` are the candidates of a text-conditional pipeline (ignored otherwise).
     """
-    return PIPELINES[pipeline_kind(folder)](Path(folder), device, prompts)
+    kind = pipeline_kind(folder)
+    try:
+        return PIPELINES[kind](Path(folder), device, prompts)
+    except (OSError, ValueError, RuntimeError, TypeError, KeyError, SafetensorError) as e:
+        # diffusers/transformers: a component config that is not JSON, weights that are truncated or do not fit
+        # the config. Their messages may span lines; the CLI prints one.
+        lines = str(e).strip().splitlines()
+        raise DiffclsError(f"cannot load the {kind} in {folder}: "
+                           f"{lines[0].strip() if lines else type(e).__name__}") from None

@@ -42,6 +42,26 @@ def create_classifier(method: str, model_name: str, num_classes: int, in_chans: 
     return timm.create_model(model_name, num_classes=num_classes, in_chans=in_chans, pretrained=False, **kwargs)
 
 
+def check_classifier_config(config: dict, checkpoint_dir: str | Path) -> None:
+    """Raise :class:`DiffclsError` unless a classifier's ``config.json`` has what eval and predict read: ``model``,
+    ``num_classes``, one name per class in ``class_names`` and a ``transform``."""
+    from diffcls.data.transforms import TransformConfig
+
+    where = f"{checkpoint_dir}/config.json"
+    missing = [k for k in ("model", "num_classes", "class_names", "transform") if k not in config]
+    if missing:
+        raise DiffclsError(f"{where} lacks {', '.join(missing)}: not a config written by diffcls train")
+    k, names = config["num_classes"], config["class_names"]
+    if not isinstance(config["model"], str) or not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise DiffclsError(f"{where}: 'model' must be a name and 'num_classes' an integer >= 1")
+    if not isinstance(names, list) or len(names) != k:
+        raise DiffclsError(f"{where}: 'class_names' must list {k} names")
+    try:
+        TransformConfig.from_dict(config["transform"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise DiffclsError(f"{where}: 'transform' is not a transform config ({type(e).__name__}: {e})") from None
+
+
 def load_classifier(checkpoint_dir: str, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild a trained classifier from its folder (``config.json`` + ``model.safetensors``), in eval mode.
 
@@ -54,6 +74,7 @@ def load_classifier(checkpoint_dir: str, device: str | torch.device = "cpu") -> 
     if config["method"] not in CLASSIFIER_METHODS:
         raise DiffclsError(f"{checkpoint_dir} holds a {config['method']!r} model, not a classifier "
                            f"({', '.join(CLASSIFIER_METHODS)})")
+    check_classifier_config(config, checkpoint_dir)
     model = create_classifier(config["method"], config["model"], int(config["num_classes"]))
     state = load_weights(Path(checkpoint_dir) / WEIGHTS_NAME)
     try:

@@ -18,8 +18,11 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+from safetensors import SafetensorError
 
 from diffcls.errors import DiffclsError
+
+PIPELINE_WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"  # unet/ of a DDPMPipeline folder
 
 # Widths per resolution level; the last level gets self-attention when ``attention`` is set.
 UNET_PRESETS: dict[str, dict] = {
@@ -86,11 +89,28 @@ def save_pipeline(model: ClassConditionalUNet, scheduler: DDPMScheduler, folder:
 def load_pipeline_unet(folder: str | Path, device: str | torch.device = "cpu") -> tuple[ClassConditionalUNet,
                                                                                            DDPMScheduler]:
     """The class-conditional UNet and scheduler of a ``DDPMPipeline`` folder, in eval mode."""
+    from diffcls.train.checkpoint import check_weights_file
+
     folder = Path(folder)
     if not (folder / "unet").is_dir() or not (folder / "scheduler").is_dir():
         raise DiffclsError(f"{folder} is not a DDPMPipeline folder (needs unet/ and scheduler/)")
-    unet = UNet2DModel.from_pretrained(folder / "unet", use_safetensors=True, low_cpu_mem_usage=False)
+    weights = folder / "unet" / PIPELINE_WEIGHTS_NAME
+    if not weights.is_file():
+        raise DiffclsError(f"{folder}/unet holds no {PIPELINE_WEIGHTS_NAME} (pickled weights are never loaded)")
+    check_weights_file(weights)  # a truncated file or a pickle: one clear line, before diffusers reads it
+    unet = _from_pretrained(UNet2DModel, folder / "unet", use_safetensors=True, low_cpu_mem_usage=False)
     if not unet.config.num_class_embeds:
         raise DiffclsError(f"the UNet in {folder} is not class-conditional (num_class_embeds is not set)")
-    scheduler = DDPMScheduler.from_pretrained(folder / "scheduler")
+    scheduler = _from_pretrained(DDPMScheduler, folder / "scheduler")
     return ClassConditionalUNet(unet).to(device).eval(), scheduler
+
+
+def _from_pretrained(cls, folder: Path, **kwargs):
+    """``cls.from_pretrained(folder)`` with diffusers' errors (a config that is not JSON, weights that do not
+    fit the config) as one-line DiffclsErrors naming the folder."""
+    try:
+        return cls.from_pretrained(folder, **kwargs)
+    except (OSError, ValueError, RuntimeError, TypeError, KeyError, SafetensorError) as e:
+        lines = str(e).strip().splitlines()
+        raise DiffclsError(f"cannot load the {cls.__name__} in {folder}: "
+                           f"{lines[0].strip() if lines else type(e).__name__}") from None

@@ -13,12 +13,13 @@ import csv
 import io
 import json
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
 from diffcls.errors import DiffclsError
@@ -79,11 +80,40 @@ def save_weights(path: str | Path, state_dict: dict[str, torch.Tensor], metadata
     atomic_write(path, lambda f: f.write(save(tensors, metadata=metadata)))
 
 
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0].strip() if lines else type(e).__name__
+
+
+def _weights_error(path: str | Path, e: BaseException) -> DiffclsError:
+    """The error for a weights file that safetensors refused, with a hint when it is a pickle or cut short."""
+    hint = ""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(2)
+    except OSError:
+        magic = b""
+    if magic in (b"PK", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05"):  # torch.save zip, pickle 2..5
+        hint = " (it is a pickle or torch.save file, not safetensors; pickled weights are never loaded)"
+    elif "incomplete metadata" in str(e) or "invalid header length" in str(e):
+        hint = " (truncated?)"
+    return DiffclsError(f"cannot read weights {path}: {_first_line(e)}{hint}")
+
+
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
-        raise DiffclsError(f"cannot read weights {path}: {e}") from None
+        raise _weights_error(path, e) from None
+
+
+def check_weights_file(path: str | Path) -> None:
+    """Raise :class:`DiffclsError` unless ``path`` is a complete safetensors file (reads its header only)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            f.keys()
+    except (SafetensorError, OSError, ValueError) as e:
+        raise _weights_error(path, e) from None
 
 
 def save_training_state(path: str | Path, state: dict) -> None:
@@ -92,11 +122,44 @@ def save_training_state(path: str | Path, state: dict) -> None:
     atomic_write(path, lambda f: f.write(buffer.getvalue()))
 
 
+STATE_KEYS = ("epoch", "model", "optimizer", "scheduler")
+
+
 def load_training_state(path: str | Path) -> dict:
+    """The training state saved by :func:`save_training_state`, loaded with ``weights_only=True`` (tensors and
+    plain containers; never arbitrary objects). A damaged, truncated or foreign file raises :class:`DiffclsError`."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises UnpicklingError, RuntimeError or EOFError for bad files
-        raise DiffclsError(f"cannot load training state {path}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        # torch's first line advises weights_only=False; never do that. Its reason is on a later line.
+        after = str(e).partition("WeightsUnpickler error:")[2]
+        reason = next((ln.strip() for ln in after.splitlines() if ln.strip()), "")
+        raise DiffclsError(f"cannot load training state {path}: not a tensors-only torch.save file (damaged, "
+                           f"or holds objects that are never unpickled){'; ' + reason if reason else ''}") from None
+    except Exception as e:  # noqa: BLE001  (torch raises RuntimeError, EOFError, OSError, ... for bad files)
+        reason = _first_line(e).split(". ")[0].rstrip(".")  # torch appends paragraphs of advice; keep the fact
+        raise DiffclsError(f"cannot load training state {path} (truncated or damaged?): {type(e).__name__}: "
+                           f"{reason}") from None
+    missing = [k for k in STATE_KEYS if k not in state] if isinstance(state, dict) else list(STATE_KEYS)
+    if missing:
+        raise DiffclsError(f"{path} is not a diffcls training state (lacks {', '.join(missing)})")
+    return state
+
+
+def read_saved_train_config(checkpoint_dir: str | Path) -> dict:
+    """The ``"train"`` options in a checkpoint folder's ``config.json`` ({} when there is no config.json yet),
+    for ``--resume`` to compare with the new options. A damaged config.json raises :class:`DiffclsError`."""
+    path = Path(checkpoint_dir) / CONFIG_NAME
+    if not path.is_file():
+        return {}
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
+        raise DiffclsError(f"{path} is not valid JSON: {_first_line(e)}") from None
+    train = config.get("train", {}) if isinstance(config, dict) else None
+    if not isinstance(train, dict):
+        raise DiffclsError(f"{path} is not a diffcls checkpoint config")
+    return train
 
 
 # ----------------------------------------------------------------------------------------------------- folders
@@ -109,7 +172,8 @@ def read_checkpoint_config(checkpoint_dir: str | Path) -> dict:
         raise DiffclsError(f"checkpoint folder not found: {checkpoint_dir}")
     # A ddpm checkpoint keeps its weights in the diffusers layout (unet/), as a DDPMPipeline folder.
     if not (d / WEIGHTS_NAME).is_file() and not (d / "unet" / "diffusion_pytorch_model.safetensors").is_file():
-        pickles = sorted(p.name for p in d.iterdir() if p.suffix in (".pt", ".pth", ".bin", ".ckpt", ".tar"))
+        pickles = sorted(str(p.relative_to(d)) for p in [*d.iterdir(), *(d / "unet").glob("*")]
+                         if p.suffix in (".pt", ".pth", ".bin", ".ckpt", ".tar", ".pkl"))
         hint = f" (found {pickles}; pickled weights are never loaded, only {WEIGHTS_NAME})" if pickles else ""
         raise DiffclsError(f"{checkpoint_dir} holds no {WEIGHTS_NAME}{hint}")
     try:
@@ -117,9 +181,11 @@ def read_checkpoint_config(checkpoint_dir: str | Path) -> dict:
     except FileNotFoundError:
         raise DiffclsError(f"{checkpoint_dir} holds no {CONFIG_NAME}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DiffclsError(f"{checkpoint_dir}/{CONFIG_NAME} is not valid JSON: {e}") from None
+        raise DiffclsError(f"{checkpoint_dir}/{CONFIG_NAME} is not valid JSON: {_first_line(e)}") from None
     if not isinstance(config, dict) or "method" not in config:
         raise DiffclsError(f"{checkpoint_dir}/{CONFIG_NAME} is not a diffcls checkpoint config (no 'method')")
+    if not isinstance(config.get("transform"), dict):
+        raise DiffclsError(f"{checkpoint_dir}/{CONFIG_NAME} is not a diffcls checkpoint config (no 'transform')")
     return config
 
 
