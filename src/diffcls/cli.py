@@ -62,8 +62,15 @@ def _sampler_config(args: argparse.Namespace):
                          cp_reference=args.cp_reference)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line error format of the rest of diffcls (no usage block); subparsers inherit it."""
+
+    def error(self, message: str):
+        self.exit(2, f"diffcls: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="diffcls", description="Diffusion-based image classification: train, "
+    parser = _Parser(prog="diffcls", description="Diffusion-based image classification: train, "
                                      "evaluate and compare DiDiCM, diffusion classifiers and standard classifiers.")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -265,29 +272,36 @@ def _add_bench_parser(sub) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from diffcls.train.distributed import init_distributed
     from diffcls.train.loop import TrainConfig, train
 
+    dist = init_distributed(args.device)
     fields = {k: v for k, v in vars(args).items() if k not in ("func", "command", "resume")}
-    row = train(TrainConfig.from_dict(fields), resume=args.resume)
-    if row:
+    row = train(TrainConfig.from_dict(fields), resume=args.resume, dist=dist)
+    if row and dist.is_main:
         print(json.dumps(row))
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from diffcls.eval.evaluate import EvalConfig, check_output_paths, evaluate_classifier, write_results
+    from diffcls.train.distributed import init_distributed, rank_device
     from diffcls.train.loop import resolve_device
 
     check_output_paths(args.results_file, args.save_probs)
+    dist = init_distributed(args.device)
+    device = str(resolve_device(rank_device(args.device, dist)))
     if _uses_diffusion_classifier(args):
-        return _eval_diffusion_classifier(args)
+        return _eval_diffusion_classifier(args, dist, device)
     if args.start:
         raise DiffclsError("--start applies to the Diffusion Classifier; use --limit for classifiers")
     cfg = EvalConfig(checkpoint=args.checkpoint, data=args.data, split=args.split, sampler=_sampler_config(args),
                      batch_size=args.batch_size, low_res=args.low_res, limit=args.limit, seed=args.seed,
-                     device=str(resolve_device(args.device)), workers=args.workers, corruption=args.corruption,
+                     device=device, workers=args.workers, corruption=args.corruption,
                      severity=args.severity, corruption_set=args.corruption_set, cache_dir=args.corruption_cache)
-    results, probs = evaluate_classifier(cfg)
+    results, probs = evaluate_classifier(cfg, dist=dist)
+    if not dist.is_main:
+        return 0
     write_results(results, probs, args.results_file, args.save_probs)
     summary = {k: results[k] for k in ("top1", "top5", "nll", "ece", "num_samples", "nfe_per_image", "seconds")}
     print(json.dumps(summary))
@@ -304,24 +318,26 @@ def _uses_diffusion_classifier(args: argparse.Namespace) -> bool:
     return read_checkpoint_config(args.checkpoint)["method"] == "ddpm"
 
 
-def _eval_diffusion_classifier(args: argparse.Namespace) -> int:
+def _eval_diffusion_classifier(args: argparse.Namespace, dist, device: str) -> int:
     from diffcls.eval.diffusion_classifier import DCEvalConfig, evaluate_diffusion_classifier
     from diffcls.eval.evaluate import write_results
     from diffcls.generative import parse_schedule
-    from diffcls.train.loop import resolve_device
 
     if args.schedule and args.n_samples:
         raise DiffclsError("give either --schedule or --n-samples/--to-keep, not both")
     schedule = parse_schedule(args.n_samples, args.to_keep, preset=None if args.n_samples else args.schedule or "cifar10")
     cfg = DCEvalConfig(data=args.data, checkpoint=args.checkpoint, pretrained=args.pretrained, split=args.split,
                        schedule=schedule, loss=args.loss, batch_size=args.batch_size, start=args.start,
-                       limit=args.limit, seed=args.seed, device=str(resolve_device(args.device)), low_res=args.low_res,
+                       limit=args.limit, seed=args.seed, device=device, low_res=args.low_res,
                        corruption=args.corruption, severity=args.severity, corruption_set=args.corruption_set,
                        cache_dir=args.corruption_cache, temperature=args.temperature,
                        fit_temperature=args.fit_temperature, prompt_template=args.prompt_template,
                        prompts_csv=args.prompts)
     per_image = args.per_image or str(Path(args.results_file).with_suffix(".images.jsonl"))
-    results, probs = evaluate_diffusion_classifier(cfg, per_image)
+    evaluated = evaluate_diffusion_classifier(cfg, per_image, dist=dist)
+    if evaluated is None:  # a rank other than 0 under torchrun: rank 0 writes
+        return 0
+    results, probs = evaluated
     write_results(results, probs, args.results_file, args.save_probs)
     print(json.dumps({k: results[k] for k in ("top1", "top5", "nll", "ece", "num_samples", "nfe_per_image",
                                               "seconds_per_image", "temperature")}))
@@ -346,6 +362,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from diffcls.eval.benchmark import DCSettings, run_benchmark
     from diffcls.generative import parse_schedule
+    from diffcls.train.distributed import init_distributed
 
     dc = None
     if args.diffusion_classifier:
@@ -355,8 +372,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         dc = DCSettings(model=args.dc_model, epochs=args.dc_epochs, test_images=args.dc_images,
                         n_samples=schedule.n_samples, to_keep=schedule.to_keep)
     command = "diffcls " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("diffcls") else None
+    dist = init_distributed(args.device)
     paths = run_benchmark(args.preset, args.data, args.output, args.device, args.workers, command=command,
-                          diffusion_classifier=dc)
+                          diffusion_classifier=dc, dist=dist)
+    if not dist.is_main:
+        return 0
     print(f"report: {paths['report']}")
     for path in paths["plots"]:
         print(f"plot:   {path}")
@@ -373,6 +393,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("diffcls: interrupted (checkpoints and results written so far are intact)", file=sys.stderr)
         return 130
+    finally:
+        if "torch" in sys.modules:  # leave torchrun's process group, if joined (--help never imports torch)
+            from diffcls.train.distributed import shutdown_distributed
+
+            shutdown_distributed()
 
 
 if __name__ == "__main__":

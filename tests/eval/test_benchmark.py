@@ -154,3 +154,30 @@ def test_bench_diffusion_classifier_can_leave_and_rejoin_without_retraining(benc
 
 def dc_contender():
     return TINY.diffusion_classifier.contender()
+
+
+def test_bench_under_torchrun_writes_every_row_once(tmp_path):
+    """Two processes: trainings data-parallel, evaluations sharded; rank 0 alone writes rows and the report."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from datafiles import write_npz
+
+    data = f"npz:{write_npz(tmp_path / 'blobs.npz')}"
+    script = Path(__file__).with_name("tiny_bench_main.py")
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(script), data, str(tmp_path / "out")], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    keys = [json.loads(line)["key"] for line in (tmp_path / "out" / "rows.jsonl").read_text().splitlines()]
+    assert len(keys) == len(set(keys)) == expected_row_count()
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert len(rows) == expected_row_count() and (tmp_path / "out" / "report.md").is_file()
+    from diffcls.eval.report import summary_table
+
+    assert done.stdout.count(summary_table(rows).splitlines()[0]) == 1  # printed by rank 0 only
+    for log in (tmp_path / "out" / "dc").glob("*.jsonl"):
+        rows = [json.loads(line)["key"] for line in log.read_text().splitlines()]
+        assert len(rows) == len(set(rows)) == 8  # each image once (test subset and calibration images: 8 each)

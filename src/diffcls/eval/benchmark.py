@@ -53,6 +53,7 @@ from diffcls.generative.pretrained import NoiseModel
 from diffcls.models.factory import load_classifier
 from diffcls.train.checkpoint import (CONFIG_NAME, METRICS_NAME, STATE_NAME, JsonlLog, atomic_write,
                                       prepare_output_dir, write_json)
+from diffcls.train.distributed import SINGLE_PROCESS, Dist, rank_device
 from diffcls.train.loop import TrainConfig, resolve_device, train
 
 
@@ -89,6 +90,14 @@ class DCSettings:
 
     model: str = "unet_small"
     epochs: int | None = None  # None: the preset's budget
+    # Its own recipe: a DDPM needs many more optimisation steps than a classifier (batch 128 for 15 epochs left
+    # a unet_small at chance on mnist5k; batch 32 with an EMA of the weights reached 0.84 by epoch 13), and it
+    # runs at 16 px, where a unet_small step costs a third of 32 px, so the grid's thousands of network calls fit
+    # a CPU. A model's low-resolution views at 16 px and above are therefore no degradation for it.
+    img_size: int | None = 16  # None: the data's default size, as the other contenders
+    batch_size: int = 32
+    lr: float = 1e-3
+    ema_decay: float | None = 0.995
     test_images: int = 50  # the fixed subset every DC row is measured on
     calibration_images: int = 50  # other clean test images on which lambda is fitted
     n_samples: tuple[int, ...] = (4, 16)  # nested timestep grids per stage (see diffcls.generative.adaptive)
@@ -249,17 +258,21 @@ class Benchmark:
     """Trains the contenders and evaluates the grid of a preset into an output folder (resumable)."""
 
     def __init__(self, preset: BenchPreset, data: str, output: str | Path, device: str = "auto",
-                 workers: int = 2, progress: bool | None = None, command: str | None = None):
+                 workers: int = 2, progress: bool | None = None, command: str | None = None,
+                 dist: Dist = SINGLE_PROCESS):
         self.preset = preset
         self.command = command
         self.data = data
-        self.device = str(resolve_device(device))
+        # Under torchrun every training is data-parallel over the ranks and every evaluation shards its test
+        # images over them; rank 0 alone writes rows, results, the report and the plots.
+        self.dist = dist
+        self.device = str(resolve_device(rank_device(device, dist)))
         self.workers = workers
-        self.progress = progress
+        self.progress = progress if dist.is_main else False
         self.out = prepare_output_dir(output)
         self._check_preset()
         self.source = load_source(data)
-        self.rows = JsonlLog(self.out / "rows.jsonl")
+        self.rows = JsonlLog(self.out / "rows.jsonl") if dist.is_main else None
         self._models: dict[Path, tuple[nn.Module, dict]] = {}
         self._noise_models: dict[Path, tuple[NoiseModel, float]] = {}  # the DC's, with its lambda, by folder
         self._started = time.perf_counter()
@@ -304,7 +317,7 @@ class Benchmark:
                 continue
             self.log(f"[train {i}/{len(jobs)}] {contender.label} ({contender.model}), data {ratio:.0%}, seed {seed}")
             train(self.train_config(contender, ratio, seed), resume=(folder / STATE_NAME).is_file(),
-                  progress=self.progress)
+                  progress=self.progress, dist=self.dist)
             self.save_clock()
 
     def train_config(self, contender: Contender, ratio: float, seed: int) -> TrainConfig:
@@ -317,6 +330,8 @@ class Benchmark:
         if contender.key == DC_KEY:
             dc = p.diffusion_classifier
             config.epochs = dc.epochs or p.epochs
+            config.img_size, config.batch_size, config.lr, config.ema_decay = (dc.img_size, dc.batch_size, dc.lr,
+                                                                               dc.ema_decay)
             config.val_images, config.val_steps = dc.val_images, 4
         return config
 
@@ -372,16 +387,19 @@ class Benchmark:
 
     def evaluate_all(self) -> None:
         tasks = self.tasks()
-        todo = [t for t in tasks if t.key not in self.rows]
+        left = self.dist.broadcast([t.key for t in tasks if t.key not in self.rows] if self.dist.is_main else None)
+        todo = [t for t in tasks if t.key in set(left)]
         done = len(tasks) - len(todo)
         if done:
-            self.log(f"resuming: {done} of {len(tasks)} rows already in {self.rows.path}")
+            self.log(f"resuming: {done} of {len(tasks)} rows already in {self.out / 'rows.jsonl'}")
         split_cache: tuple[Condition | None, Split | None] = (None, None)
         for i, task in enumerate(todo, done + 1):
             condition = task.condition
             if split_cache[0] != condition:
                 split_cache = (condition, self.test_split(condition))
             row = self.evaluate(task, split_cache[1])
+            if not self.dist.is_main:
+                continue
             self.rows.append(row)
             self.save_clock()
             self.log(f"[{i}/{len(tasks)} {_clock(time.perf_counter() - self._started)}] {condition.label:<22} "
@@ -392,7 +410,8 @@ class Benchmark:
         split = select_split(self.source, "test", self.preset.eval_limit)
         if condition.kind == "corruption":
             split, _ = corrupt_split(split, self.source, condition.corruption, condition.severity,
-                                     cache_dir=self.out / "cache", workers=self.workers, progress=self.progress)
+                                     cache_dir=self.out / "cache", workers=self.workers, progress=self.progress,
+                                     dist=self.dist)
         return split
 
     def load(self, contender: Contender, ratio: float, seed: int) -> tuple[nn.Module, dict]:
@@ -409,7 +428,7 @@ class Benchmark:
         transform.low_res = task.condition.low_res
         sampler = task.sampler or SamplerConfig()
         metrics, probs = evaluate_model(model, mconfig["method"], split, transform, sampler, device=self.device,
-                                        seed=0, batch_size=256, progress=self.progress)
+                                        seed=0, batch_size=256, progress=self.progress, dist=self.dist)
         labels = torch.as_tensor(split.labels)
         c = task.contender
         return {
@@ -429,16 +448,21 @@ class Benchmark:
         order = stratified_order(select_split(self.source, "test", self.preset.eval_limit).labels)
         return order[:dc.test_images], order[dc.test_images:dc.test_images + dc.calibration_images]
 
-    def evaluate_dc(self, task: Task, split: Split) -> dict:
-        """The Diffusion Classifier on the fixed test subset; per-image outcomes go to a resumable JSONL."""
+    def evaluate_dc(self, task: Task, split: Split) -> dict | None:
+        """The Diffusion Classifier on the fixed test subset; per-image outcomes go to a resumable JSONL.
+        Under torchrun the ranks share the images and rank 0 returns the row (the others None)."""
         dc, folder = task.dc, self.model_dir(task.contender, task.ratio, task.seed)
         cfg, model, temperature = self._dc_model(folder, dc)
         transform = TransformConfig.from_dict(asdict(model.transform))
         transform.low_res = task.condition.low_res
-        log = JsonlLog(self.out / "dc" / f"{folder.name}-{task.condition.label.replace('/', '-')}-{dc.readout_id}.jsonl")
-        means, labels, seconds = classify_indices(cfg, model, ImageDataset(split, ImageTransform(transform)),
-                                                  self.dc_indices()[0], list(range(self.source.num_classes)), log,
-                                                  self.progress)
+        name = f"{folder.name}-{task.condition.label.replace('/', '-')}-{dc.readout_id}.jsonl"
+        log = JsonlLog(self.out / "dc" / name) if self.dist.is_main else None
+        classified = classify_indices(cfg, model, ImageDataset(split, ImageTransform(transform)),
+                                      self.dc_indices()[0], list(range(self.source.num_classes)), log,
+                                      self.progress, self.dist)
+        if classified is None:
+            return None
+        means, labels, seconds = classified
         probs = stagewise_probabilities(means, temperature).float()
         metrics = classification_metrics(probs, labels)
         c = task.contender
@@ -459,13 +483,18 @@ class Benchmark:
         if folder not in self._noise_models:
             model = load_noise_model(cfg, self.source.class_names)
             (self.out / "dc").mkdir(exist_ok=True)
-            log = JsonlLog(self.out / "dc" / f"{folder.name}-calibration-{dc.readout_id}.jsonl")
+            log = (JsonlLog(self.out / "dc" / f"{folder.name}-calibration-{dc.readout_id}.jsonl")
+                   if self.dist.is_main else None)
             clean = ImageDataset(select_split(self.source, "test", self.preset.eval_limit),
                                  ImageTransform(model.transform))
             calibration = self.dc_indices()[1]
-            means, labels, _ = classify_indices(cfg, model, clean, calibration, list(range(self.source.num_classes)),
-                                                log, self.progress)
-            self._noise_models[folder] = (model, fit_temperature(means, labels) if len(calibration) >= 2 else 1.0)
+            classified = classify_indices(cfg, model, clean, calibration, list(range(self.source.num_classes)),
+                                          log, self.progress, self.dist)
+            temperature = None
+            if classified is not None:  # rank 0 fits lambda and tells the others
+                means, labels, _ = classified
+                temperature = fit_temperature(means, labels) if len(calibration) >= 2 else 1.0
+            self._noise_models[folder] = (model, self.dist.broadcast(temperature))
         model, temperature = self._noise_models[folder]
         return cfg, model, temperature
 
@@ -518,6 +547,8 @@ class Benchmark:
         self.save_clock()
         self.train_all()
         self.evaluate_all()
+        if not self.dist.is_main:
+            return {"report": None, "plots": []}
         trajectories = self.record_trajectories()
         rows = [self.rows.rows[t.key] for t in self.tasks()]  # rows of contenders no longer in the preset stay out
         self.write_results(rows)
@@ -530,7 +561,8 @@ class Benchmark:
     def save_clock(self) -> float:
         """Record the time spent so far (summed over resumed parts) in ``bench.json``; returns it."""
         seconds = self._seconds_before + time.perf_counter() - self._started
-        write_json(self.out / "bench.json", {**self._manifest, "seconds": round(seconds, 1)})
+        if self.dist.is_main:
+            write_json(self.out / "bench.json", {**self._manifest, "seconds": round(seconds, 1)})
         return seconds
 
     def training_curves(self) -> dict[str, list[dict]]:
@@ -559,7 +591,8 @@ class Benchmark:
         return default_corruption_set(max(self.source.native_size)) if self.preset.corruptions else None
 
     def log(self, message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+        if self.dist.is_main:
+            print(message, file=sys.stderr, flush=True)
 
 
 def _comparable(preset: dict) -> dict:
@@ -600,11 +633,12 @@ def _clock(seconds: float) -> str:
 
 def run_benchmark(preset: str | BenchPreset, data: str | None, output: str | Path, device: str = "auto",
                   workers: int = 2, progress: bool | None = None, command: str | None = None,
-                  diffusion_classifier: DCSettings | None = None) -> dict:
+                  diffusion_classifier: DCSettings | None = None, dist: Dist = SINGLE_PROCESS) -> dict:
     """Run (or resume) a benchmark preset on a data spec (default: mnist5k); see the module docstring.
     ``diffusion_classifier`` adds the Diffusion Classifier as a fourth contender.
 
-    Returns ``{"report": Path, "plots": [Path, ...]}``; prints the summary table.
+    Returns ``{"report": Path, "plots": [Path, ...]}`` (``None`` and ``[]`` on ranks other than 0 under
+    torchrun); prints the summary table.
     """
     if isinstance(preset, str):
         if preset not in PRESETS:
@@ -612,4 +646,4 @@ def run_benchmark(preset: str | BenchPreset, data: str | None, output: str | Pat
         preset = PRESETS[preset]
     if diffusion_classifier is not None:
         preset = dataclasses.replace(preset, diffusion_classifier=diffusion_classifier)
-    return Benchmark(preset, data or "mnist5k", output, device, workers, progress, command).run()
+    return Benchmark(preset, data or "mnist5k", output, device, workers, progress, command, dist).run()

@@ -28,6 +28,7 @@ from diffcls.generative.pretrained import (TEXT_CONDITIONAL, NoiseModel, class_p
                                           pipeline_kind, read_prompt_csv)
 from diffcls.models.noise_predictors import load_pipeline_unet
 from diffcls.train.checkpoint import JsonlLog, read_checkpoint_config, write_json
+from diffcls.train.distributed import SINGLE_PROCESS, Dist
 
 CALIBRATION_NAME = "calibration.json"
 IMAGES_PER_BATCH = 16  # images classified together; their rows are chunked into --batch-size network calls
@@ -95,45 +96,81 @@ def _open_log(path: Path, key: dict) -> JsonlLog:
     return log
 
 
+def _open_log_on_main(path: Path, key: dict, dist: Dist) -> JsonlLog | None:
+    """Rank 0 opens (or checks) the per-image log; an error there is raised on every rank."""
+    log, error = None, None
+    if dist.is_main:
+        try:
+            log = _open_log(path, key)
+        except DiffclsError as e:
+            error = str(e)
+    error = dist.broadcast(error)
+    if error is not None:
+        raise DiffclsError(error)
+    return log
+
+
+def _classify_batch(cfg: DCEvalConfig, model: NoiseModel, dataset: ImageDataset, batch: list[int],
+                    candidates: list[int], noise: torch.Tensor) -> list[dict]:
+    """The per-image rows (label, prediction, stage means per candidate, seconds) of one batch of images."""
+    tic = time.perf_counter()
+    images, labels = zip(*(dataset[i] for i in batch))
+    x0 = model.encode(torch.stack(images).to(cfg.device))
+    result = classify(model.eps_fn, x0, len(candidates), model.alphas_cumprod, cfg.schedule, noise,
+                      loss=cfg.loss, batch_size=cfg.batch_size)
+    seconds = (time.perf_counter() - tic) / len(batch)
+    stage_means = result.stage_means().cpu()
+    return [{"key": str(index), "index": index, "label": int(label),
+             "prediction": candidates[int(result.prediction[i])],
+             "stage_means": [[None if np.isnan(v) else round(float(v), 8) for v in stage]
+                             for stage in stage_means[i].tolist()],
+             "seconds": round(seconds, 4)}
+            for i, (index, label) in enumerate(zip(batch, labels))]
+
+
 def _classify_missing(cfg: DCEvalConfig, model: NoiseModel, dataset: ImageDataset, indices: np.ndarray,
-                      candidates: list[int], log: JsonlLog, progress: bool | None) -> None:
+                      candidates: list[int], log: JsonlLog | None, progress: bool | None,
+                      dist: Dist = SINGLE_PROCESS) -> None:
     """Classify the images of ``indices`` not yet in ``log``, appending one row per image (stage means per
-    candidate) as each batch finishes."""
-    todo = [int(i) for i in indices if str(int(i)) not in log]
+    candidate) as each batch finishes.
+
+    Under torchrun only rank 0 holds the log: it tells the others which images are left, the ranks take turns
+    over the batches of those, and after every round rank 0 appends the round's rows.
+    """
+    todo = dist.broadcast([int(i) for i in indices if str(int(i)) not in log] if dist.is_main else None)
     if not todo:
         return
     first = model.encode(dataset[todo[0]][0][None].to(cfg.device))
     noise = torch.randn(cfg.schedule.num_timesteps, *first.shape[1:],
-                        generator=torch.Generator().manual_seed(cfg.seed)).to(cfg.device)
+                        generator=torch.Generator().manual_seed(cfg.seed)).to(cfg.device)  # shared by all images
+    batches = [todo[s:s + IMAGES_PER_BATCH] for s in range(0, len(todo), IMAGES_PER_BATCH)]
+    hide = not dist.is_main or (None if progress is None else not progress)
     bar = tqdm(total=len(indices), initial=len(indices) - len(todo), unit="img", desc="diffusion classifier",
-               disable=None if progress is None else not progress)
-    for start in range(0, len(todo), IMAGES_PER_BATCH):
-        batch = todo[start:start + IMAGES_PER_BATCH]
-        tic = time.perf_counter()
-        images, labels = zip(*(dataset[i] for i in batch))
-        x0 = model.encode(torch.stack(images).to(cfg.device))
-        result = classify(model.eps_fn, x0, len(candidates), model.alphas_cumprod, cfg.schedule, noise,
-                          loss=cfg.loss, batch_size=cfg.batch_size)
-        seconds = (time.perf_counter() - tic) / len(batch)
-        stage_means = result.stage_means().cpu()
-        for i, (index, label) in enumerate(zip(batch, labels)):
-            means = [[None if np.isnan(v) else round(float(v), 8) for v in stage] for stage in stage_means[i].tolist()]
-            log.append({"key": str(index), "index": index, "label": int(label),
-                        "prediction": candidates[int(result.prediction[i])], "stage_means": means, "seconds": round(seconds, 4)})
-        bar.update(len(batch))
+               disable=hide)
+    for round_index in range(dist.rounds(len(batches))):
+        j = round_index * dist.world_size + dist.rank
+        rows = _classify_batch(cfg, model, dataset, batches[j], candidates, noise) if j < len(batches) else []
+        for part in dist.all_gather(rows):
+            for row in part:
+                if log is not None:
+                    log.append(row)
+            bar.update(len(part))
     bar.close()
 
 
 def classify_indices(cfg: DCEvalConfig, model: NoiseModel, dataset: ImageDataset, indices: np.ndarray,
-                     candidates: list[int], log: JsonlLog,
-                     progress: bool | None = None) -> tuple[torch.Tensor, torch.Tensor, float]:
+                     candidates: list[int], log: JsonlLog | None, progress: bool | None = None,
+                     dist: Dist = SINGLE_PROCESS) -> tuple[torch.Tensor, torch.Tensor, float] | None:
     """Classify the images ``indices`` of ``dataset`` (those not yet in ``log``) and read every one back.
 
     Returns stage means float64[N, S, A] (NaN where a candidate was eliminated), labels int64[N] and the seconds
-    spent on them (summed per image, over resumed parts too).
+    spent on them (summed per image, over resumed parts too). Under torchrun the ranks share the work; rank 0
+    holds the log (``log`` is None elsewhere) and returns the results, the other ranks return None.
     """
     with torch.inference_mode():
-        _classify_missing(cfg, model, dataset, indices, candidates, log, progress)
+        _classify_missing(cfg, model, dataset, indices, candidates, log, progress, dist)
+    if log is None:
+        return None
     rows = [log.rows[str(int(i))] for i in indices]
     stage_means = torch.tensor([[[np.nan if v is None else v for v in s] for s in r["stage_means"]] for r in rows],
                                dtype=torch.float64)
@@ -141,9 +178,13 @@ def classify_indices(cfg: DCEvalConfig, model: NoiseModel, dataset: ImageDataset
     return stage_means, labels, sum(r["seconds"] for r in rows)
 
 
-def evaluate_diffusion_classifier(cfg: DCEvalConfig, per_image_file: str | Path,
-                                  progress: bool | None = None) -> tuple[dict, torch.Tensor]:
-    """Classify a split with a noise predictor; returns the results dict and probabilities float32[N, K]."""
+def evaluate_diffusion_classifier(cfg: DCEvalConfig, per_image_file: str | Path, progress: bool | None = None,
+                                  dist: Dist = SINGLE_PROCESS) -> tuple[dict, torch.Tensor] | None:
+    """Classify a split with a noise predictor; returns the results dict and probabilities float32[N, K].
+
+    Under torchrun the images are shared among the ranks; rank 0 writes the per-image file and returns the
+    results, the other ranks return None.
+    """
     if cfg.severity is not None and cfg.corruption is None:
         raise DiffclsError("--severity needs --corruption NAME")
     source = load_source(cfg.data)
@@ -158,13 +199,16 @@ def evaluate_diffusion_classifier(cfg: DCEvalConfig, per_image_file: str | Path,
     corruption_set = None
     if cfg.corruption is not None:
         split, corruption_set = corrupt_split(split, source, cfg.corruption, cfg.severity, cfg.corruption_set,
-                                              cfg.cache_dir, 1, progress)
+                                              cfg.cache_dir, 1, progress, dist)
     transform = TransformConfig.from_dict(asdict(model.transform))
     if cfg.low_res is not None:
         transform.low_res = cfg.low_res
-    log = _open_log(Path(per_image_file), run_key(cfg, model))
+    log = _open_log_on_main(Path(per_image_file), run_key(cfg, model), dist)
     dataset = ImageDataset(split, ImageTransform(transform))
-    stage_means, labels, seconds = classify_indices(cfg, model, dataset, indices, candidates, log, progress)
+    classified = classify_indices(cfg, model, dataset, indices, candidates, log, progress, dist)
+    if classified is None:
+        return None
+    stage_means, labels, seconds = classified
     pooling = torch.tensor(candidates) if model.candidate_classes is not None else None
     temperature, source_of_temperature = _temperature(cfg, model, stage_means, labels, pooling)
     probs = pool_candidates(stagewise_probabilities(stage_means, temperature), pooling, source.num_classes).float()
@@ -189,6 +233,7 @@ def evaluate_diffusion_classifier(cfg: DCEvalConfig, per_image_file: str | Path,
         "corruption_set": corruption_set,
         "low_res": transform.low_res,
         "seed": cfg.seed,
+        "processes": dist.world_size,
         "per_image_file": str(per_image_file),
     }
     return results, probs

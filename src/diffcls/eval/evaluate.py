@@ -12,14 +12,15 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from diffcls.data import (DataSource, ImageDataset, ImageTransform, Split, TransformConfig, load_source, make_loader,
+from diffcls.data import (DataSource, ImageDataset, ImageTransform, Split, TransformConfig, load_source,
                           read_image_file, stratified_order, subset_split)
 from diffcls.data.corruptions import check_corruption, corrupt_images, default_corruption_set
 from diffcls.errors import DiffclsError
 from diffcls.eval.metrics import classification_metrics
-from diffcls.eval.predict import SamplerConfig, predict_loader, predict_proba
+from diffcls.eval.predict import SamplerConfig, predict_dataset, predict_proba
 from diffcls.models.factory import load_classifier
 from diffcls.train.checkpoint import atomic_write, prepare_output_dir, write_json
+from diffcls.train.distributed import SINGLE_PROCESS, Dist
 
 
 @dataclass
@@ -68,8 +69,10 @@ def select_split(source: DataSource, split: str, limit: int | None = None) -> Sp
 
 def corrupt_split(split: Split, source: DataSource, corruption: str, severity: int | None,
                   corruption_set: str | None = None, cache_dir: str | Path | None = None, workers: int = 0,
-                  progress: bool | None = None) -> tuple[Split, str]:
+                  progress: bool | None = None, dist: Dist = SINGLE_PROCESS) -> tuple[Split, str]:
     """The split with every image corrupted (deterministically, cached); returns ``(split, corruption set used)``.
+
+    Under torchrun rank 0 corrupts and caches the images first; the other ranks then read them from the cache.
 
     Corruptions act on the stored images, before the model's transform (fit to size, low-resolution view).
     """
@@ -77,19 +80,28 @@ def corrupt_split(split: Split, source: DataSource, corruption: str, severity: i
         raise DiffclsError("--corruption needs --severity 1..5")
     chosen_set = corruption_set or default_corruption_set(max(source.native_size))
     check_corruption(corruption, severity, chosen_set)
+    if not dist.is_main:
+        dist.barrier()  # wait for rank 0 to fill the cache
     images = corrupt_images(split.images, corruption, severity, corruption_set=chosen_set,
                             cache_dir=cache_dir if cache_dir is not None else default_cache_dir(),
-                            workers=workers, progress=progress)
+                            workers=workers, progress=progress if dist.is_main else False)
+    if dist.is_main:
+        dist.barrier()
     return Split(images, split.labels), chosen_set
 
 
 def evaluate_model(model: nn.Module, method: str, split: Split, transform: TransformConfig,
                    sampler: SamplerConfig, *, device: str = "cpu", seed: int = 0, batch_size: int = 256,
-                   workers: int = 0, progress: bool | None = None) -> tuple[dict, torch.Tensor]:
-    """Metrics of a loaded model on a split: ``classification_metrics`` plus NFE and timing; and probs ``[N, K]``."""
-    loader = make_loader(ImageDataset(split, ImageTransform(transform)), batch_size, shuffle=False, workers=workers)
+                   workers: int = 0, progress: bool | None = None,
+                   dist: Dist = SINGLE_PROCESS) -> tuple[dict, torch.Tensor]:
+    """Metrics of a loaded model on a split: ``classification_metrics`` plus NFE and timing; and probs ``[N, K]``.
+
+    Under torchrun the split is sharded over the ranks by batches and every rank gets the gathered results.
+    """
+    dataset = ImageDataset(split, ImageTransform(transform))
     tic = time.perf_counter()
-    probs, labels = predict_loader(model, method, loader, sampler, device, seed=seed, progress=progress)
+    probs, labels = predict_dataset(model, method, dataset, batch_size, sampler, device, seed=seed, workers=workers,
+                                    progress=progress, dist=dist)
     seconds = time.perf_counter() - tic
     results = {
         **classification_metrics(probs, labels),
@@ -100,8 +112,12 @@ def evaluate_model(model: nn.Module, method: str, split: Split, transform: Trans
     return results, probs
 
 
-def evaluate_classifier(cfg: EvalConfig, progress: bool | None = None) -> tuple[dict, torch.Tensor]:
-    """Evaluate a trained classifier; returns (results dict of the design notes' keys, probs ``float32[N, K]``)."""
+def evaluate_classifier(cfg: EvalConfig, progress: bool | None = None,
+                        dist: Dist = SINGLE_PROCESS) -> tuple[dict, torch.Tensor]:
+    """Evaluate a trained classifier; returns (results dict of the design notes' keys, probs ``float32[N, K]``).
+
+    Under torchrun the images are sharded over the ranks and every rank returns the gathered results.
+    """
     if cfg.severity is not None and cfg.corruption is None:
         raise DiffclsError("--severity needs --corruption NAME")
     model, mconfig = load_classifier(cfg.checkpoint, cfg.device)
@@ -114,12 +130,12 @@ def evaluate_classifier(cfg: EvalConfig, progress: bool | None = None) -> tuple[
     corruption_set = None
     if cfg.corruption is not None:
         split, corruption_set = corrupt_split(split, source, cfg.corruption, cfg.severity, cfg.corruption_set,
-                                              cfg.cache_dir, max(cfg.workers, 1), progress)
+                                              cfg.cache_dir, max(cfg.workers, 1), progress, dist)
     tconf = TransformConfig.from_dict(mconfig["transform"])
     if cfg.low_res is not None:
         tconf.low_res = cfg.low_res
     metrics, probs = evaluate_model(model, method, split, tconf, cfg.sampler, device=cfg.device, seed=cfg.seed,
-                                    batch_size=cfg.batch_size, workers=cfg.workers, progress=progress)
+                                    batch_size=cfg.batch_size, workers=cfg.workers, progress=progress, dist=dist)
     results = {
         **metrics,
         "method": method,
@@ -133,6 +149,7 @@ def evaluate_classifier(cfg: EvalConfig, progress: bool | None = None) -> tuple[
         "corruption_set": corruption_set,
         "low_res": tconf.low_res,
         "seed": cfg.seed,
+        "processes": dist.world_size,
     }
     return results, probs
 

@@ -8,13 +8,16 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable, Literal
+from typing import Callable, Literal
 
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm  # not tqdm.auto: its asyncio bar calls iter() at once, starting idle loader workers
 
 from diffcls.didicm import SAMPLERS, nfe_per_image
+from diffcls.errors import DiffclsError
+from diffcls.train.distributed import SINGLE_PROCESS, Dist
 
 
 @dataclass
@@ -78,17 +81,35 @@ def _run_sampler(model: nn.Module, images: torch.Tensor, sampler: str, kwargs: d
     return SAMPLERS[sampler](bind_image(model, images), len(images), model.num_classes, **kwargs).float()
 
 
-def predict_loader(model: nn.Module, method: str, batches: Iterable, sampler: SamplerConfig | None = None,
-                   device: torch.device | str = "cpu", seed: int = 0, desc: str = "eval",
-                   progress: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Probabilities ``float32[N, K]`` and labels ``int64[N]`` over a loader, in data-set order.
+def batch_seed(seed: int, batch_index: int) -> int:
+    """The seed of one batch's sampling randomness: a function of the batch's place, not of the process that
+    runs it, so a sharded evaluation draws what a single process draws."""
+    return seed * 1_000_003 + batch_index
 
-    ``progress=None`` shows a bar only on a terminal. Sampling randomness is seeded by ``seed`` for repeatability.
+
+def predict_dataset(model: nn.Module, method: str, dataset: Dataset, batch_size: int,
+                    sampler: SamplerConfig | None = None, device: torch.device | str = "cpu", seed: int = 0,
+                    workers: int = 0, desc: str = "eval", progress: bool | None = None,
+                    dist: Dist = SINGLE_PROCESS) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probabilities ``float32[N, K]`` and labels ``int64[N]`` of a data set, in data-set order, on every rank.
+
+    The data set is cut into fixed batches of ``batch_size`` consecutive images; under torchrun each rank runs
+    every ``world_size``-th batch and the results are gathered. Each batch's sampling randomness is seeded by
+    :func:`batch_seed`, so the result is the same for any number of processes. ``progress=None`` shows a bar
+    only on a terminal (and only on rank 0).
     """
+    if batch_size < 1:
+        raise DiffclsError(f"--batch-size must be >= 1, got {batch_size}")
+    n = len(dataset)
+    batches = [list(range(s, min(s + batch_size, n))) for s in range(0, n, batch_size)]
+    mine = dist.shard_batches(batches)
+    loader = DataLoader(dataset, batch_sampler=[b for _, b in mine], num_workers=workers)
     model.eval()
-    generator = torch.Generator(device=device).manual_seed(seed)
-    probs, labels = [], []
-    for images, y in tqdm(batches, desc=desc, disable=None if progress is None else not progress, leave=False):
-        probs.append(predict_proba(model, method, images.to(device), sampler, generator).cpu())
-        labels.append(y)
-    return torch.cat(probs), torch.cat(labels)
+    generator = torch.Generator(device=device)
+    hide = not dist.is_main or (None if progress is None else not progress)
+    done = []
+    for (j, _), (images, y) in zip(mine, tqdm(loader, desc=desc, disable=hide, leave=False)):
+        generator.manual_seed(batch_seed(seed, j))
+        done.append((j, predict_proba(model, method, images.to(device), sampler, generator).cpu(), y))
+    gathered = sorted((item for part in dist.all_gather(done) for item in part), key=lambda item: item[0])
+    return torch.cat([p for _, p, _ in gathered]), torch.cat([y for _, _, y in gathered])

@@ -513,7 +513,7 @@ def report_markdown(rows: list[Row], preset, data: str, seconds: float, command:
         "Numbers are mean ± std over training seeds (a bare number: one seed). Δ is DiDiCM minus the twin, the "
         f"mean of per-seed differences; *beyond seed spread* (judged from {MIN_SEEDS_FOR_SPREAD} seeds on) means "
         "every DiDiCM seed lies above every twin seed, or every one below.",
-        *_dc_note(rows),
+        *_dc_note(rows, preset),
         "",
         "## Clean test set, full training data",
         "",
@@ -545,15 +545,24 @@ def report_markdown(rows: list[Row], preset, data: str, seconds: float, command:
     return "\n".join(parts) + "\n"
 
 
-def _dc_note(rows: list[Row]) -> list[str]:
+def _dc_note(rows: list[Row], preset=None) -> list[str]:
     """How the Diffusion Classifier's cells were measured (only when the benchmark has it)."""
     dc = [r for r in rows if r["contender"] == "dc"]
     if not dc:
         return []
+    settings = getattr(preset, "diffusion_classifier", None)
+    recipe = ""
+    if settings is not None:
+        recipe = (f" Its own training recipe (a DDPM needs more optimisation steps than a classifier): "
+                  f"{settings.epochs or preset.epochs} epochs at batch {settings.batch_size}, lr {settings.lr:g}, "
+                  f"EMA {settings.ema_decay}" + (f", images at {settings.img_size} px (so low-resolution views at "
+                                                 f"{settings.img_size} px and above do not degrade them)"
+                                                 if settings.img_size else "") + ".")
     return ["", f"**Diffusion Classifier** ({dc[0]['model']}, DDPM; readout `{dc[0]['readout']}`, {dc[0]['nfe']} "
                 f"network evaluations per image): seed {dc[0]['seed']} only, each cell measured on a fixed stratified "
                 f"subset of {dc[0]['num_samples']} test images (the other contenders use the whole test split), with "
-                f"the temperature of softmax(−λ·error) fitted on other clean test images (λ = {dc[0]['temperature']:.4g})."]
+                f"the temperature of softmax(−λ·error) fitted on other clean test images (λ = {dc[0]['temperature']:.4g})."
+                + recipe]
 
 
 def _budget_line(rows: list[Row], preset, corruption_set: str | None) -> str:

@@ -5,11 +5,14 @@ Reproducibility: every epoch reseeds Python, numpy and torch from (seed, epoch) 
 generator, so epoch e is the same computation whether the run started at epoch 0 or resumed at e. Checkpoints
 are written at the end of each epoch; ``resume=True`` continues from the last one and ends with the same
 weights as an uninterrupted run.
+
+Under ``torchrun`` the model is wrapped in DistributedDataParallel, each rank reads its share of the epoch's
+permutation (``--batch-size`` per rank), losses are summed and validation gathered over ranks, and rank 0 alone
+writes the checkpoint folder (see :mod:`diffcls.train.distributed`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import sys
@@ -21,23 +24,27 @@ import numpy as np
 import torch
 import torch.nn as nn
 from timm.data import Mixup
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3
-from tqdm.auto import tqdm
+from tqdm import tqdm  # not tqdm.auto: its asyncio bar calls iter() at once, starting idle loader workers
 
 import diffcls
 from diffcls.data import (ImageDataset, ImageTransform, TransformConfig, data_ratio_indices, load_source, make_loader,
                           stratified_order, subset_split)
 from diffcls.errors import DiffclsError
 from diffcls.eval.metrics import topk_accuracy
-from diffcls.eval.predict import SamplerConfig, predict_loader
+from diffcls.eval.predict import SamplerConfig, predict_dataset
 from diffcls.generative import classify, parse_schedule
 from diffcls.models.factory import create_classifier
 from diffcls.models.noise_predictors import create_noise_predictor, create_scheduler, save_pipeline
 from diffcls.train.checkpoint import (CONFIG_NAME, METRICS_NAME, STATE_NAME, WEIGHTS_NAME, MetricsLog,
-                                      load_training_state, prepare_output_dir, save_training_state, save_weights,
-                                      write_json)
+                                      load_training_state, prepare_output_dir, read_saved_train_config,
+                                      save_training_state, save_weights, write_json)
+from diffcls.train import distributed
+from diffcls.train.distributed import Dist, rank_device
 from diffcls.train.objectives import create_objective
 
 DEFAULT_LR = {"sgd": 0.1, "adamw": 2e-3, "lamb": 2e-3}
@@ -132,11 +139,12 @@ def default_augment(data_spec: str) -> str:
 class Trainer:
     """One training run: data, model, optimiser, scheduler and checkpoint folder, built from a TrainConfig."""
 
-    def __init__(self, config: TrainConfig, progress: bool | None = None):
+    def __init__(self, config: TrainConfig, progress: bool | None = None, dist: Dist | None = None):
         config.validate()
         self.config = config
-        self.progress = progress
-        self.device = resolve_device(config.device)
+        self.dist = dist or distributed.current()
+        self.progress = progress if self.dist.is_main else False
+        self.device = resolve_device(rank_device(config.device, self.dist))
         self.out = prepare_output_dir(config.output)
         self._build_data()
         self._build_model()
@@ -159,8 +167,9 @@ class Trainer:
             train_split = subset_split(train_split, keep)
         self.train_set = ImageDataset(train_split, ImageTransform(self.transform, c.augment))
         self.val_set = ImageDataset(source.test, ImageTransform(self.transform))
-        self.steps_per_epoch = max(1, len(self.train_set) // c.batch_size if self._drop_last else
-                                   math.ceil(len(self.train_set) / c.batch_size))
+        per_rank = math.ceil(len(self.train_set) / self.dist.world_size)  # DistributedSampler pads the last share
+        self.steps_per_epoch = max(1, per_rank // c.batch_size if self._drop_last else
+                                   math.ceil(per_rank / c.batch_size))
 
     @property
     def _drop_last(self) -> bool:
@@ -180,13 +189,20 @@ class Trainer:
             self.objective = create_objective(c.method, k, c.smoothing,
                                               **({"noise": c.noise, "sampling_eps": c.sampling_eps}
                                                  if c.method == "didicm" else {}))
-        lr = c.lr or DEFAULT_LR[c.opt] * c.batch_size / 256
+        # --batch-size is per process (as in timm); the default lr scales with the global batch.
+        lr = c.lr or DEFAULT_LR[c.opt] * c.batch_size * self.dist.world_size / 256
         self.optimizer = create_optimizer_v2(self.model, opt=c.opt, lr=lr, weight_decay=c.weight_decay)
         self.scheduler, _ = create_scheduler_v2(self.optimizer, sched=c.sched, num_epochs=max(c.epochs, 1),
                                                 warmup_epochs=min(c.warmup_epochs, max(c.epochs - 1, 0)),
                                                 min_lr=c.min_lr, warmup_lr=lr * 0.01, step_on_epochs=False,
                                                 updates_per_epoch=self.steps_per_epoch)
         self.ema = ModelEmaV3(self.model, decay=c.ema_decay) if c.ema_decay else None
+        # The module the objective calls: DDP averages gradients over ranks in backward. Checkpoints, EMA and
+        # validation use the plain module underneath.
+        self.train_model = self.model
+        if self.dist.enabled:
+            self.train_model = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.mixup = (Mixup(mixup_alpha=c.mixup, cutmix_alpha=c.cutmix, label_smoothing=c.smoothing, num_classes=k)
                       if self._drop_last else None)
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if c.amp and self.device.type == "cuda"
@@ -209,7 +225,11 @@ class Trainer:
         }
 
     def save(self, epoch: int, metrics: MetricsLog, row: dict) -> None:
-        """End-of-epoch checkpoint: state first, then exported weights and config, then the metrics row."""
+        """End-of-epoch checkpoint: state first, then exported weights and config, then the metrics row.
+        Rank 0 writes; the other ranks wait for it, so a resume never reads a checkpoint being written."""
+        if not self.dist.is_main:
+            self.dist.barrier()
+            return
         rng = {"torch": torch.get_rng_state(), "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
                "python": torch.tensor(random.getstate()[1], dtype=torch.int64)}
         state = {
@@ -224,6 +244,7 @@ class Trainer:
         save_training_state(self.out / STATE_NAME, state)
         self.export(epoch + 1)
         metrics.append(row)
+        self.dist.barrier()
 
     def export(self, epoch: int) -> None:
         """The weights to evaluate (EMA when on) and config.json; a ddpm model as a DDPMPipeline folder."""
@@ -239,9 +260,8 @@ class Trainer:
         path = self.out / STATE_NAME
         if not path.is_file():
             raise DiffclsError(f"--resume: no {STATE_NAME} in {self.out} (nothing to resume)")
-        saved = (self.out / CONFIG_NAME)
-        if saved.is_file():
-            old = json.loads(saved.read_text()).get("train", {})
+        old = read_saved_train_config(self.out)
+        if old:
             for key in ("data", "method", "model", "epochs", "batch_size", "seed", "data_ratio", "equal_steps", "opt",
                         "img_size"):
                 if key in old and old[key] != getattr(self.config, key):
@@ -257,11 +277,19 @@ class Trainer:
     # -------------------------------------------------------------------------------------------------- loops
 
     def train_one_epoch(self, epoch: int) -> float:
+        """One pass over the training set; returns the mean loss over all ranks' images."""
         c = self.config
-        seed_everything(c.seed * 100_003 + epoch)
-        loader = make_loader(self.train_set, c.batch_size, shuffle=True, workers=c.workers,
-                             seed=c.seed * 100_003 + epoch, drop_last=self._drop_last)
-        self.model.train()
+        # Each rank draws its own augmentations and noise; rank 0 draws what a single process draws.
+        seed_everything(c.seed * 100_003 + epoch + 1_000_003 * self.dist.rank)
+        # One sampler for one process or many: rank r takes every world_size-th image of a permutation seeded
+        # by (seed, epoch), so the union of the ranks' batches j is a single process's batch j at world_size x
+        # the batch size.
+        sampler = DistributedSampler(self.train_set, num_replicas=self.dist.world_size, rank=self.dist.rank,
+                                     shuffle=True, seed=c.seed * 100_003, drop_last=False)
+        sampler.set_epoch(epoch)
+        loader = make_loader(self.train_set, c.batch_size, shuffle=True, workers=c.workers, sampler=sampler,
+                             drop_last=self._drop_last)
+        self.train_model.train()
         total, count = 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{c.epochs}", disable=None if self.progress is None
                    else not self.progress, leave=False)
@@ -271,7 +299,7 @@ class Trainer:
             if self.mixup is not None:
                 images, target = self.mixup(images, labels)
             with self.autocast:
-                loss = self.objective(self.model, images, target)
+                loss = self.objective(self.train_model, images, target)
             if not torch.isfinite(loss):
                 raise DiffclsError(f"training diverged: loss is {loss.item()} at epoch {epoch + 1}, step {step}; "
                                    f"try a lower --lr or --clip-grad")
@@ -287,6 +315,7 @@ class Trainer:
             total += loss.item() * len(images)
             count += len(images)
             bar.set_postfix(loss=f"{total / count:.4f}")
+        total, count = self.dist.all_reduce_sum([total, count])
         return total / max(count, 1)
 
     def validate(self) -> float:
@@ -294,10 +323,10 @@ class Trainer:
         model = self.ema.module if self.ema is not None else self.model
         if c.method == "ddpm":
             return self.validate_diffusion_classifier(model)
-        loader = make_loader(self.val_set, max(c.batch_size, 256), shuffle=False, workers=c.workers)
         sampler = SamplerConfig(sampler=c.val_sampler, steps=c.val_steps)
-        probs, labels = predict_loader(model, c.method, loader, sampler, self.device, seed=c.seed, desc="validate",
-                                       progress=self.progress)
+        probs, labels = predict_dataset(model, c.method, self.val_set, max(c.batch_size, 256), sampler, self.device,
+                                        seed=c.seed, workers=c.workers, desc="validate", progress=self.progress,
+                                        dist=self.dist)
         return topk_accuracy(probs, labels, 1)
 
     @torch.no_grad()
@@ -312,12 +341,12 @@ class Trainer:
         x0, labels = torch.stack(images).to(self.device), torch.as_tensor(labels)
         noise = torch.randn(c.val_steps, *x0.shape[1:], generator=torch.Generator().manual_seed(c.seed))
         correct = 0
-        for start in range(0, count, 32):
+        for _, start in self.dist.shard_batches(range(0, count, 32)):  # ranks split the images
             result = classify(model, x0[start:start + 32], self.source.num_classes,
                               self.noise_scheduler.alphas_cumprod, parse_schedule(str(c.val_steps)),
                               noise.to(self.device), batch_size=max(c.batch_size, 256))
             correct += (result.prediction.cpu() == labels[start:start + 32]).sum().item()
-        return correct / max(count, 1)
+        return self.dist.all_reduce_sum([correct])[0] / max(count, 1)
 
     def fit(self, resume: bool = False) -> dict:
         """Train to ``config.epochs``; returns the last metrics row (empty if there was nothing to do)."""
@@ -333,14 +362,16 @@ class Trainer:
             row = {"epoch": epoch + 1, "train_loss": round(loss, 6), "lr": self.optimizer.param_groups[0]["lr"],
                    "val_top1": round(val_top1, 6), "seconds": round(time.perf_counter() - tic, 2)}
             self.save(epoch, metrics, row)
-            print(f"epoch {epoch + 1}/{c.epochs}  loss {loss:.4f}  val_top1 {val_top1:.4f}  "
-                  f"({row['seconds']:.1f} s)", file=sys.stderr, flush=True)
-        if c.epochs == 0 or start >= c.epochs:
+            if self.dist.is_main:
+                print(f"epoch {epoch + 1}/{c.epochs}  loss {loss:.4f}  val_top1 {val_top1:.4f}  "
+                      f"({row['seconds']:.1f} s)", file=sys.stderr, flush=True)
+        if (c.epochs == 0 or start >= c.epochs) and self.dist.is_main:
             if not (self.out / CONFIG_NAME).is_file():
                 self.export(0)
         return row
 
 
-def train(config: TrainConfig, resume: bool = False, progress: bool | None = None) -> dict:
+def train(config: TrainConfig, resume: bool = False, progress: bool | None = None,
+          dist: Dist | None = None) -> dict:
     """Train a classifier as configured; see :class:`Trainer`."""
-    return Trainer(config, progress=progress).fit(resume=resume)
+    return Trainer(config, progress=progress, dist=dist).fit(resume=resume)
