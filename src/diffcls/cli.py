@@ -22,7 +22,8 @@ EPILOG_TRAIN = """examples:
   diffcls train --data mnist5k --method standard --model didirn_small --output runs/std --epochs 8
   diffcls train --data mnist5k --method didicm --model didirn_small --output runs/didicm --epochs 15
   diffcls train --data cifar10:/data/cifar-10-batches-py --method standard --model resnet18 --output runs/r18
-  diffcls train --data mnist5k --method ddpm --model unet_small --output runs/ddpm --epochs 30
+  diffcls train --data mnist5k --method ddpm --model unet_small --img-size 16 --epochs 40 -b 32 --lr 1e-3 \
+                --ema-decay 0.995 --output runs/ddpm
   diffcls train ... --resume        (continue an interrupted run in the same --output folder)
 """
 
