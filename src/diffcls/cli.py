@@ -14,6 +14,8 @@ from typing import Sequence
 
 from diffcls.errors import DiffclsError
 
+REPCOND_METHODS = ("repcond-pretrain", "uncond-pretrain", "repcond-tune")
+
 DATA_HELP = ("data spec: mnist5k (bundled MNIST, 4,000/1,000), digits (scikit-learn 8×8), npz:PATH (x_train, "
              "y_train, x_test, y_test), folder:PATH (train/ and val/ with a folder per class), "
              "cifar10:PATH (the cifar-10-batches-py folder)")
@@ -94,22 +96,31 @@ def _add_train_parser(sub) -> None:
                        description="Train a classifier and write OUTPUT/config.json, model.safetensors, metrics.csv "
                                    "and a resumable training_state.pt.")
     p.add_argument("--data", required=True, help=DATA_HELP)
-    p.add_argument("--method", required=True, choices=["standard", "didicm", "ddpm"],
+    p.add_argument("--method", required=True, choices=["standard", "didicm", "ddpm", *REPCOND_METHODS],
                    help="standard: cross-entropy classifier (any timm model; a didirn* name builds its twin); "
                         "didicm: discrete label diffusion on a DiDiRN backbone; ddpm: a class-conditional noise "
-                        "predictor for the Diffusion Classifier, saved as a diffusers DDPMPipeline folder")
-    p.add_argument("--model", required=True, help="timm model name, e.g. didirn_small, resnet_small, resnet18; "
-                                                  "for ddpm: unet_tiny, unet_small or unet_base")
+                        "predictor for the Diffusion Classifier, saved as a diffusers DDPMPipeline folder; "
+                        "repcond-pretrain / uncond-pretrain: a DiT trained on unlabeled images with / without a "
+                        "ViT encoder's representation; repcond-tune: a pretrained DiT fine-tuned with class labels "
+                        "(classified by Diffusion Classifier Zero)")
+    p.add_argument("--model", default=None, help="timm model name, e.g. didirn_small, resnet_small, resnet18; "
+                                                 "for ddpm: unet_tiny, unet_small or unet_base; for *-pretrain: "
+                                                 "dit_tiny, dit_small, dit_s2, dit_b2 (repcond-tune takes its "
+                                                 "pretrained folder's)")
     p.add_argument("--output", required=True, help="checkpoint folder to write")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=10)
-    g.add_argument("-b", "--batch-size", type=int, default=128)
-    g.add_argument("--lr", type=float, default=None, help="learning rate (default: per optimiser, × batch/256)")
-    g.add_argument("--opt", default="adamw", help="timm optimiser: sgd, adamw or lamb (default: adamw)")
-    g.add_argument("--weight-decay", type=float, default=0.05)
-    g.add_argument("--sched", default="cosine", help="cosine (default), step or const")
-    g.add_argument("--warmup-epochs", type=int, default=1)
-    g.add_argument("--clip-grad", type=float, default=None, help="clip the gradient norm to this value")
+    # Defaults of None: the method's own (classifiers: 10 epochs, batch 128, weight decay 0.05, 1 warm-up epoch;
+    # repcond: DiT's recipe, 10 epochs, batch 64, lr 3e-4, no weight decay, gradient clipping at 1).
+    g.add_argument("--epochs", type=int, default=None, help="(default: 10)")
+    g.add_argument("-b", "--batch-size", type=int, default=None, help="per process (default: 128; repcond 64)")
+    g.add_argument("--lr", type=float, default=None, help="learning rate (default: per optimiser, × batch/256; "
+                                                           "repcond 3e-4)")
+    g.add_argument("--opt", default=None, help="timm optimiser: sgd, adamw or lamb (default: adamw)")
+    g.add_argument("--weight-decay", type=float, default=None, help="(default: 0.05; repcond 0)")
+    g.add_argument("--sched", default=None, choices=["cosine", "step", "const"], help="(default: cosine)")
+    g.add_argument("--warmup-epochs", type=int, default=None, help="(default: 1; repcond 0)")
+    g.add_argument("--clip-grad", type=float, default=None, help="clip the gradient norm to this value "
+                                                                 "(default: none; repcond 1)")
     g.add_argument("--ema-decay", type=float, default=None, help="keep an EMA of the weights (e.g. 0.999)")
     g.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only; ignored on the CPU)")
     g = p.add_argument_group("targets and augmentation")
@@ -117,7 +128,7 @@ def _add_train_parser(sub) -> None:
     g.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (timm Mixup; soft targets)")
     g.add_argument("--cutmix", type=float, default=0.0, help="cutmix alpha (timm Mixup; soft targets)")
     g.add_argument("--augment", choices=["none", "crop", "crop-flip", "rrc-flip"], default=None,
-                   help="default: crop for digits, crop-flip for cifar10, rrc-flip for folders")
+                   help="default: crop for digits, crop-flip for cifar10, rrc-flip for folders; none for repcond")
     g = p.add_argument_group("data")
     g.add_argument("--data-ratio", type=float, default=1.0,
                    help="keep floor(n_c·R) training images per class (at least one), fixed seed")
@@ -145,6 +156,17 @@ def _add_train_parser(sub) -> None:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     g.add_argument("--resume", action="store_true", help="continue the run saved in --output")
+    g = p.add_argument_group("repcond (representation-conditioned DiT; see docs/results.md)")
+    g.add_argument("--pretrained", default=None, metavar="DIR", help="repcond-tune: the *-pretrain folder")
+    g.add_argument("--encoder", default=None, help="ViT preset over the clean latent (default: paired with --model)")
+    g.add_argument("--vae", default=None, metavar="DIR",
+                   help="a diffusers AutoencoderKL folder on local disk: train in its latent space (default: pixels)")
+    g.add_argument("--d-r", type=int, default=None, help="width of the representation r (default: 64)")
+    g.add_argument("--cond-dropout", type=float, default=None,
+                   help="probability of replacing r (or the label) by its null vector (default: 0.1)")
+    g.add_argument("--val-holdout", type=int, default=None,
+                   help="training images held out of every phase for validation and the t-sweep (default: 0)")
+    g.add_argument("--val-t", type=int, default=None, help="repcond-tune: DC Zero validation timestep (default: 500)")
     p.set_defaults(func=cmd_train)
 
 
@@ -175,6 +197,15 @@ def _add_eval_parser(sub) -> None:
     _add_corruption_flags(p)
     _add_sampler_flags(p)
     _add_diffusion_classifier_flags(p)
+    g = p.add_argument_group("Diffusion Classifier Zero (repcond-tune checkpoints)")
+    g.add_argument("--timesteps", default=None, metavar="T1,T2,..",
+                   help="score at these timesteps (one t: argmin of the error; several: combined by --aggregate; "
+                        "default: 500)")
+    g.add_argument("--t-sweep", action="store_true",
+                   help="first measure top-1 at t = 50, 100, .., 950 on the held-out training images "
+                        "(--val-holdout at training), then evaluate at the best t; writes RESULTS.tsweep.png")
+    g.add_argument("--aggregate", choices=["relative", "mean", "vote"], default="relative",
+                   help="how several timesteps combine (default: relative: each t's errors over their class mean)")
     p.set_defaults(func=cmd_eval)
 
 
@@ -277,8 +308,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     from diffcls.train.loop import TrainConfig, train
 
     dist = init_distributed(args.device)
-    fields = {k: v for k, v in vars(args).items() if k not in ("func", "command", "resume")}
-    row = train(TrainConfig.from_dict(fields), resume=args.resume, dist=dist)
+    # Options left at None take the method's defaults (its config dataclass).
+    fields = {k: v for k, v in vars(args).items() if k not in ("func", "command", "resume") and v is not None}
+    if args.method in REPCOND_METHODS:
+        from diffcls.repcond.train import RepCondTrainConfig, RepCondTrainer
+
+        fields.setdefault("model", "dit_small")
+        row = RepCondTrainer(RepCondTrainConfig.from_dict(fields), dist=dist).fit(resume=args.resume)
+    else:
+        if args.model is None:
+            raise DiffclsError(f"--method {args.method} needs --model")
+        row = train(TrainConfig.from_dict(fields), resume=args.resume, dist=dist)
     if row and dist.is_main:
         print(json.dumps(row))
     return 0
@@ -292,6 +332,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     check_output_paths(args.results_file, args.save_probs)
     dist = init_distributed(args.device)
     device = str(resolve_device(rank_device(args.device, dist)))
+    if args.checkpoint and _checkpoint_method(args.checkpoint) in REPCOND_METHODS:
+        return _eval_dc_zero(args, device) if dist.is_main else 0
     if _uses_diffusion_classifier(args):
         return _eval_diffusion_classifier(args, dist, device)
     if args.start:
@@ -306,6 +348,46 @@ def cmd_eval(args: argparse.Namespace) -> int:
     write_results(results, probs, args.results_file, args.save_probs)
     summary = {k: results[k] for k in ("top1", "top5", "nll", "ece", "num_samples", "nfe_per_image", "seconds")}
     print(json.dumps(summary))
+    return 0
+
+
+def _checkpoint_method(folder: str) -> str:
+    from diffcls.train.checkpoint import read_checkpoint_config
+
+    return read_checkpoint_config(folder)["method"]
+
+
+def _eval_dc_zero(args: argparse.Namespace, device: str) -> int:
+    """Diffusion Classifier Zero on a repcond-tune checkpoint: at --timesteps, or at the best t of a --t-sweep
+    on the held-out training images (lambda fitted there too)."""
+    from diffcls.eval.evaluate import write_results
+    from diffcls.repcond.evaluate import evaluate_dc_zero, plot_t_sweep, run_t_sweep, sweep_temperature
+
+    if args.t_sweep and args.timesteps:
+        raise DiffclsError("give --t-sweep or --timesteps, not both")
+    if args.corruption or args.low_res or args.start:
+        raise DiffclsError("Diffusion Classifier Zero takes the clean split (no --corruption, --low-res, --start)")
+    timesteps: list[int] = [500]
+    temperature, sweep_rows = args.temperature or 1.0, None
+    if args.timesteps:
+        try:
+            timesteps = [int(t) for t in args.timesteps.split(",")]
+        except ValueError:
+            raise DiffclsError(f"--timesteps takes integers like 300,500, got {args.timesteps!r}") from None
+    if args.t_sweep:
+        sweep = run_t_sweep(args.checkpoint, args.data, split="val", limit=None, seed=args.seed,
+                            batch_size=args.batch_size, device=device)
+        timesteps, sweep_rows = [sweep.best_t], sweep.rows()
+        temperature = args.temperature or sweep_temperature(sweep)
+        plot_t_sweep({args.checkpoint: sweep}, Path(args.results_file).with_suffix(".tsweep.png"))
+    results = evaluate_dc_zero(args.checkpoint, args.data, split=args.split, timesteps=timesteps,
+                               aggregate=args.aggregate, limit=args.limit, temperature=temperature, seed=args.seed,
+                               batch_size=args.batch_size, device=device)
+    probs = results.pop("probs")
+    results.update(checkpoint=args.checkpoint, data=args.data, t_sweep=sweep_rows)
+    write_results(results, probs, args.results_file, args.save_probs)
+    print(json.dumps({k: results[k] for k in ("top1", "f1_macro", "nll", "ece", "num_samples", "nfe_per_image",
+                                              "timesteps")}))
     return 0
 
 

@@ -192,8 +192,9 @@ def read_checkpoint_config(checkpoint_dir: str | Path) -> dict:
 class MetricsLog:
     """``metrics.csv``: a header, then one row per finished epoch. Rewritten atomically on every append."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, columns: list[str] | None = None):
         self.path = Path(path)
+        self.columns = list(columns or METRICS_COLUMNS)
         self.rows: list[dict] = []
 
     def load(self, up_to_epoch: int) -> None:
@@ -203,9 +204,9 @@ class MetricsLog:
                 self.rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < up_to_epoch]
 
     def append(self, row: dict) -> None:
-        self.rows.append({k: row[k] for k in METRICS_COLUMNS})
+        self.rows.append({k: row.get(k, "") for k in self.columns})  # a column a phase lacks stays empty
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=METRICS_COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(out, fieldnames=self.columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.rows)
         atomic_write_text(self.path, out.getvalue())

@@ -40,7 +40,7 @@ from diffcls.eval.predict import SamplerConfig, predict_dataset
 from diffcls.generative import classify, parse_schedule
 from diffcls.models.factory import create_classifier
 from diffcls.models.noise_predictors import create_noise_predictor, create_scheduler, save_pipeline
-from diffcls.train.checkpoint import (CONFIG_NAME, METRICS_NAME, STATE_NAME, WEIGHTS_NAME, MetricsLog,
+from diffcls.train.checkpoint import (CONFIG_NAME, METRICS_COLUMNS, METRICS_NAME, STATE_NAME, WEIGHTS_NAME, MetricsLog,
                                       load_training_state, prepare_output_dir, read_saved_train_config,
                                       save_training_state, save_weights, write_json)
 from diffcls.train import distributed
@@ -48,6 +48,7 @@ from diffcls.train.distributed import Dist, rank_device
 from diffcls.train.objectives import create_objective
 
 DEFAULT_LR = {"sgd": 0.1, "adamw": 2e-3, "lamb": 2e-3}
+SCHEDULERS = {"cosine": "cosine", "step": "step", "const": "constant"}  # --sched name -> timm's name
 
 
 @dataclass
@@ -104,7 +105,7 @@ class TrainConfig:
             (self.low_res is None or self.low_res >= 1, f"--low-res must be >= 1, got {self.low_res}"),
             (self.ema_decay is None or 0 < self.ema_decay < 1, "--ema-decay must lie in (0, 1)"),
             (self.opt in DEFAULT_LR, f"unknown optimiser {self.opt!r}; choose from {', '.join(DEFAULT_LR)}"),
-            (self.sched in ("cosine", "step", "const"), f"unknown scheduler {self.sched!r}; choose cosine, step or const"),
+            (self.sched in SCHEDULERS, f"unknown scheduler {self.sched!r}; choose cosine, step or const"),
             (self.device in ("auto", "cpu") or self.device.startswith("cuda"), f"unknown device {self.device!r}"),
             (0.0 <= self.label_dropout < 1.0, f"--label-dropout must lie in [0, 1), got {self.label_dropout}"),
             (self.method != "ddpm" or not (self.smoothing or self.mixup or self.cutmix),
@@ -137,7 +138,16 @@ def default_augment(data_spec: str) -> str:
 
 
 class Trainer:
-    """One training run: data, model, optimiser, scheduler and checkpoint folder, built from a TrainConfig."""
+    """One training run: data, model, optimiser, scheduler and checkpoint folder, built from a TrainConfig.
+
+    Subclasses (e.g. :class:`diffcls.repcond.train.RepCondTrainer`) override ``_build_data``, ``_build_model``,
+    ``loss_on_batch``, ``validate``, ``model_config`` and ``export``, and keep the loop, checkpoints, resume and
+    torchrun handling.
+    """
+
+    RESUME_KEYS = ("data", "method", "model", "epochs", "batch_size", "seed", "data_ratio", "equal_steps", "opt",
+                   "img_size")  # options a --resume must repeat
+    METRICS_COLUMNS = METRICS_COLUMNS
 
     def __init__(self, config: TrainConfig, progress: bool | None = None, dist: Dist | None = None):
         config.validate()
@@ -167,9 +177,12 @@ class Trainer:
             train_split = subset_split(train_split, keep)
         self.train_set = ImageDataset(train_split, ImageTransform(self.transform, c.augment))
         self.val_set = ImageDataset(source.test, ImageTransform(self.transform))
+
+    @property
+    def steps_per_epoch(self) -> int:
         per_rank = math.ceil(len(self.train_set) / self.dist.world_size)  # DistributedSampler pads the last share
-        self.steps_per_epoch = max(1, per_rank // c.batch_size if self._drop_last else
-                                   math.ceil(per_rank / c.batch_size))
+        batch = self.config.batch_size
+        return max(1, per_rank // batch if self._drop_last else math.ceil(per_rank / batch))
 
     @property
     def _drop_last(self) -> bool:
@@ -177,6 +190,7 @@ class Trainer:
         return self.config.mixup > 0 or self.config.cutmix > 0
 
     def _build_model(self) -> None:
+        """The network and objective of ``config.method``, then the optimisation around them."""
         c, k = self.config, self.source.num_classes
         seed_everything(c.seed)
         if c.method == "ddpm":
@@ -190,9 +204,13 @@ class Trainer:
                                               **({"noise": c.noise, "sampling_eps": c.sampling_eps}
                                                  if c.method == "didicm" else {}))
         # --batch-size is per process (as in timm); the default lr scales with the global batch.
-        lr = c.lr or DEFAULT_LR[c.opt] * c.batch_size * self.dist.world_size / 256
+        self._build_optimisation(c.lr or DEFAULT_LR[c.opt] * c.batch_size * self.dist.world_size / 256)
+
+    def _build_optimisation(self, lr: float) -> None:
+        """Optimiser, per-step schedule, EMA, the DDP wrapper under torchrun, mixup and autocast for ``self.model``."""
+        c = self.config
         self.optimizer = create_optimizer_v2(self.model, opt=c.opt, lr=lr, weight_decay=c.weight_decay)
-        self.scheduler, _ = create_scheduler_v2(self.optimizer, sched=c.sched, num_epochs=max(c.epochs, 1),
+        self.scheduler, _ = create_scheduler_v2(self.optimizer, sched=SCHEDULERS[c.sched], num_epochs=max(c.epochs, 1),
                                                 warmup_epochs=min(c.warmup_epochs, max(c.epochs - 1, 0)),
                                                 min_lr=c.min_lr, warmup_lr=lr * 0.01, step_on_epochs=False,
                                                 updates_per_epoch=self.steps_per_epoch)
@@ -203,8 +221,8 @@ class Trainer:
         if self.dist.enabled:
             self.train_model = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.mixup = (Mixup(mixup_alpha=c.mixup, cutmix_alpha=c.cutmix, label_smoothing=c.smoothing, num_classes=k)
-                      if self._drop_last else None)
+        self.mixup = (Mixup(mixup_alpha=c.mixup, cutmix_alpha=c.cutmix, label_smoothing=c.smoothing,
+                            num_classes=self.source.num_classes) if self._drop_last else None)
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if c.amp and self.device.type == "cuda"
                          else nullcontext())
 
@@ -262,8 +280,7 @@ class Trainer:
             raise DiffclsError(f"--resume: no {STATE_NAME} in {self.out} (nothing to resume)")
         old = read_saved_train_config(self.out)
         if old:
-            for key in ("data", "method", "model", "epochs", "batch_size", "seed", "data_ratio", "equal_steps", "opt",
-                        "img_size"):
+            for key in self.RESUME_KEYS:
                 if key in old and old[key] != getattr(self.config, key):
                     raise DiffclsError(f"--resume: {key} was {old[key]!r} in {self.out}, now {getattr(self.config, key)!r}")
         state = load_training_state(path)
@@ -299,7 +316,7 @@ class Trainer:
             if self.mixup is not None:
                 images, target = self.mixup(images, labels)
             with self.autocast:
-                loss = self.objective(self.train_model, images, target)
+                loss = self.loss_on_batch(images, target)
             if not torch.isfinite(loss):
                 raise DiffclsError(f"training diverged: loss is {loss.item()} at epoch {epoch + 1}, step {step}; "
                                    f"try a lower --lr or --clip-grad")
@@ -318,16 +335,21 @@ class Trainer:
         total, count = self.dist.all_reduce_sum([total, count])
         return total / max(count, 1)
 
-    def validate(self) -> float:
+    def loss_on_batch(self, images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The scalar training loss of a batch (images on the device; labels or soft targets)."""
+        return self.objective(self.train_model, images, target)
+
+    def validate(self) -> dict:
+        """The validation columns of the epoch's metrics row: ``{"val_top1": ...}``."""
         c = self.config
         model = self.ema.module if self.ema is not None else self.model
         if c.method == "ddpm":
-            return self.validate_diffusion_classifier(model)
+            return {"val_top1": self.validate_diffusion_classifier(model)}
         sampler = SamplerConfig(sampler=c.val_sampler, steps=c.val_steps)
         probs, labels = predict_dataset(model, c.method, self.val_set, max(c.batch_size, 256), sampler, self.device,
                                         seed=c.seed, workers=c.workers, desc="validate", progress=self.progress,
                                         dist=self.dist)
-        return topk_accuracy(probs, labels, 1)
+        return {"val_top1": topk_accuracy(probs, labels, 1)}
 
     @torch.no_grad()
     def validate_diffusion_classifier(self, model: nn.Module) -> float:
@@ -352,19 +374,20 @@ class Trainer:
         """Train to ``config.epochs``; returns the last metrics row (empty if there was nothing to do)."""
         c = self.config
         start = self.restore() if resume else 0
-        metrics = MetricsLog(self.out / METRICS_NAME)
+        metrics = MetricsLog(self.out / METRICS_NAME, self.METRICS_COLUMNS)
         metrics.load(up_to_epoch=start + 1 if resume else 1)
         row: dict = {}
         for epoch in range(start, c.epochs):
             tic = time.perf_counter()
             loss = self.train_one_epoch(epoch)
-            val_top1 = self.validate()
+            validation = {k: round(v, 6) for k, v in self.validate().items()}
             row = {"epoch": epoch + 1, "train_loss": round(loss, 6), "lr": self.optimizer.param_groups[0]["lr"],
-                   "val_top1": round(val_top1, 6), "seconds": round(time.perf_counter() - tic, 2)}
+                   **validation, "seconds": round(time.perf_counter() - tic, 2)}
             self.save(epoch, metrics, row)
             if self.dist.is_main:
-                print(f"epoch {epoch + 1}/{c.epochs}  loss {loss:.4f}  val_top1 {val_top1:.4f}  "
-                      f"({row['seconds']:.1f} s)", file=sys.stderr, flush=True)
+                shown = "  ".join(f"{k} {v:.4f}" for k, v in validation.items())
+                print(f"epoch {epoch + 1}/{c.epochs}  loss {loss:.4f}  {shown}  ({row['seconds']:.1f} s)",
+                      file=sys.stderr, flush=True)
         if (c.epochs == 0 or start >= c.epochs) and self.dist.is_main:
             if not (self.out / CONFIG_NAME).is_file():
                 self.export(0)

@@ -1,0 +1,287 @@
+"""Training phases of the representation-conditioned DiT, each from a data spec to a checkpoint folder.
+
+* ``repcond-pretrain``: ViT encoder and DiT trained jointly on the training images, labels unused, with the
+  eps-prediction loss and conditioning dropout.
+* ``uncond-pretrain``: the plain DiT of the same size, same recipe (the leakage baseline: a rep-cond training loss
+  far below this one means z0 leaks through r).
+* ``repcond-tune``: from a pretraining folder (``pretrained``), r replaced by a label embedding
+  (:func:`~diffcls.repcond.model.tuning_model`), fine-tuned on labelled images (``data_ratio`` keeps a fraction of
+  each class, as ``diffcls train --data-ratio``); validation accuracy is Diffusion Classifier Zero at ``val_t``.
+
+Every folder holds ``config.json`` (with ``repcond.model``, ``repcond.codec``, ``transform``), ``model.safetensors``
+(EMA weights when EMA is on), ``metrics.csv`` and ``training_state.pt`` (weights-only loadable). As in
+:mod:`diffcls.train.loop`, every epoch reseeds from (seed, epoch), so ``resume=True`` after an interruption ends
+with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffcls.data import (ImageDataset, ImageTransform, Split, TransformConfig, data_ratio_indices, load_source,
+                          make_loader, stratified_order, subset_split)
+from diffcls.errors import DiffclsError
+from diffcls.models.noise_predictors import create_scheduler
+from diffcls.train.checkpoint import CONFIG_NAME, read_checkpoint_config, write_json
+from diffcls.train.loop import SCHEDULERS, Trainer, seed_everything
+
+from .codec import Codec, create_codec
+from .conditions import ENCODER_FOR_DIT, EncoderCondition, encoder_config
+from .dc_zero import dc_zero_errors, dc_zero_predict, timestep_noise
+from .dit import DiT, dit_config
+from .model import DenoisingObjective, RepCondModel, load_model, model_spec, save_model, tuning_model
+from .probe import representations
+
+__all__ = ["METHODS", "RepCondTrainConfig", "RepCondTrainer", "train_repcond", "pretrain", "tune",
+           "load_checkpoint", "LoadedCheckpoint", "holdout_split", "REPCOND_METRICS_COLUMNS"]
+
+METHODS = ("repcond-pretrain", "uncond-pretrain", "repcond-tune")
+REPCOND_METRICS_COLUMNS = ["epoch", "train_loss", "lr", "val_top1", "seconds", "val_loss", "val_loss_null"]
+HOLDOUT_SEED = 7  # the stratified order that carves the validation split out of the training split
+
+
+@dataclass
+class RepCondTrainConfig:
+    """Options of one training phase; stored under ``"train"`` in the folder's ``config.json``."""
+
+    data: str
+    method: str
+    output: str
+    model: str = "dit_small"  # DiT preset; tune: taken from the pretrained folder
+    encoder: str | None = None  # ViT preset; None: the one paired with the DiT preset
+    pretrained: str | None = None  # tune: the pretraining folder
+    vae: str | None = None  # a local AutoencoderKL folder; None: pixel space (tune: the pretrained folder's codec)
+    d_r: int = 64
+    patch_size: int | None = None  # override the DiT preset's patch size
+    encoder_patch_size: int | None = None
+    decode_injection: str = "output"
+    cond_dropout: float = 0.1
+    label_init: str = "class-mean"  # tune: "class-mean" (mean r per class) or "random"
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 3e-4
+    opt: str = "adamw"
+    weight_decay: float = 0.0
+    sched: str = "cosine"
+    warmup_epochs: int = 0
+    min_lr: float = 1e-6
+    clip_grad: float | None = 1.0
+    ema_decay: float | None = None
+    amp: bool = False  # bf16 autocast (CUDA only)
+    data_ratio: float = 1.0
+    img_size: int | None = None
+    fit: str = "auto"
+    augment: str = "none"
+    val_holdout: int = 0  # training images held out of every phase as the validation split (0: the test split)
+    val_images: int = 200
+    val_t: int = 500  # tune: DC Zero validation timestep
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RepCondTrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def validate(self) -> None:
+        checks = [
+            (self.method in METHODS, f"unknown method {self.method!r}; choose from {', '.join(METHODS)}"),
+            (self.method != "repcond-tune" or bool(self.pretrained), "repcond-tune needs a pretrained folder"),
+            (self.epochs >= 0 and self.batch_size >= 1, "epochs must be >= 0 and the batch size >= 1"),
+            (self.lr > 0, f"the learning rate must be > 0, got {self.lr}"),
+            (0.0 <= self.cond_dropout < 1.0, f"the conditioning dropout must lie in [0, 1), got {self.cond_dropout}"),
+            (self.decode_injection in ("output", "input"), "decode_injection is output or input"),
+            (self.label_init in ("class-mean", "random"), "label_init is class-mean or random"),
+            (self.sched in SCHEDULERS, f"unknown scheduler {self.sched!r}; choose {', '.join(SCHEDULERS)}"),
+            (self.ema_decay is None or 0 < self.ema_decay < 1, "the EMA decay must lie in (0, 1)"),
+            (0 <= self.val_t < 1000, f"val_t must lie in 0..999, got {self.val_t}"),
+            (self.val_holdout >= 0 and self.val_images >= 1, "val_holdout must be >= 0 and val_images >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise DiffclsError(message)
+
+
+def holdout_split(split: Split, count: int) -> tuple[Split, Split]:
+    """(train, validation): the first ``count`` images of a fixed stratified order of ``split`` form the
+    validation split (for the t-sweep), the rest the training split; both keep the original order."""
+    if count >= len(split):
+        raise DiffclsError(f"cannot hold out {count} of {len(split)} training images")
+    order = stratified_order(split.labels, seed=HOLDOUT_SEED)
+    return subset_split(split, np.sort(order[count:])), subset_split(split, np.sort(order[:count]))
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A trained folder, ready to use: ``model`` (eval mode), ``codec``, ``transform``, ``alphas_cumprod``."""
+
+    model: RepCondModel
+    codec: Codec
+    transform: TransformConfig
+    alphas_cumprod: torch.Tensor
+    config: dict
+
+
+def load_checkpoint(folder: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """Any repcond folder (pretrained, unconditional or tuned)."""
+    config = read_checkpoint_config(folder)
+    if config.get("method") not in METHODS or "repcond" not in config:
+        raise DiffclsError(f"{folder} is not a repcond checkpoint (method {config.get('method')!r})")
+    rc = config["repcond"]
+    model = load_model(folder, rc["model"], device)
+    codec = create_codec(rc["codec"]).to(device)
+    alphas = create_scheduler(int(rc.get("num_train_timesteps", 1000))).alphas_cumprod
+    return LoadedCheckpoint(model, codec, TransformConfig.from_dict(config["transform"]), alphas, config)
+
+
+class RepCondTrainer(Trainer):
+    """One training phase, built from a :class:`RepCondTrainConfig`: this module's data and model on the loop,
+    checkpoints, resume and torchrun handling of :class:`diffcls.train.loop.Trainer`."""
+
+    RESUME_KEYS = ("data", "method", "model", "pretrained", "epochs", "batch_size", "seed", "data_ratio", "lr", "d_r",
+                   "val_holdout")
+    METRICS_COLUMNS = REPCOND_METRICS_COLUMNS
+
+    @property
+    def _drop_last(self) -> bool:
+        return False  # no mixup here
+
+    # ------------------------------------------------------------------------------------------------ building
+
+    def _build_data(self) -> None:
+        self.source = load_source(self.config.data)  # the datasets follow in _build_model (tuning reads them off
+        # the pretrained folder's transform)
+
+    def _build_model(self) -> None:
+        c = self.config
+        self.alphas_cumprod = create_scheduler().alphas_cumprod
+        seed_everything(c.seed)
+        if c.method == "repcond-tune":
+            self._build_tuning()
+        else:
+            self._build_pretraining()
+        self.objective = DenoisingObjective(self.alphas_cumprod, c.cond_dropout)
+        self._build_optimisation(c.lr)
+
+    def _datasets(self, transform: TransformConfig, labelled: bool) -> None:
+        c = self.config
+        train, val = self.source.train, self.source.test
+        if c.val_holdout:
+            train, val = holdout_split(train, c.val_holdout)
+        val = subset_split(val, np.sort(stratified_order(val.labels)[:c.val_images]))
+        if labelled and c.data_ratio < 1.0:
+            train = subset_split(train, data_ratio_indices(train.labels, c.data_ratio))
+        self.transform = transform
+        self.train_set = ImageDataset(train, ImageTransform(transform, c.augment))
+        self.val_set = ImageDataset(val, ImageTransform(transform))
+
+    def _build_pretraining(self) -> None:
+        c = self.config
+        c.img_size = c.img_size or self.source.default_img_size
+        self._datasets(TransformConfig(img_size=c.img_size, fit=c.fit), labelled=False)
+        self.codec = create_codec(vae=c.vae, channels=self.source.channels).to(self.device)
+        channels, size, _ = self.codec.latent_shape(c.img_size)
+        repcond = c.method == "repcond-pretrain"
+        dit = DiT(dit_config(c.model, size, channels, d_r=c.d_r if repcond else None, patch_size=c.patch_size,
+                             decode_injection=c.decode_injection))
+        encoder = None
+        if repcond:
+            name = c.encoder or ENCODER_FOR_DIT.get(c.model, "vit_small")
+            encoder = EncoderCondition(encoder_config(name, size, channels, c.d_r, patch_size=c.encoder_patch_size))
+        self.model = RepCondModel(dit, encoder).to(self.device)
+        self.pretrained_folder = None
+
+    def _build_tuning(self) -> None:
+        c = self.config
+        pre = load_checkpoint(c.pretrained, self.device)
+        if c.img_size not in (None, pre.transform.img_size):
+            raise DiffclsError(f"{c.pretrained} was trained at image size {pre.transform.img_size}, not {c.img_size}")
+        c.model, c.img_size = pre.config["model"], pre.transform.img_size
+        self._datasets(pre.transform, labelled=True)
+        self.codec = pre.codec
+        means = None
+        if c.label_init == "class-mean" and isinstance(pre.model.condition, EncoderCondition):
+            means = self._class_means(pre.model.condition)
+        self.model = tuning_model(pre.model, self.source.num_classes, means, d_r=c.d_r).to(self.device)
+        self.pretrained_folder = str(c.pretrained)
+
+    @torch.no_grad()
+    def _class_means(self, encoder: EncoderCondition) -> torch.Tensor:
+        """float[K, d_r]: the mean r of each class over the labelled training images (no augmentation)."""
+        k = self.source.num_classes
+        sums, counts = torch.zeros(k, encoder.d_r, device=self.device), torch.zeros(k, device=self.device)
+        plain = ImageDataset(self.train_set.split, ImageTransform(self.transform))
+        for images, labels in make_loader(plain, 256, shuffle=False):
+            r = representations(encoder, self.codec.encode(images.to(self.device)))
+            sums.index_add_(0, labels.to(self.device), r)
+            counts.index_add_(0, labels.to(self.device), torch.ones(len(labels), device=self.device))
+        return sums / counts.clamp_min(1)[:, None]
+
+    # -------------------------------------------------------------------------------------------- checkpoints
+
+    def model_config(self) -> dict:
+        """The loop's ``config.json`` plus a ``repcond`` block: architecture, codec, pretrained folder."""
+        return {**super().model_config(),
+                "repcond": {"model": model_spec(self.model), "codec": self.codec.to_config(),
+                            "num_train_timesteps": len(self.alphas_cumprod), "pretrained": self.pretrained_folder}}
+
+    def export(self, epoch: int) -> None:
+        save_model(self.ema.module if self.ema is not None else self.model, self.out, {"epoch": str(epoch)})
+        write_json(self.out / CONFIG_NAME, self.model_config())
+
+    # -------------------------------------------------------------------------------------------------- loops
+
+    def loss_on_batch(self, images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.objective(self.train_model, self.codec.encode(images), target)["loss"]
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Held-out denoising loss at fixed seeded (t, noise) with and without the condition; DC Zero accuracy at
+        ``val_t`` for a tuned model."""
+        c = self.config
+        model = (self.ema.module if self.ema is not None else self.model).eval()
+        images, labels = zip(*(self.val_set[i] for i in range(len(self.val_set))))
+        z0 = self.codec.encode(torch.stack(images).to(self.device))
+        labels = torch.as_tensor(labels, device=self.device)
+        gen = torch.Generator().manual_seed(c.seed)
+        t = torch.randint(len(self.alphas_cumprod), (len(z0),), generator=gen).to(self.device)
+        noise = torch.randn(z0.shape, generator=gen).to(self.device)
+        a = self.alphas_cumprod.to(self.device)[t].view(-1, 1, 1, 1).float()
+        z_t = a.sqrt() * z0 + (1 - a).sqrt() * noise
+        cond = {"encoder": z0, "label": labels, "none": None}[model.kind]
+        row = {"val_loss": _mse(model(z_t, t, cond), noise)}
+        if model.kind != "none":
+            row["val_loss_null"] = _mse(model(z_t, t, cond, torch.ones_like(labels, dtype=torch.bool)), noise)
+        if model.kind == "label":
+            bank = timestep_noise([c.val_t], tuple(z0.shape[1:]), c.seed).to(self.device)
+            errors = dc_zero_errors(model, z0, self.source.num_classes, self.alphas_cumprod, [c.val_t], bank)
+            row["val_top1"] = (dc_zero_predict(errors) == labels).float().mean().item()
+        return row
+
+
+def _mse(prediction: torch.Tensor, target: torch.Tensor) -> float:
+    return round(torch.nn.functional.mse_loss(prediction.float(), target).item(), 6)
+
+
+def train_repcond(config: RepCondTrainConfig, resume: bool = False, progress: bool | None = None) -> dict:
+    """Run one phase (``config.method``); returns the last metrics row."""
+    return RepCondTrainer(config, progress=progress).fit(resume=resume)
+
+
+def pretrain(config: RepCondTrainConfig, resume: bool = False, progress: bool | None = None) -> dict:
+    """``repcond-pretrain`` or ``uncond-pretrain``."""
+    if config.method not in ("repcond-pretrain", "uncond-pretrain"):
+        raise DiffclsError(f"pretrain runs repcond-pretrain or uncond-pretrain, not {config.method!r}")
+    return train_repcond(config, resume, progress)
+
+
+def tune(config: RepCondTrainConfig, resume: bool = False, progress: bool | None = None) -> dict:
+    """``repcond-tune`` from ``config.pretrained``."""
+    if config.method != "repcond-tune":
+        raise DiffclsError(f"tune runs repcond-tune, not {config.method!r}")
+    return train_repcond(config, resume, progress)

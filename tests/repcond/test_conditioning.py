@@ -1,0 +1,109 @@
+"""Conditions, the joint objective and tuning initialisation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from diffcls.errors import DiffclsError
+from diffcls.repcond.conditions import EncoderCondition, LabelCondition, encoder_config
+from diffcls.repcond.dit import DiT, dit_config
+from diffcls.repcond.model import DenoisingObjective, RepCondModel, build_model, model_spec, tuning_model
+from oracle_diffusion import ALPHAS_CUMPROD
+
+
+def tiny_repcond(size: int = 8, channels: int = 1, d_r: int = 16, seed: int = 0) -> RepCondModel:
+    torch.manual_seed(seed)
+    dit = DiT(dit_config("dit_tiny", size, channels, d_r=d_r))
+    return RepCondModel(dit, EncoderCondition(encoder_config("vit_tiny", size, channels, d_r)))
+
+
+def encoder_grad_norm(model: RepCondModel) -> float:
+    return sum(p.grad.norm().item() for p in model.condition.vit.parameters() if p.grad is not None)
+
+
+def test_joint_gradients_reach_the_encoder_after_one_step():
+    model = tiny_repcond()
+    objective = DenoisingObjective(ALPHAS_CUMPROD, cond_dropout=0.0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    z0 = torch.rand(16, 1, 8, 8) * 2 - 1
+    projections = {n: p for n, p in model.dit.named_parameters() if n.startswith(("block_proj", "decode_proj"))}
+    start = {n: p.detach().clone() for n, p in projections.items()}
+
+    torch.manual_seed(0)
+    objective(model, z0)["loss"].backward()
+    # At init every projection is zero, so d loss / d r = 0: the encoder gets nothing yet. (adaLN-Zero also
+    # zeroes the final Linear, so only the decode projection, added after it, has a gradient.)
+    assert encoder_grad_norm(model) == 0.0
+    assert projections["decode_proj.weight"].grad.abs().sum() > 0
+    optimizer.step()
+    optimizer.zero_grad()
+    assert not torch.equal(projections["decode_proj.weight"], start["decode_proj.weight"])
+
+    torch.manual_seed(1)
+    objective(model, z0)["loss"].backward()  # after one step: joint gradients reach the encoder
+    assert all(p.grad is not None for p in model.condition.vit.parameters())
+    assert encoder_grad_norm(model) > 0.0
+    assert model.condition.vit.patch_embed.proj.weight.grad.abs().sum() > 0  # down to its first layer
+    optimizer.step()
+    assert all(not torch.equal(p, start[n]) for n, p in projections.items() if n.endswith("weight"))
+
+
+def test_conditioning_dropout_replaces_r_by_the_null_vector_at_rate_p():
+    model = tiny_repcond(size=4, d_r=8)
+    with torch.no_grad():
+        model.condition.null_vector.fill_(123.0)  # a value the encoder never outputs
+    seen = []
+    model.dit.register_forward_pre_hook(lambda module, args: seen.append(args[2].detach().clone()))
+    objective = DenoisingObjective(ALPHAS_CUMPROD, cond_dropout=0.3)
+    torch.manual_seed(0)
+    out = objective(model, torch.randn(4000, 1, 4, 4))
+    r = seen[0]
+    is_null = (r == 123.0).all(1)
+    assert torch.equal(is_null, out["drop"])  # exactly the drawn rows, and whole rows
+    assert abs(is_null.float().mean().item() - 0.3) < 4 * (0.3 * 0.7 / 4000) ** 0.5
+    assert not (r[~is_null] == 123.0).any()
+
+
+def test_label_dropout_feeds_the_null_class_and_eval_never_drops():
+    condition = LabelCondition(num_classes=3, d_r=4)
+    labels = torch.tensor([0, 1, 2, 1])
+    r = condition(labels, torch.tensor([True, False, True, False]))
+    torch.testing.assert_close(r[0], condition.embedding.weight[3])
+    torch.testing.assert_close(r[1], condition.embedding.weight[1])
+    torch.testing.assert_close(condition(labels), condition.embedding.weight[labels])
+    with pytest.raises(DiffclsError, match="dropout"):
+        DenoisingObjective(ALPHAS_CUMPROD, cond_dropout=1.0)
+
+
+def test_tuning_keeps_the_dit_and_places_labels_at_the_class_means():
+    pre = tiny_repcond()
+    with torch.no_grad():
+        for p in pre.dit.parameters():
+            p.add_(0.05 * torch.randn_like(p))  # as if trained: projections no longer zero
+        pre.condition.null_vector.normal_()
+    z0 = torch.randn(6, 1, 8, 8)
+    means = torch.stack([pre.condition.represent(z0[:3]).mean(0), pre.condition.represent(z0[3:]).mean(0)]).detach()
+    tuned = tuning_model(pre, num_classes=2, class_means=means)
+    assert tuned.kind == "label" and tuned.condition.embedding.weight.shape == (3, 16)
+    assert all(torch.equal(a, b) for a, b in zip(tuned.dit.state_dict().values(), pre.dit.state_dict().values()))
+    x, t = torch.randn(2, 1, 8, 8), torch.tensor([100, 600])
+    with torch.no_grad():
+        # label c conditions as the class-mean r does; the null label as the dropped r does
+        torch.testing.assert_close(tuned(x, t, torch.tensor([1, 0])), pre.dit(x, t, means[[1, 0]]))
+        torch.testing.assert_close(tuned(x, t, torch.tensor([2, 2])), pre.dit(x, t, pre.condition.null.expand(2, -1)))
+    spec = model_spec(tuned)
+    assert spec["condition"] == {"kind": "label", "num_classes": 2, "d_r": 16}
+    assert build_model(spec).state_dict().keys() == tuned.state_dict().keys()
+
+
+def test_tuning_an_unconditional_dit_adds_zero_projections():
+    torch.manual_seed(0)
+    plain = RepCondModel(DiT(dit_config("dit_tiny", 8, 1, d_r=None)))
+    with torch.no_grad():
+        for p in plain.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    tuned = tuning_model(plain, num_classes=3, d_r=8)
+    x, t = torch.randn(3, 1, 8, 8), torch.tensor([1, 500, 900])
+    with torch.no_grad():
+        torch.testing.assert_close(tuned(x, t, torch.tensor([0, 1, 2])), plain(x, t), rtol=0, atol=0)
