@@ -403,7 +403,7 @@ class Benchmark:
             self.rows.append(row)
             self.save_clock()
             self.log(f"[{i}/{len(tasks)} {_clock(time.perf_counter() - self._started)}] {condition.label:<22} "
-                     f"{task.contender.label} {sampler_label(task.sampler)}, seed {task.seed}: "
+                     f"{task.contender.label} {row['readout']}, seed {task.seed}: "
                      f"top-1 {row['top1']:.3f} ({row['seconds']:.1f} s)")
 
     def test_split(self, condition: Condition) -> Split:
@@ -542,7 +542,9 @@ class Benchmark:
 
         old = json.loads((self.out / "bench.json").read_text()) if (self.out / "bench.json").is_file() else {}
         self._manifest = {**old, "preset": _jsonable(self.preset.to_dict()), "data": self.data,
-                          "device": self.device, "command": old.get("command") or self.command}
+                          "device": self.device,
+                          # the latest command: a resumed run repeats the first, or adds the Diffusion Classifier
+                          "command": self.command or old.get("command")}
         self._seconds_before = old.get("seconds", 0.0)
         self.save_clock()
         self.train_all()
