@@ -89,7 +89,7 @@ def plot_t_sweep(sweeps: dict[str, TSweep], path: str | Path, title: str = "DC Z
 
     from diffcls.train.checkpoint import atomic_write
 
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = plt.subplots(figsize=(8.5, 3.6))
     for label, sweep in sweeps.items():
         line, = ax.plot(sweep.timesteps.tolist(), sweep.accuracy.tolist(), marker="o", ms=3, label=label)
         ax.plot([sweep.best_t], [float(sweep.accuracy.max())], marker="*", ms=12, color=line.get_color())
@@ -97,7 +97,7 @@ def plot_t_sweep(sweeps: dict[str, TSweep], path: str | Path, title: str = "DC Z
     ax.set_ylabel("top-1 on the validation images")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))  # beside the axes, off the lines
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)

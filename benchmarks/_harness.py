@@ -1,0 +1,94 @@
+"""What the benchmark scripts share: interleaved medians, the header line, markdown tables and their section of
+docs/performance.md.
+
+A script prints ``header`` (its exact command, the machine and the date), a markdown table and notes; with
+``--write-docs`` the same text replaces the script's section of docs/performance.md, the part between
+``<!-- benchmark:KEY -->`` and ``<!-- /benchmark:KEY -->`` (appended under a ``## title`` heading the first time).
+Text outside the markers, the heading and any prose around the table included, is kept.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent  # the repository
+DOCS = ROOT / "docs" / "performance.md"
+
+
+def seconds(fn: Callable[[], object]) -> float:
+    """Wall-clock seconds of one call."""
+    tic = time.perf_counter()
+    fn()
+    return time.perf_counter() - tic
+
+
+def interleaved_medians(cases: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, float]:
+    """Median seconds per case over ``repeats`` rounds; every round runs every case once, in turn, so a change of
+    machine load hits all cases alike and their ratios stay fair. ``warmup`` untimed rounds come first."""
+    for _ in range(warmup):
+        for fn in cases.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, fn in cases.items():
+            times[name].append(seconds(fn))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def command_line() -> str:
+    """The command that ran this script, as typed in the repository root."""
+    script = Path(sys.argv[0]).resolve()
+    try:
+        script = script.relative_to(ROOT)
+    except ValueError:
+        pass
+    return shlex.join([".venv/bin/python", str(script), *sys.argv[1:]])
+
+
+def header(repeats: int) -> str:
+    """The line above a table: command, machine (platform, threads, torch) and date."""
+    return (f"`{command_line()}` on {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+            f"torch {torch.__version__}, {datetime.date.today()}; median of {repeats}")
+
+
+def markdown_table(columns: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_section(key: str, title: str, body: str, path: Path | None = None) -> None:
+    """Replace the text between this key's markers in ``path`` (default: docs/performance.md) by ``body``
+    (atomically), or append a section."""
+    path = path or DOCS
+    start, end = f"<!-- benchmark:{key} -->", f"<!-- /benchmark:{key} -->"
+    text = path.read_text()
+    block = f"{start}\n{body.strip()}\n{end}"
+    if start in text and end in text:
+        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + f"\n\n## {title}\n\n{block}\n"
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+        tmp.write(text)
+    os.chmod(tmp.name, path.stat().st_mode & 0o777)  # keep the file's permissions (a temp file gets 0600)
+    os.replace(tmp.name, path)
+
+
+def report(key: str, title: str, repeats: int, table: str, notes: list[str], write_docs: bool) -> None:
+    """Print header, table and notes; with ``write_docs`` also put them into docs/performance.md."""
+    body = "\n\n".join([header(repeats), table, *notes])
+    print(body)
+    if write_docs:
+        write_section(key, title, body)
+        print(f"\n(written to {DOCS}, section {key!r})")
