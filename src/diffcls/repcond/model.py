@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from diffcls.errors import DiffclsError
 from diffcls.train.checkpoint import WEIGHTS_NAME, load_weights, save_weights
+from diffcls.train.objectives import add_noise
 
 from .conditions import Condition, EncoderCondition, EncoderConfig, LabelCondition
 from .dit import INJECTION_PREFIXES, DiT, DiTConfig
@@ -69,11 +70,9 @@ class DenoisingObjective:
         self.cond_dropout = cond_dropout
 
     def __call__(self, model: RepCondModel, z0: torch.Tensor, labels: torch.Tensor | None = None) -> dict:
-        abar = self.alphas_cumprod.to(z0.device)
-        t = torch.randint(len(abar), (len(z0),), device=z0.device)
+        t = torch.randint(len(self.alphas_cumprod), (len(z0),), device=z0.device)
         noise = torch.randn_like(z0)
-        a = abar[t].view(-1, 1, 1, 1)
-        z_t = a.sqrt() * z0 + (1 - a).sqrt() * noise
+        z_t = add_noise(z0, self.alphas_cumprod, t, noise)
         drop = torch.rand(len(z0), device=z0.device) < self.cond_dropout
         base = model.module if hasattr(model, "module") else model  # DDP-wrapped or not
         cond = {"encoder": z0, "label": labels, "none": None}[base.kind]

@@ -28,6 +28,7 @@ from diffcls.errors import DiffclsError
 from diffcls.models.noise_predictors import create_scheduler
 from diffcls.train.checkpoint import CONFIG_NAME, read_checkpoint_config, write_json
 from diffcls.train.loop import SCHEDULERS, Trainer, seed_everything
+from diffcls.train.objectives import add_noise
 
 from .codec import Codec, create_codec
 from .conditions import ENCODER_FOR_DIT, EncoderCondition, encoder_config
@@ -251,8 +252,7 @@ class RepCondTrainer(Trainer):
         gen = torch.Generator().manual_seed(c.seed)
         t = torch.randint(len(self.alphas_cumprod), (len(z0),), generator=gen).to(self.device)
         noise = torch.randn(z0.shape, generator=gen).to(self.device)
-        a = self.alphas_cumprod.to(self.device)[t].view(-1, 1, 1, 1).float()
-        z_t = a.sqrt() * z0 + (1 - a).sqrt() * noise
+        z_t = add_noise(z0, self.alphas_cumprod, t, noise)
         cond = {"encoder": z0, "label": labels, "none": None}[model.kind]
         row = {"val_loss": _mse(model(z_t, t, cond), noise)}
         if model.kind != "none":

@@ -67,14 +67,18 @@ class DDPMObjective:
     def __call__(self, model: nn.Module, images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if target.ndim != 1:
             raise ValueError("ddpm trains on hard labels (no mixup, cutmix or label smoothing)")
-        abar = self.alphas_cumprod.to(images.device)
-        t = torch.randint(len(abar), (len(images),), device=images.device)
+        t = torch.randint(len(self.alphas_cumprod), (len(images),), device=images.device)
         noise = torch.randn_like(images)
-        a = abar[t].view(-1, 1, 1, 1)
-        x_t = a.sqrt() * images + (1 - a).sqrt() * noise
+        x_t = add_noise(images, self.alphas_cumprod, t, noise)
         drop = torch.rand(len(images), device=images.device) < self.label_dropout
         labels = torch.where(drop, self.num_classes, target)
         return F.mse_loss(model(x_t, t, labels).float(), noise)
+
+
+def add_noise(x0: torch.Tensor, alphas_cumprod: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """DDPM's forward process: ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise`` for x0, noise ``[B, ...]``, t ``int64[B]``."""
+    a = alphas_cumprod.to(x0.device)[t].view(-1, *([1] * (x0.ndim - 1))).float()
+    return a.sqrt() * x0 + (1 - a).sqrt() * noise
 
 
 def create_objective(method: str, num_classes: int, smoothing: float = 0.0, **kwargs):
