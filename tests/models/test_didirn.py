@@ -88,7 +88,9 @@ def test_norm_groups_avoid_single_channel_groups() -> None:
 @pytest.mark.parametrize("batch", [1, 4])
 def test_didirn_small_output_shapes(batch: int) -> None:
     registered = set(timm.list_models("didirn*") + timm.list_models("resnet_small"))
-    assert registered == {"didirn18", "didirn34", "didirn50", "didirn101", "didirn152", "didirn_small", "resnet_small"}
+    late = {f"{base}_late{n}" for base in ("didirn_small", "didirn18", "didirn50") for n in (1, 2)}
+    assert registered == {"didirn18", "didirn34", "didirn50", "didirn101", "didirn152", "didirn_small",
+                          "resnet_small"} | late
     x, c_t, sigma = _inputs(batch)
     model = timm.create_model("didirn_small", num_classes=10).eval()
     twin = timm.create_model("didirn_small", num_classes=10, conditional=False).eval()
@@ -187,3 +189,36 @@ def test_channels_last_activations_give_the_same_scores_as_nchw():
         net.channels_last = False
         nchw = net(x, c_t, sigma)
     torch.testing.assert_close(last, nchw, rtol=1e-4, atol=1e-4)
+
+
+# ---- late conditioning (cond_stages): the image prefix runs once per image ----
+
+@pytest.mark.parametrize("name, prefix_stages", [("didirn_small", 0), ("didirn_small_late2", 2),
+                                                 ("didirn_small_late1", 3)])
+def test_prefix_then_conditioned_stages_equal_the_full_forward(name: str, prefix_stages: int) -> None:
+    torch.manual_seed(0)
+    net = timm.create_model(name, num_classes=10).eval()
+    assert net.prefix_stages == prefix_stages and net.cond_stages == 4 - prefix_stages
+    x, c_t, sigma = _inputs(4)
+    with torch.no_grad():
+        prefix = net.forward_prefix(x)
+        assert torch.equal(net.forward_conditioned(prefix, c_t, sigma), net(x, c_t, sigma))
+        # The conditioning still acts, through the conditioned stages only.
+        assert not torch.allclose(net.forward_conditioned(prefix, (c_t + 1) % 10, sigma), net(x, c_t, sigma))
+    widths = (16, 16, 32, 64)  # stem, then stages 0..2 of didirn_small
+    assert prefix.shape == (4, widths[prefix_stages], 32 >> max(0, prefix_stages - 1), 32 >> max(0, prefix_stages - 1))
+
+
+def test_late_variant_is_didirn_without_the_early_block_conditioning() -> None:
+    full = timm.create_model("didirn_small", num_classes=10)
+    late = timm.create_model("didirn_small_late1", num_classes=10)
+    dropped = set(full.state_dict()) - set(late.state_dict())
+    assert not set(late.state_dict()) - set(full.state_dict())
+    assert dropped == {n for n in full.state_dict() if "cond_proj" in n and not n.startswith("stages.3.")}
+    # Its standard twin is exactly didirn_small's twin.
+    twin_late = timm.create_model("didirn_small_late1", num_classes=10, conditional=False)
+    twin = timm.create_model("didirn_small", num_classes=10, conditional=False)
+    assert twin_late.state_dict().keys() == twin.state_dict().keys() and twin_late.prefix_stages == 0
+    assert count_parameters(full) - count_parameters(late) == sum(full.state_dict()[n].numel() for n in dropped)
+    with pytest.raises(ValueError, match="cond_stages must be in 1..4"):
+        timm.create_model("didirn_small", num_classes=10, cond_stages=0)

@@ -102,3 +102,13 @@ def test_equal_steps_tiles_the_subset_to_the_full_length(tmp_path):
     # Still only the subset's images: each kept image appears about 1 / 0.2 = 5 times.
     kept = {img.tobytes() for img in plain.train_set.split.images}
     assert {img.tobytes() for img in equal.train_set.split.images} == kept
+
+
+def test_late_conditioned_didicm_learns_digits_and_reloads(tmp_path):
+    from diffcls.models.factory import load_classifier
+
+    cfg = tiny_config(tmp_path, "didicm", model="didirn_small_late1", epochs=4, data_ratio=1.0, lr=4e-3)
+    row = Trainer(cfg, progress=False).fit()
+    assert row["val_top1"] > 0.8, row
+    model, config = load_classifier(tmp_path / "didicm")
+    assert config["model"] == "didirn_small_late1" and model.prefix_stages == 3

@@ -45,15 +45,22 @@ def bind_image(model: nn.Module, images: torch.Tensor) -> Callable[[torch.Tensor
     """``score_fn(c_t: int64[M], sigma: float[M]) -> float[M, K]`` for a conditional model and images ``[B, ...]``.
 
     M may be a multiple of B (CL runs its chains in one call): row ``b * (M // B) + n`` belongs to image b, the
-    samplers' chain layout. The repeated batch is built once and reused at every step.
+    samplers' chain layout. A DiDiRN's image prefix (its stem and any unconditioned stages, see
+    ``DiDiRN.forward_prefix``) does not depend on (c_t, sigma), so it is computed once here and only the
+    conditioned stages run per call; other models get the images. Either input is repeated for M rows once and
+    reused at every step. The prefix is exact only in eval mode (BatchNorm with running statistics).
     """
-    cache: dict[int, torch.Tensor] = {len(images): images}
+    if hasattr(model, "forward_prefix") and not model.training:
+        inputs, run = model.forward_prefix(images), model.forward_conditioned
+    else:
+        inputs, run = images, model
+    cache: dict[int, torch.Tensor] = {len(images): inputs}
 
     def score_fn(c_t: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         m = len(c_t)
         if m not in cache:
-            cache[m] = images.repeat_interleave(m // len(images), dim=0)
-        return model(cache[m], c_t, sigma).float()
+            cache[m] = inputs.repeat_interleave(m // len(images), dim=0)
+        return run(cache[m], c_t, sigma).float()
 
     return score_fn
 

@@ -33,6 +33,13 @@ Three variants are built by the same class:
 * ``DiDiRN(conditional=False, post_norm=False)``: a **plain ResNet** of the same widths and
   stem (BatchNorm only; blocks end in ``ReLU(h + shortcut(x))``).
 
+**Late conditioning** (``cond_stages=n``, a diffcls variant, not in the paper): only the last ``n`` stages take
+the conditioning; the stem and the earlier stages see the image alone. Their output, the *image prefix*
+(:meth:`DiDiRN.forward_prefix`), is then the same at every diffusion step, so a sampler computes it once per
+image and runs only :meth:`DiDiRN.forward_conditioned` per step (:func:`diffcls.eval.predict.bind_image` does
+this for any DiDiRN). Registered as ``didirn_small_late1/late2`` and ``didirn18/50_late1/late2``; the speed and
+accuracy trade-off is measured in docs/performance.md.
+
 GroupNorm groups (:func:`norm_groups_for`): the largest divisor of C that is at most
 ``min(32, C // 2)``. That is exactly the reference's ``GroupNorm(32, C)`` for every registered
 ImageNet model (all widths are multiples of 32 and >= 64), and 8 / 16 groups at widths 16 / 32.
@@ -60,7 +67,7 @@ import contextlib
 import inspect
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
 import torch
@@ -269,6 +276,8 @@ class DiDiRN(nn.Module):
         norm_groups: Maximum GroupNorm groups (32 as in the reference).
         norm_min_group_size: Minimum channels per GroupNorm group; see :func:`norm_groups_for`.
         drop_rate: Dropout before the classifier (timm convention; 0 in DiDiCM).
+        cond_stages: How many of the last stages take the conditioning (None: all, the paper's DiDiRN). The
+            stem and the stages before them form the image prefix, computed once per image by the samplers.
     """
 
     def __init__(
@@ -287,6 +296,7 @@ class DiDiRN(nn.Module):
         norm_groups: int = 32,
         norm_min_group_size: int = 2,
         drop_rate: float = 0.0,
+        cond_stages: int | None = None,
     ) -> None:
         super().__init__()
         if block not in _BLOCKS:
@@ -297,6 +307,8 @@ class DiDiRN(nn.Module):
             raise ValueError(f"layers {tuple(layers)} and widths {tuple(widths)} must be non-empty and equal length")
         if conditional and not post_norm:
             raise ValueError("post_norm=False (plain ResNet) is unconditional only; pass conditional=False")
+        if cond_stages is not None and not 1 <= cond_stages <= len(layers):
+            raise ValueError(f"cond_stages must be in 1..{len(layers)} (or None for all), got {cond_stages}")
         block_cls = _BLOCKS[block]
         stem_width = stem_width or widths[0]
         self.num_classes = num_classes
@@ -307,6 +319,9 @@ class DiDiRN(nn.Module):
         self.post_norm = post_norm
         self.cond_channels = cond_channels if conditional else None
         self.drop_rate = drop_rate
+        # Stages [0, prefix_stages) see the image alone; the twin has no conditioning anywhere.
+        self.prefix_stages = len(layers) - cond_stages if (conditional and cond_stages is not None) else 0
+        self.cond_stages = len(layers) - self.prefix_stages if conditional else 0
 
         self.conv1 = nn.Conv2d(in_chans, stem_width, 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(stem_width)
@@ -320,11 +335,10 @@ class DiDiRN(nn.Module):
         in_ch = stem_width
         for i, (depth, width) in enumerate(zip(layers, widths)):
             blocks = nn.ModuleList()
+            cond = self.cond_channels if i >= self.prefix_stages else None
             for j in range(depth):
                 stride = 2 if (i > 0 and j == 0) else 1
-                blocks.append(
-                    block_cls(in_ch, width, stride, self.cond_channels, post_norm, norm_groups, norm_min_group_size)
-                )
+                blocks.append(block_cls(in_ch, width, stride, cond, post_norm, norm_groups, norm_min_group_size))
                 in_ch = width * block_cls.expansion
             stages.append(blocks)
         self.stages = nn.ModuleList(stages)
@@ -375,6 +389,30 @@ class DiDiRN(nn.Module):
             raise ValueError(f"c_t batch {tuple(c_t.shape)} does not match x batch {x.shape[0]}")
         return nn.functional.silu(self.embed(c_t, sigma))
 
+    def forward_prefix(self, x: Tensor) -> Tensor:
+        """Images [B, in_chans, H, W] -> the image prefix: stem and unconditioned stages, [B, C_p, H_p, W_p].
+
+        Depends on the image only, so it is the same at every diffusion step (for the full DiDiRN it is the stem).
+        """
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.maxpool(self.act1(self.bn1(self.conv1(x))))
+        for stage in self.stages[: self.prefix_stages]:
+            for blk in stage:
+                x = blk(x)
+        return x
+
+    def forward_conditioned(
+        self, prefix: Tensor, c_t: Tensor | None = None, sigma: Tensor | float | None = None
+    ) -> Tensor:
+        """Image prefix [B, C_p, H_p, W_p] (:meth:`forward_prefix`) -> output [B, num_classes] via the
+        conditioned stages and the head (the twin: the remaining stages, unconditioned)."""
+        emb = self._check_cond(prefix, c_t, sigma)
+        for stage in self.stages[self.prefix_stages:]:
+            for blk in stage:
+                prefix = blk(prefix, emb)
+        return self.forward_head(prefix)
+
     def forward_features(
         self, x: Tensor, c_t: Tensor | None = None, sigma: Tensor | float | None = None
     ) -> Tensor:
@@ -383,10 +421,8 @@ class DiDiRN(nn.Module):
         ``H' = H/16`` for ``stem="default"`` (H/2 stem, 3 stride-2 stages), ``H/8`` for ``"small"``.
         """
         emb = self._check_cond(x, c_t, sigma)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        x = self.maxpool(self.act1(self.bn1(self.conv1(x))))
-        for stage in self.stages:
+        x = self.forward_prefix(x)
+        for stage in self.stages[self.prefix_stages:]:
             for blk in stage:
                 x = blk(x, emb)
         return x
@@ -508,3 +544,22 @@ def resnet_small(pretrained: bool = False, **kwargs: Any) -> DiDiRN:
     """Plain ResNet baseline with didirn_small's widths and stem (BN only, no GroupNorm; unconditional)."""
     model_args = dict(_SMALL_GEOMETRY, conditional=False, post_norm=False)
     return _create_didirn("resnet_small", pretrained, **dict(model_args, **kwargs))
+
+
+def _register_late_variant(base: Callable[..., DiDiRN], cond_stages: int) -> None:
+    """Register ``{base}_late{n}``: ``base`` with only its last ``n`` stages conditioned (``cond_stages=n``)."""
+    name = f"{base.__name__}_late{cond_stages}"
+
+    def entrypoint(pretrained: bool = False, **kwargs: Any) -> DiDiRN:
+        kwargs.setdefault("cond_stages", cond_stages)
+        return base(pretrained, **kwargs)
+
+    entrypoint.__name__ = entrypoint.__qualname__ = name
+    entrypoint.__doc__ = (f"{base.__name__} with only the last {cond_stages} stage(s) conditioned on (c_t, sigma): "
+                          "the earlier stages run once per image across all diffusion steps.")
+    register_model(entrypoint)
+
+
+for _base in (didirn_small, didirn18, didirn50):
+    for _n in (1, 2):
+        _register_late_variant(_base, _n)

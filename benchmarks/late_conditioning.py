@@ -1,0 +1,131 @@
+"""Late conditioning: the DiDiRN image prefix computed once per image instead of once per diffusion step.
+
+A DiDiCM sampler calls the network once per step with the same image and a new (c_t, sigma). The stem and any
+stage that does not see (c_t, sigma) give the same output at every step, so ``diffcls.eval.predict.bind_image``
+computes that *image prefix* once and runs only the conditioned stages per step. This script times, in one
+process and interleaved repeat by repeat, the samplers as ``diffcls eval`` runs them (``predict_proba``):
+
+* **before**: the whole DiDiRN at every step (the library until this cut);
+* **full DiDiRN, stem once**: the paper's network; only the stem is shared across steps;
+* **late2 / late1**: ``didirn_small_late2`` / ``_late1``, only the last 2 / 1 of the 4 stages conditioned.
+
+The standard twin (1 network evaluation) is the reference for the ratios. FLOPs per image are counted with
+``torch.utils.flop_counter.FlopCounterMode`` over the whole sampler call. With ``--accuracy-from DIR`` the table
+also gets each network's test top-1 from the ``diffcls eval`` results in ``DIR/<model>-s<seed>/`` (clean.json
+and ``<corruption>-5.json``; runs/late/run.sh writes them), as the mean over seeds.
+
+    .venv/bin/python benchmarks/late_conditioning.py --repeats 5 --accuracy-from runs/late --write-docs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from diffcls.eval.predict import SamplerConfig, predict_proba
+from diffcls.models.factory import create_classifier
+
+from _harness import interleaved_medians, markdown_table, report  # benchmarks/_harness.py
+
+NETWORKS = (("full DiDiRN, whole network every step (before)", "didirn_small", False),
+            ("full DiDiRN, stem once", "didirn_small", True),
+            ("late2: last 2 stages conditioned", "didirn_small_late2", True),
+            ("late1: last stage conditioned", "didirn_small_late1", True))
+CORRUPTIONS = ("gaussian_noise", "motion_blur", "fog")
+
+
+class WholeNetwork(nn.Module):
+    """The model without ``forward_prefix``, so ``bind_image`` runs all of it at every step (the 'before')."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model, self.num_classes = model, model.num_classes
+
+    def forward(self, *args):
+        return self.model(*args)
+
+
+def sampler_call(model: nn.Module, images: torch.Tensor, sampler: SamplerConfig | None) -> Callable[[], object]:
+    """One ``predict_proba`` call: the twin's softmax when ``sampler`` is None, else a seeded DiDiCM sampler."""
+    if sampler is None:
+        return partial(predict_proba, model, "standard", images)
+    return lambda: predict_proba(model, "didicm", images, sampler, torch.Generator().manual_seed(0))
+
+
+def flops_per_image(run: Callable[[], object], batch: int) -> float:
+    with FlopCounterMode(display=False) as counter:
+        run()
+    return counter.get_total_flops() / batch
+
+
+def top1_from(folder: Path | None, model: str, condition: str) -> str:
+    """Mean test top-1 over the seeds' ``diffcls eval`` results for one network and condition ('' if none)."""
+    if folder is None:
+        return ""
+    values = [json.loads(p.read_text())["top1"] for p in sorted(folder.glob(f"{model}-s*/{condition}.json"))]
+    return f"{statistics.mean(values):.3f}" if values else ""
+
+
+def build_cases(args) -> list[tuple[str, str, str, Callable[[], object]]]:
+    """(sampler label, network label, model name, call) per case; the twin first."""
+    images = torch.rand(args.batch, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    torch.manual_seed(0)
+    twin = create_classifier("standard", "didirn_small", args.classes).eval()
+    cases = [("softmax", "standard twin", "", sampler_call(twin, images, None))]
+    samplers = (("CP-8", SamplerConfig("cp", steps=8)),
+                (f"CL {args.chains} chains × 4 steps", SamplerConfig("cl", steps=4, chains=args.chains)))
+    for sampler_label, sampler in samplers:
+        for label, name, prefix_once in NETWORKS:
+            torch.manual_seed(0)
+            model = create_classifier("didicm", name, args.classes).eval()
+            model = model if prefix_once else WholeNetwork(model)
+            cases.append((sampler_label, label, name, sampler_call(model, images, sampler)))
+    return cases
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--chains", type=int, default=10)
+    ap.add_argument("--accuracy-from", type=Path, default=None,
+                    help="folder of trained runs with diffcls eval results (runs/late/run.sh)")
+    ap.add_argument("--write-docs", action="store_true", help="write the table into docs/performance.md")
+    args = ap.parse_args()
+    with torch.inference_mode():
+        cases = build_cases(args)
+        flops = [flops_per_image(run, args.batch) for *_, run in cases]
+        medians = interleaved_medians({str(i): case[3] for i, case in enumerate(cases)}, args.repeats)
+    twin_time, rows = medians["0"], []
+    before: dict[str, float] = {}
+    for i, (sampler_label, label, name, _) in enumerate(cases):
+        t = medians[str(i)]
+        before.setdefault(sampler_label, t)  # the first row of each sampler is its 'before'
+        accuracy = [top1_from(args.accuracy_from, name, c) for c in ("clean", *(f"{c}-5" for c in CORRUPTIONS))]
+        if not name or sampler_label != "CP-8":
+            accuracy = ["", "", "", ""]
+        rows.append([sampler_label, label, f"{flops[i] / 1e6:,.0f}", f"{t:.3f}", f"{args.batch / t:,.0f}",
+                     f"{t / twin_time:.2f}×", f"{before[sampler_label] / t:.2f}×" if name else "", *accuracy])
+    columns = ["sampler", "network", "MFLOP per image", "seconds per call", "images/s", "time ÷ twin's",
+               "speed-up over before", "CP-8 top-1 clean",
+               *(f"{c.replace('_', ' ')} 5" for c in CORRUPTIONS)]
+    notes = [f"Batch {args.batch}, 32 px, K = {args.classes}, didirn_small geometry; untrained networks with fixed "
+             "seeds on random inputs for the times and FLOPs (time does not depend on the weights). "
+             "Top-1: the trained networks of runs/late/run.sh (mnist5k, `diffcls train --method didicm --model "
+             "NAME --epochs 20 --seed S` for seeds 0 and 1, then `diffcls eval --sampler cp --steps 8`, clean and "
+             "at severity 5 of three corruptions), mean of the two seeds; 1,000 test images each."]
+    report("late-conditioning", "Late conditioning: the image prefix once per image", args.repeats,
+           markdown_table(columns, rows), notes, args.write_docs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Prediction: the samplers driven through ``bind_image``, which computes a DiDiRN's image prefix once."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+
+import diffcls.models  # noqa: F401  (registers the DiDiRN family)
+from diffcls.didicm import cl_sample, cp_sample
+from diffcls.eval.predict import SamplerConfig, predict_proba
+
+
+def _net(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return timm.create_model(name, num_classes=10).eval()
+
+
+def _count_stem_calls(net: torch.nn.Module) -> list[int]:
+    calls = [0]
+    net.conv1.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+@pytest.mark.parametrize("name", ["didirn_small", "didirn_small_late1"])
+def test_cp_with_the_cached_prefix_equals_full_forwards_per_step(name):
+    net, images = _net(name), torch.randn(6, 3, 32, 32)
+    stem_calls = _count_stem_calls(net)
+    cached = predict_proba(net, "didicm", images, SamplerConfig("cp", steps=8))
+    assert stem_calls[0] == 1  # the prefix ran once for 8 steps
+    with torch.inference_mode():
+        full = cp_sample(lambda c, s: net(images, c, s), len(images), 10, 8)
+    assert stem_calls[0] == 9
+    torch.testing.assert_close(cached, full, rtol=0, atol=1e-6)
+
+
+def test_cl_chains_repeat_the_prefix_in_the_chain_layout():
+    net, images = _net("didirn_small_late2"), torch.randn(4, 3, 32, 32)
+    cached = predict_proba(net, "didicm", images, SamplerConfig("cl", steps=3, chains=5),
+                           generator=torch.Generator().manual_seed(1))
+    rows = images.repeat_interleave(5, dim=0)
+    parts = []
+    generator = torch.Generator().manual_seed(1)
+    with torch.inference_mode():  # predict_proba splits CL batches into len(images) // chains images per call
+        for part in rows.split(5):
+            parts.append(cl_sample(lambda c, s, x=part: net(x, c, s), 1, 10, 3, chains=5, generator=generator))
+    torch.testing.assert_close(cached, torch.cat(parts), rtol=0, atol=0)
+
+
+def test_training_mode_runs_the_whole_network_every_step():
+    net, images = _net("didirn_small_late1"), torch.randn(4, 3, 32, 32)
+    net.train()  # BatchNorm batch statistics: a cached prefix would not be exact
+    stem_calls = _count_stem_calls(net)
+    predict_proba(net, "didicm", images, SamplerConfig("cp", steps=3))
+    assert stem_calls[0] == 3
