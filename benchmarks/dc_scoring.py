@@ -9,7 +9,8 @@ to ``--rows`` network rows. This times, on the same image, timesteps and noise:
 * library default: ``batch_size = --rows`` (256, what ``diffcls eval`` uses).
 
 The errors of the three agree (asserted, allclose); the table gives their medians and the speed-up over the
-loop. The UNets (class-conditional ``unet_small``, K = 10) are untrained with fixed seeds; the images random.
+loop. A note adds the share of a forward pass's FLOPs spent in the UNet's timestep and class embeddings, the
+only part that sharing across classes could still save (x_t is already built once per (image, t)). The UNets (class-conditional ``unet_small``, K = 10) are untrained with fixed seeds; the images random.
 
     .venv/bin/python benchmarks/dc_scoring.py --repeats 7 --write-docs
 
@@ -24,6 +25,7 @@ from typing import Callable
 
 import torch
 import torch.nn as nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from diffcls.generative import noise_prediction_errors, per_sample_error, timestep_grid
 from diffcls.models.noise_predictors import create_noise_predictor, create_scheduler
@@ -99,6 +101,18 @@ def measure(size: int, args, alphas_cumprod: torch.Tensor) -> list[list[str]]:
             for name in ways]
 
 
+def embedding_share(args, size: int) -> float:
+    """Fraction of one forward pass's FLOPs in the UNet's timestep and class embeddings (K rows, one t)."""
+    torch.manual_seed(0)
+    net = create_noise_predictor(args.model, args.classes, size).eval()
+    x_t = torch.randn(args.classes, 3, size, size)
+    with FlopCounterMode(display=False) as counter:
+        net(x_t, torch.full((args.classes,), 500), torch.arange(args.classes))
+    embedding = sum(sum(ops.values()) for name, ops in counter.get_flop_counts().items()
+                    if name.endswith((".time_embedding", ".class_embedding")))
+    return embedding / counter.get_total_flops()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=7)
@@ -117,7 +131,10 @@ def main() -> None:
                "max abs. difference to the loop", "seconds", "speed-up over the loop"]
     notes = [(f"{args.images} image(s), the same timesteps and noise for all three ways; untrained networks with "
               "fixed seeds, random inputs. Seconds score every class at every timestep (K × timesteps network "
-              "evaluations per image).")]
+              "evaluations per image)."),
+             "Share of a forward pass's FLOPs in the timestep and class embeddings (all that reusing them across "
+             "classes could save): " + ", ".join(f"{embedding_share(args, size):.2%} at {size} px"
+                                                 for size in args.sizes) + "."]
     report("dc-scoring", "Diffusion Classifier: batched scoring against a loop", args.repeats,
            markdown_table(columns, rows), notes, args.write_docs)
 

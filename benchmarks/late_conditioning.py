@@ -5,8 +5,9 @@ stage that does not see (c_t, sigma) give the same output at every step, so ``di
 computes that *image prefix* once and runs only the conditioned stages per step. This script times, in one
 process and interleaved repeat by repeat, the samplers as ``diffcls eval`` runs them (``predict_proba``):
 
-* **before**: the whole DiDiRN at every step (the library until this cut);
-* **full DiDiRN, stem once**: the paper's network; only the stem is shared across steps;
+* **before**: the paper's DiDiRN, the whole network at every step;
+* **full DiDiRN, stem once**: the paper's network with only its stem shared across steps (not faster, so the
+  library does not do it);
 * **late2 / late1**: ``didirn_small_late2`` / ``_late1``, only the last 2 / 1 of the 4 stages conditioned.
 
 The standard twin (1 network evaluation) is the reference for the ratios. FLOPs per image are counted with
@@ -36,21 +37,22 @@ from diffcls.models.factory import create_classifier
 from _harness import interleaved_medians, markdown_table, report  # benchmarks/_harness.py
 
 NETWORKS = (("full DiDiRN, whole network every step (before)", "didirn_small", False),
-            ("full DiDiRN, stem once", "didirn_small", True),
+            ("full DiDiRN, stem once (not used)", "didirn_small", True),
             ("late2: last 2 stages conditioned", "didirn_small_late2", True),
             ("late1: last stage conditioned", "didirn_small_late1", True))
 CORRUPTIONS = ("gaussian_noise", "motion_blur", "fog")
 
 
-class WholeNetwork(nn.Module):
-    """The model without ``forward_prefix``, so ``bind_image`` runs all of it at every step (the 'before')."""
+class StemOnce(nn.Module):
+    """The paper's DiDiRN with its stem shared across steps: the library does not do this (it is not faster), so
+    this wrapper claims a prefix stage to make ``bind_image`` take the shared-prefix path anyway."""
+
+    prefix_stages = 1
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model, self.num_classes = model, model.num_classes
-
-    def forward(self, *args):
-        return self.model(*args)
+        self.forward_prefix, self.forward_conditioned = model.forward_prefix, model.forward_conditioned
 
 
 def sampler_call(model: nn.Module, images: torch.Tensor, sampler: SamplerConfig | None) -> Callable[[], object]:
@@ -86,7 +88,7 @@ def build_cases(args) -> list[tuple[str, str, str, Callable[[], object]]]:
         for label, name, prefix_once in NETWORKS:
             torch.manual_seed(0)
             model = create_classifier("didicm", name, args.classes).eval()
-            model = model if prefix_once else WholeNetwork(model)
+            model = StemOnce(model).eval() if prefix_once and model.prefix_stages == 0 else model
             cases.append((sampler_label, label, name, sampler_call(model, images, sampler)))
     return cases
 

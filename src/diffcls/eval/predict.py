@@ -45,12 +45,14 @@ def bind_image(model: nn.Module, images: torch.Tensor) -> Callable[[torch.Tensor
     """``score_fn(c_t: int64[M], sigma: float[M]) -> float[M, K]`` for a conditional model and images ``[B, ...]``.
 
     M may be a multiple of B (CL runs its chains in one call): row ``b * (M // B) + n`` belongs to image b, the
-    samplers' chain layout. A DiDiRN's image prefix (its stem and any unconditioned stages, see
+    samplers' chain layout. A late-conditioned DiDiRN's image prefix (stem and unconditioned stages, see
     ``DiDiRN.forward_prefix``) does not depend on (c_t, sigma), so it is computed once here and only the
     conditioned stages run per call; other models get the images. Either input is repeated for M rows once and
-    reused at every step. The prefix is exact only in eval mode (BatchNorm with running statistics).
+    reused at every step. The prefix is exact only in eval mode (BatchNorm with running statistics). A stem alone
+    is not worth sharing: its output is 5x the input's size, and sharing it measured 0.97x (CP-8) and 0.84x
+    (CL, whose chains repeat it) the speed of rerunning it (benchmarks/late_conditioning.py).
     """
-    if hasattr(model, "forward_prefix") and not model.training:
+    if getattr(model, "prefix_stages", 0) > 0 and not model.training:
         inputs, run = model.forward_prefix(images), model.forward_conditioned
     else:
         inputs, run = images, model
