@@ -90,6 +90,11 @@ class Compiled:
     def training(self) -> bool:
         return self.model.training
 
+    @property
+    def prefix_stages(self) -> int:
+        """The model's unconditioned stages: ``bind_image`` shares the prefix only when there are some."""
+        return getattr(self.model, "prefix_stages", 0)
+
     def __call__(self, *args: torch.Tensor) -> torch.Tensor:
         return self.call(*args)
 
