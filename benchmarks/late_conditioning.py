@@ -31,6 +31,7 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from diffcls.data.corruptions import CORRUPTION_NAMES
 from diffcls.eval.predict import SamplerConfig, predict_proba
 from diffcls.models.factory import create_classifier
 
@@ -68,12 +69,22 @@ def flops_per_image(run: Callable[[], object], batch: int) -> float:
     return counter.get_total_flops() / batch
 
 
-def top1_from(folder: Path | None, model: str, condition: str) -> str:
-    """Mean test top-1 over the seeds' ``diffcls eval`` results for one network and condition ('' if none)."""
+def top1_from(folder: Path | None, run: str, conditions: tuple[str, ...]) -> str:
+    """Mean test top-1 over the seeds' ``diffcls eval`` results (``folder/<run>-s<seed>/<condition>.json``) and
+    the conditions; '' unless every seed has every condition."""
     if folder is None:
         return ""
-    values = [json.loads(p.read_text())["top1"] for p in sorted(folder.glob(f"{model}-s*/{condition}.json"))]
-    return f"{statistics.mean(values):.3f}" if values else ""
+    seeds = sorted(p for p in folder.glob(f"{run}-s*") if p.is_dir())
+    files = [seed / f"{condition}.json" for seed in seeds for condition in conditions]
+    if not seeds or not all(f.exists() for f in files):
+        return ""
+    return f"{statistics.mean(json.loads(f.read_text())['top1'] for f in files):.3f}"
+
+
+def accuracy_cells(folder: Path | None, run: str) -> list[str]:
+    """Top-1 clean, at severity 5 of each shown corruption, and over all 19 at severity 5."""
+    shown = [top1_from(folder, run, (condition,)) for condition in ("clean", *(f"{c}-5" for c in CORRUPTIONS))]
+    return [*shown, top1_from(folder, run, tuple(f"{c}-5" for c in CORRUPTION_NAMES))]
 
 
 def build_cases(args) -> list[tuple[str, str, str, Callable[[], object]]]:
@@ -81,7 +92,7 @@ def build_cases(args) -> list[tuple[str, str, str, Callable[[], object]]]:
     images = torch.rand(args.batch, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
     torch.manual_seed(0)
     twin = create_classifier("standard", "didirn_small", args.classes).eval()
-    cases = [("softmax", "standard twin", "", sampler_call(twin, images, None))]
+    cases = [("softmax", "standard twin", "twin", sampler_call(twin, images, None))]
     samplers = (("CP-8", SamplerConfig("cp", steps=8)),
                 (f"CL {args.chains} chains × 4 steps", SamplerConfig("cl", steps=4, chains=args.chains)))
     for sampler_label, sampler in samplers:
@@ -112,19 +123,21 @@ def main() -> None:
     for i, (sampler_label, label, name, _) in enumerate(cases):
         t = medians[str(i)]
         before.setdefault(sampler_label, t)  # the first row of each sampler is its 'before'
-        accuracy = [top1_from(args.accuracy_from, name, c) for c in ("clean", *(f"{c}-5" for c in CORRUPTIONS))]
-        if not name or sampler_label != "CP-8":
-            accuracy = ["", "", "", ""]
+        shown = sampler_label in ("softmax", "CP-8")
+        accuracy = accuracy_cells(args.accuracy_from, name) if shown else [""] * (len(CORRUPTIONS) + 2)
         rows.append([sampler_label, label, f"{flops[i] / 1e6:,.0f}", f"{t:.3f}", f"{args.batch / t:,.0f}",
-                     f"{t / twin_time:.2f}×", f"{before[sampler_label] / t:.2f}×" if name else "", *accuracy])
+                     f"{t / twin_time:.2f}×", f"{before[sampler_label] / t:.2f}×" if i else "", *accuracy])
     columns = ["sampler", "network", "MFLOP per image", "seconds per call", "images/s", "time ÷ twin's",
-               "speed-up over before", "CP-8 top-1 clean",
-               *(f"{c.replace('_', ' ')} 5" for c in CORRUPTIONS)]
+               "speed-up over before", "top-1 clean", *(f"{c.replace('_', ' ')} 5" for c in CORRUPTIONS),
+               f"all {len(CORRUPTION_NAMES)} corruptions at 5 (mean)"]
     notes = [f"Batch {args.batch}, 32 px, K = {args.classes}, didirn_small geometry; untrained networks with fixed "
              "seeds on random inputs for the times and FLOPs (time does not depend on the weights). "
-             "Top-1: the trained networks of runs/late/run.sh (mnist5k, `diffcls train --method didicm --model "
-             "NAME --epochs 20 --seed S` for seeds 0 and 1, then `diffcls eval --sampler cp --steps 8`, clean and "
-             "at severity 5 of three corruptions), mean of the two seeds; 1,000 test images each."]
+             "Top-1 (mnist5k test, 1,000 images, mean of seeds 0 and 1): DiDiCM networks trained by runs/late/run.sh "
+             "(`diffcls train --method didicm --model NAME --epochs 20 --seed S`), read out by CP-8; standard twins "
+             "by runs/late/corr19.sh (`diffcls train --method standard --model didirn_small --epochs 8 --seed S`), "
+             "softmax; evaluated clean and at severity 5 of each corruption as `diffcls eval --corruption C "
+             "--severity 5` does (runs/late/corr19.py calls its library function). The stem-once row is the full "
+             "DiDiRN's network, hence its accuracy."]
     report("late-conditioning", "Late conditioning: the image prefix once per image", args.repeats,
            markdown_table(columns, rows), notes, args.write_docs)
 
