@@ -13,7 +13,8 @@ process and interleaved repeat by repeat, the samplers as ``diffcls eval`` runs 
 The standard twin (1 network evaluation) is the reference for the ratios. FLOPs per image are counted with
 ``torch.utils.flop_counter.FlopCounterMode`` over the whole sampler call. With ``--accuracy-from DIR`` the table
 also gets each network's test top-1 from the ``diffcls eval`` results in ``DIR/<model>-s<seed>/`` (clean.json
-and ``<corruption>-5.json``; runs/late/run.sh writes them), as the mean over seeds.
+and ``<corruption>-5.json``; benchmarks/late_conditioning_runs.py trains and evaluates them), as the mean over
+seeds.
 
     .venv/bin/python benchmarks/late_conditioning.py --repeats 5 --accuracy-from runs/late --write-docs
 """
@@ -111,7 +112,7 @@ def main() -> None:
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--chains", type=int, default=10)
     ap.add_argument("--accuracy-from", type=Path, default=None,
-                    help="folder of trained runs with diffcls eval results (runs/late/run.sh)")
+                    help="folder of trained runs with their results (benchmarks/late_conditioning_runs.py)")
     ap.add_argument("--write-docs", action="store_true", help="write the table into docs/performance.md")
     args = ap.parse_args()
     with torch.inference_mode():
@@ -132,12 +133,11 @@ def main() -> None:
                f"all {len(CORRUPTION_NAMES)} corruptions at 5 (mean)"]
     notes = [f"Batch {args.batch}, 32 px, K = {args.classes}, didirn_small geometry; untrained networks with fixed "
              "seeds on random inputs for the times and FLOPs (time does not depend on the weights). "
-             "Top-1 (mnist5k test, 1,000 images, mean of seeds 0 and 1): DiDiCM networks trained by runs/late/run.sh "
-             "(`diffcls train --method didicm --model NAME --epochs 20 --seed S`), read out by CP-8; standard twins "
-             "by runs/late/corr19.sh (`diffcls train --method standard --model didirn_small --epochs 8 --seed S`), "
-             "softmax; evaluated clean and at severity 5 of each corruption as `diffcls eval --corruption C "
-             "--severity 5` does (runs/late/corr19.py calls its library function). The stem-once row is the full "
-             "DiDiRN's network, hence its accuracy."]
+             "Top-1 (mnist5k test, 1,000 images, mean of seeds 0 and 1) of the networks that "
+             "benchmarks/late_conditioning_runs.py trains and evaluates: DiDiCM (`diffcls train --method didicm "
+             "--model NAME --epochs 20 --seed S`) read out by CP-8, the standard twin (`--method standard --model "
+             "didirn_small --epochs 8`) by softmax; clean and at severity 5 of each corruption. The stem-once row "
+             "is the full DiDiRN's network, hence its accuracy."]
     report("late-conditioning", "Late conditioning: the image prefix once per image", args.repeats,
            markdown_table(columns, rows), notes, args.write_docs)
 

@@ -126,6 +126,8 @@ def test_argparse_rejects_unknown_method(capsys):
 def test_console_script_help():
     out = subprocess.run([sys.executable, "-m", "diffcls.cli", "eval", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--results-file" in out.stdout and "--sampler" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "diffcls", "train", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "--method" in out.stdout
 
 
 def test_eval_under_a_corruption_reads_back(trained, tmp_path, capsys):
