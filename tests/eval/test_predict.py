@@ -36,21 +36,35 @@ def test_cp_with_the_cached_prefix_equals_full_forwards_per_step(name, prefix_ru
 
 
 def test_cl_chains_repeat_the_prefix_in_the_chain_layout():
-    net, images = _net("didirn_small_late2"), torch.randn(4, 3, 32, 32)
+    net, images = _net("didirn_small_late2"), torch.randn(10, 3, 32, 32)
+    stem_calls = _count_stem_calls(net)
     cached = predict_proba(net, "didicm", images, SamplerConfig("cl", steps=3, chains=5),
                            generator=torch.Generator().manual_seed(1))
-    rows = images.repeat_interleave(5, dim=0)
-    parts = []
+    assert stem_calls[0] == 5  # predict_proba splits CL into len(images) // chains = 2 images per call
     generator = torch.Generator().manual_seed(1)
-    with torch.inference_mode():  # predict_proba splits CL batches into len(images) // chains images per call
-        for part in rows.split(5):
-            parts.append(cl_sample(lambda c, s, x=part: net(x, c, s), 1, 10, 3, chains=5, generator=generator))
+    parts = []
+    with torch.inference_mode():  # the same split, each part's images repeated in the chain layout
+        for part in images.split(2):
+            rows = part.repeat_interleave(5, dim=0)
+            parts.append(cl_sample(lambda c, s, x=rows: net(x, c, s), 2, 10, 3, chains=5, generator=generator))
     torch.testing.assert_close(cached, torch.cat(parts), rtol=0, atol=0)
+
+
+def test_the_repeated_prefix_gives_the_scores_of_repeated_images():
+    from diffcls.eval.predict import bind_image
+
+    net, images = _net("didirn_small_late1"), torch.randn(3, 3, 32, 32)
+    c, sigma = torch.arange(15) % 10, torch.linspace(0.1, 5.0, 15)
+    with torch.inference_mode():
+        scores = bind_image(net, images)(c, sigma)
+        reference = net(images.repeat_interleave(5, dim=0), c, sigma)
+    torch.testing.assert_close(scores, reference, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(scores, net(images.repeat(5, 1, 1, 1), c, sigma), atol=1e-3)  # layout matters
 
 
 def test_training_mode_runs_the_whole_network_every_step():
     net, images = _net("didirn_small_late1"), torch.randn(4, 3, 32, 32)
-    net.train()  # BatchNorm batch statistics: a cached prefix would not be exact
+    net.train()  # BatchNorm running statistics must update once per step, as in a plain forward
     stem_calls = _count_stem_calls(net)
     predict_proba(net, "didicm", images, SamplerConfig("cp", steps=3))
     assert stem_calls[0] == 3

@@ -48,9 +48,10 @@ def bind_image(model: nn.Module, images: torch.Tensor) -> Callable[[torch.Tensor
     samplers' chain layout. A late-conditioned DiDiRN's image prefix (stem and unconditioned stages, see
     ``DiDiRN.forward_prefix``) does not depend on (c_t, sigma), so it is computed once here and only the
     conditioned stages run per call; other models get the images. Either input is repeated for M rows once and
-    reused at every step. The prefix is exact only in eval mode (BatchNorm with running statistics). A stem alone
-    is not worth sharing: its output is 5x the input's size, and sharing it measured 0.98-1.03x (CP-8) and
-    0.85-0.94x (CL, whose chains repeat it) the speed of rerunning it (benchmarks/late_conditioning.py).
+    reused at every step. Only in eval mode: in training mode BatchNorm would update its running statistics
+    once instead of once per step. A stem alone
+    is not worth sharing: its output is 5x the input's size, and sharing it measured 1.00x (CP-8) and 0.85x
+    (CL, whose chains repeat it) the speed of rerunning it (benchmarks/late_conditioning.py).
     """
     if getattr(model, "prefix_stages", 0) > 0 and not model.training:
         inputs, run = model.forward_prefix(images), model.forward_conditioned

@@ -37,7 +37,7 @@ Three variants are built by the same class:
 the conditioning; the stem and the earlier stages see the image alone. Their output, the *image prefix*
 (:meth:`DiDiRN.forward_prefix`), is then the same at every diffusion step, so a sampler computes it once per
 image and runs only :meth:`DiDiRN.forward_conditioned` per step (:func:`diffcls.eval.predict.bind_image` does
-this for any DiDiRN). Registered as ``didirn_small_late1/late2`` and ``didirn18/50_late1/late2``; the speed and
+this for every late-conditioned DiDiRN). Registered as ``didirn_small_late1/late2`` and ``didirn18/50_late1/late2``; the speed and
 accuracy trade-off is measured in docs/performance.md.
 
 GroupNorm groups (:func:`norm_groups_for`): the largest divisor of C that is at most
@@ -408,6 +408,8 @@ class DiDiRN(nn.Module):
         """Image prefix [B, C_p, H_p, W_p] (:meth:`forward_prefix`) -> output [B, num_classes] via the
         conditioned stages and the head (the twin: the remaining stages, unconditioned)."""
         emb = self._check_cond(prefix, c_t, sigma)
+        if self.channels_last:  # a prefix repeated for CL chains (repeat_interleave) comes back NCHW
+            prefix = prefix.contiguous(memory_format=torch.channels_last)
         for stage in self.stages[self.prefix_stages:]:
             for blk in stage:
                 prefix = blk(prefix, emb)
@@ -552,7 +554,9 @@ def _register_late_variant(base: Callable[..., DiDiRN], cond_stages: int) -> Non
 
     def entrypoint(pretrained: bool = False, **kwargs: Any) -> DiDiRN:
         kwargs.setdefault("cond_stages", cond_stages)
-        return base(pretrained, **kwargs)
+        model = base(pretrained, **kwargs)
+        model.pretrained_cfg = model.default_cfg = dict(model.pretrained_cfg, architecture=name)
+        return model
 
     entrypoint.__name__ = entrypoint.__qualname__ = name
     entrypoint.__doc__ = (f"{base.__name__} with only the last {cond_stages} stage(s) conditioned on (c_t, sigma): "
