@@ -46,6 +46,11 @@ def interleaved_medians(cases: dict[str, Callable[[], object]], repeats: int, wa
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def random_images(n: int, size: int = 32, seed: int = 0) -> torch.Tensor:
+    """``n`` seeded random 3 × size × size images in [-1, 1], the range of the eval transform's output."""
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
 def command_line() -> str:
     """The command that ran this script, as typed in the repository root."""
     script = Path(sys.argv[0]).resolve()

@@ -33,7 +33,7 @@ from diffcls.generative import Schedule, classify, parse_schedule
 from diffcls.models.factory import create_classifier
 from diffcls.models.noise_predictors import create_noise_predictor, create_scheduler
 
-from _harness import interleaved_medians, markdown_table, report  # benchmarks/_harness.py
+from _harness import interleaved_medians, markdown_table, random_images, report  # benchmarks/_harness.py
 
 PAPER_NFE = {"cifar10": 2750}  # the Diffusion Classifier paper's count at K = 10
 
@@ -67,10 +67,6 @@ class Case:
         self.run()
         counted = self.net.rows / len(self.images)
         assert counted == self.nfe, f"{self.method}: {counted} network evaluations per image, library says {self.nfe}"
-
-
-def random_images(n: int, size: int, seed: int = 0) -> torch.Tensor:
-    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
 
 def classifier_cases(twin: CountRows, didicm: CountRows, images: torch.Tensor, args) -> list[Case]:

@@ -36,7 +36,7 @@ from diffcls.data.corruptions import CORRUPTION_NAMES
 from diffcls.eval.predict import SamplerConfig, predict_proba
 from diffcls.models.factory import create_classifier
 
-from _harness import interleaved_medians, markdown_table, report  # benchmarks/_harness.py
+from _harness import interleaved_medians, markdown_table, random_images, report  # benchmarks/_harness.py
 
 NETWORKS = (("full DiDiRN, whole network every step (before)", "didirn_small", False),
             ("full DiDiRN, stem once (not used)", "didirn_small", True),
@@ -90,7 +90,7 @@ def accuracy_cells(folder: Path | None, run: str) -> list[str]:
 
 def build_cases(args) -> list[tuple[str, str, str, Callable[[], object]]]:
     """(sampler label, network label, model name, call) per case; the twin first."""
-    images = torch.rand(args.batch, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    images = random_images(args.batch)
     torch.manual_seed(0)
     twin = create_classifier("standard", "didirn_small", args.classes).eval()
     cases = [("softmax", "standard twin", "twin", sampler_call(twin, images, None))]

@@ -62,7 +62,7 @@ from diffcls.eval.predict import SamplerConfig, batch_seed, predict_proba
 from diffcls.models.factory import create_classifier, load_classifier
 from diffcls.train.objectives import create_objective
 
-from _harness import interleaved_medians, markdown_table, report, seconds  # benchmarks/_harness.py
+from _harness import interleaved_medians, markdown_table, random_images, report, seconds  # benchmarks/_harness.py
 
 REFERENCE = "fp32 eager"
 VARIANTS = {REFERENCE: (False, False), "bf16 autocast": (True, False), "fp32 compile": (False, True),
@@ -143,11 +143,6 @@ def one_line(e: BaseException) -> str:
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
     text = " ".join(lines[:2]) if lines and lines[0].endswith(":") else (lines[0] if lines else "")
     return f"{type(e).__name__}: {text}".replace("|", "/")[:200]
-
-
-def random_images(n: int, device: torch.device, seed: int = 0) -> torch.Tensor:
-    """``n`` seeded random 3 × 32 × 32 images in [-1, 1] (the range of the eval transform's output)."""
-    return (torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed)) * 2 - 1).to(device)
 
 
 def seeded_classifier(method: str, model_name: str, classes: int, device: torch.device) -> nn.Module:
@@ -244,7 +239,7 @@ def build_cases(args, device: torch.device) -> list[Case]:
         else:
             model = seeded_classifier(method, args.model, args.classes, device)
             cases.append(inference_case(f"{what}, {args.model}", model, method, sampler,
-                                        random_images(args.batch, device), device))
+                                        random_images(args.batch).to(device), device))
     for key, method, what in (("twin-train", "standard", "standard twin training step"),
                               ("didicm-train", "didicm", "DiDiCM training step")):
         if key in args.cases:

@@ -49,9 +49,9 @@ def bind_image(model: nn.Module, images: torch.Tensor) -> Callable[[torch.Tensor
     ``DiDiRN.forward_prefix``) does not depend on (c_t, sigma), so it is computed once here and only the
     conditioned stages run per call; other models get the images. Either input is repeated for M rows once and
     reused at every step. Only in eval mode: in training mode BatchNorm would update its running statistics
-    once instead of once per step. A stem alone
-    is not worth sharing: its output is 5x the input's size, and sharing it measured 1.00x (CP-8) and 0.85x
-    (CL, whose chains repeat it) the speed of rerunning it (benchmarks/late_conditioning.py).
+    once instead of once per step. A stem alone is not worth sharing: its output is 5x the input's size, and
+    sharing it measured 1.00x (CP-8) and 0.85x (CL, whose chains repeat it) the speed of rerunning it
+    (benchmarks/late_conditioning.py).
     """
     if getattr(model, "prefix_stages", 0) > 0 and not model.training:
         inputs, run = model.forward_prefix(images), model.forward_conditioned

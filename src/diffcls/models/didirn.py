@@ -37,8 +37,8 @@ Three variants are built by the same class:
 the conditioning; the stem and the earlier stages see the image alone. Their output, the *image prefix*
 (:meth:`DiDiRN.forward_prefix`), is then the same at every diffusion step, so a sampler computes it once per
 image and runs only :meth:`DiDiRN.forward_conditioned` per step (:func:`diffcls.eval.predict.bind_image` does
-this for every late-conditioned DiDiRN). Registered as ``didirn_small_late1/late2`` and ``didirn18/50_late1/late2``; the speed and
-accuracy trade-off is measured in docs/performance.md.
+this for every late-conditioned DiDiRN). Registered as ``didirn_small_late1/late2`` and
+``didirn18/50_late1/late2``; the speed and accuracy trade-off is measured in docs/performance.md.
 
 GroupNorm groups (:func:`norm_groups_for`): the largest divisor of C that is at most
 ``min(32, C // 2)``. That is exactly the reference's ``GroupNorm(32, C)`` for every registered
@@ -407,13 +407,16 @@ class DiDiRN(nn.Module):
     ) -> Tensor:
         """Image prefix [B, C_p, H_p, W_p] (:meth:`forward_prefix`) -> output [B, num_classes] via the
         conditioned stages and the head (the twin: the remaining stages, unconditioned)."""
-        emb = self._check_cond(prefix, c_t, sigma)
+        return self.forward_head(self._conditioned_stages(prefix, self._check_cond(prefix, c_t, sigma)))
+
+    def _conditioned_stages(self, x: Tensor, emb: Tensor | None) -> Tensor:
+        """Image prefix [B, C_p, H_p, W_p] and SiLU(e) [B, cond] (or None) -> feature map [B, num_features, H', W']."""
         if self.channels_last:  # a prefix repeated for CL chains (repeat_interleave) comes back NCHW
-            prefix = prefix.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
         for stage in self.stages[self.prefix_stages:]:
             for blk in stage:
-                prefix = blk(prefix, emb)
-        return self.forward_head(prefix)
+                x = blk(x, emb)
+        return x
 
     def forward_features(
         self, x: Tensor, c_t: Tensor | None = None, sigma: Tensor | float | None = None
@@ -423,11 +426,7 @@ class DiDiRN(nn.Module):
         ``H' = H/16`` for ``stem="default"`` (H/2 stem, 3 stride-2 stages), ``H/8`` for ``"small"``.
         """
         emb = self._check_cond(x, c_t, sigma)
-        x = self.forward_prefix(x)
-        for stage in self.stages[self.prefix_stages:]:
-            for blk in stage:
-                x = blk(x, emb)
-        return x
+        return self._conditioned_stages(self.forward_prefix(x), emb)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         """Feature map [B, num_features, H', W'] -> logits [B, K] (or pooled [B, num_features])."""
