@@ -28,7 +28,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from diffcls.eval.predict import SamplerConfig, predict_proba
+from diffcls.inference.predict import SamplerConfig, predict_proba
 from diffcls.generative import Schedule, classify, parse_schedule
 from diffcls.models.factory import create_classifier
 from diffcls.models.noise_predictors import create_noise_predictor, create_scheduler

@@ -33,7 +33,7 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from diffcls.data.corruptions import CORRUPTION_NAMES
-from diffcls.eval.predict import SamplerConfig, predict_proba
+from diffcls.inference.predict import SamplerConfig, predict_proba
 from diffcls.models.factory import create_classifier
 
 from _harness import interleaved_medians, markdown_table, random_images, report  # benchmarks/_harness.py

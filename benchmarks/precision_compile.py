@@ -58,7 +58,7 @@ import torch.nn as nn
 
 from diffcls.data import ImageDataset, ImageTransform, TransformConfig, load_source
 from diffcls.eval.evaluate import select_split
-from diffcls.eval.predict import SamplerConfig, batch_seed, predict_proba
+from diffcls.inference.predict import SamplerConfig, batch_seed, predict_proba
 from diffcls.models.factory import create_classifier, load_classifier
 from diffcls.train.objectives import create_objective
 

@@ -117,10 +117,18 @@ def test_error_cases_are_one_line(trained, tmp_path, capsys, npz_path):
     assert "cannot decode image" in run_error(["predict", "--checkpoint", str(trained), str(blocker)], capsys)
 
 
-def test_argparse_rejects_unknown_method(capsys):
-    with pytest.raises(SystemExit) as e:
-        main(["train", "--data", "digits", "--method", "magic", "--model", "x", "--output", "o"])
-    assert e.value.code == 2 and "invalid choice" in capsys.readouterr().err
+def test_unknown_method_and_flags_of_other_methods_are_one_line_errors(tmp_path, capsys):
+    out = tmp_path / "o"
+    err = run_error(["train", "--data", "digits", "--method", "magic", "--model", "x", "--output", str(out)], capsys)
+    assert "unknown method 'magic'; choose from" in err and "standard" in err and "didicm" in err
+    # A flag that the chosen method would ignore is refused, before any work (TrainConfig.from_dict dropped it)
+    err = run_error(["train", "--data", "digits", "--method", "didicm", "--model", "didirn_small", "--vae", "v",
+                     "--label-dropout", "0.1", "--output", str(out)], capsys)
+    assert "--label-dropout, --vae do not apply to --method didicm" in err
+    err = run_error(["train", "--data", "digits", "--method", "repcond-tune", "--pretrained", "p", "--smoothing",
+                     "0.1", "--output", str(out)], capsys)
+    assert "--smoothing does not apply to --method repcond-tune" in err
+    assert not out.exists()
 
 
 def test_console_script_help():
@@ -135,11 +143,13 @@ def test_eval_under_a_corruption_reads_back(trained, tmp_path, capsys):
     base = ["eval", "--checkpoint", str(trained), "--data", "digits", "--corruption-cache", str(cache)]
     clean, noisy = tmp_path / "clean.json", tmp_path / "noisy.json"
     assert main([*base, "--results-file", str(clean)]) == 0
-    assert main([*base, "--corruption", "impulse_noise", "--severity", "5", "--results-file", str(noisy)]) == 0
+    # contrast/5 (0.43 top-1 against 0.96 clean here): impulse noise on 8-px digits upscaled to 16 px hurt this
+    # 2-epoch twin by less than the spread of platforms (0.964 against 0.958 clean on one of them)
+    assert main([*base, "--corruption", "contrast", "--severity", "5", "--results-file", str(noisy)]) == 0
     r = json.loads(noisy.read_text())
-    assert (r["corruption"], r["severity"], r["corruption_set"]) == ("impulse_noise", 5, "cifar")  # 8 px digits
+    assert (r["corruption"], r["severity"], r["corruption_set"]) == ("contrast", 5, "cifar")  # 8 px digits
     c = json.loads(clean.read_text())
-    assert r["top1"] <= c["top1"] and r["nll"] > c["nll"]  # the corruption reached the model and hurt it
+    assert r["top1"] < c["top1"] - 0.2 and r["nll"] > c["nll"]  # the corruption reached the model and hurt it
     assert len(list(cache.rglob("*.npy"))) == 1  # the corrupted test set is cached for the next run
     assert "unknown corruption" in run_error([*base, "--corruption", "rain", "--severity", "2",
                                               "--results-file", str(noisy)], capsys)

@@ -2,6 +2,11 @@
 
 Each subcommand is a short function that turns parsed flags into a config and calls the library. Errors caused
 by the user's input (:class:`DiffclsError`) are printed on one line with exit status 2, never as a traceback.
+
+What the registries know (methods, samplers, data-spec kinds, corruptions) is read from them, never listed here.
+They live with torch-importing code, so this module imports the library inside the command functions, and the
+help texts that list registry entries are filled in only when help is printed (:class:`RegistryHelp`): ``diffcls
+--help`` and a mistyped flag answer in a tenth of a second instead of the ~10 s that importing torch takes here.
 """
 
 from __future__ import annotations
@@ -10,15 +15,55 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from diffcls.errors import DiffclsError
 
-REPCOND_METHODS = ("repcond-pretrain", "uncond-pretrain", "repcond-tune")
 
-DATA_HELP = ("data spec: mnist5k (bundled MNIST, 4,000/1,000), digits (scikit-learn 8×8), npz:PATH (x_train, "
-             "y_train, x_test, y_test), folder:PATH (train/ and val/ with a folder per class), "
-             "cifar10:PATH (the cifar-10-batches-py folder)")
+
+class RegistryHelp:
+    """A help text computed from a registry when help is printed (see the module docstring)."""
+
+    def __init__(self, make: Callable[[], str], suffix: str = ""):
+        self.make = make
+        self.suffix = suffix
+
+    def text(self) -> str:
+        return self.make() + self.suffix
+
+
+def _methods_help() -> str:
+    from diffcls.methods import METHODS
+
+    return "; ".join(f"{m.name}: {m.summary}" for m in METHODS.values())
+
+
+def _models_help() -> str:
+    from diffcls.methods import METHODS
+
+    return "model name, per method: " + "; ".join(f"{m.name}: {m.models_help}" for m in METHODS.values()
+                                                  if m.models_help) + " (default: the method's, where it has one)"
+
+
+def _data_help() -> str:
+    from diffcls.data import data_spec_help
+
+    return data_spec_help()
+
+
+def _sampler_help() -> str:
+    from diffcls.didicm import SAMPLERS
+
+    return "; ".join(f"{spec.name}: {spec.summary}" for spec in SAMPLERS.values()) + " (default: cp)"
+
+
+def _corruption_help() -> str:
+    from diffcls.data.corruptions import CORRUPTION_NAMES
+
+    return f"one of the {len(CORRUPTION_NAMES)} corruptions of imagecorruptions: {', '.join(CORRUPTION_NAMES)}"
+
+
+DATA_HELP = RegistryHelp(_data_help)
 
 EPILOG_TRAIN = """examples:
   diffcls train --data mnist5k --method standard --model didirn_small --output runs/std --epochs 8
@@ -45,9 +90,7 @@ Diffusion Classifier (a model trained with --method ddpm, or a diffusers folder)
 
 def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("DiDiCM sampling (ignored by standard classifiers)")
-    g.add_argument("--sampler", choices=["cp", "cl", "onepass"], default="cp",
-                   help="cp: diffusion over class probabilities; cl: over sampled labels (histogram of chains); "
-                        "onepass: one network call at a small noise level (default: cp)")
+    g.add_argument("--sampler", default="cp", metavar="NAME", help=RegistryHelp(_sampler_help))
     g.add_argument("--steps", type=int, default=8, help="diffusion steps for cp and cl (default: 8)")
     g.add_argument("--chains", type=int, default=10, help="label chains per image for cl (default: 10)")
     g.add_argument("--cp-update", choices=["euler", "analytic"], default="euler",
@@ -57,8 +100,10 @@ def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _sampler_config(args: argparse.Namespace):
-    from diffcls.eval.predict import SamplerConfig
+    from diffcls.didicm import SAMPLERS, SamplerConfig
 
+    if args.sampler not in SAMPLERS:
+        raise DiffclsError(f"unknown --sampler {args.sampler!r}; choose from {', '.join(SAMPLERS)}")
     if args.steps < 1 or args.chains < 1:
         raise DiffclsError("--steps and --chains must be >= 1")
     return SamplerConfig(sampler=args.sampler, steps=args.steps, chains=args.chains, cp_update=args.cp_update,
@@ -70,6 +115,12 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"diffcls: error: {message} (see {self.prog} --help)\n")
+
+    def format_help(self) -> str:
+        for action in self._actions:
+            if isinstance(action.help, RegistryHelp):
+                action.help = action.help.text().replace("%", "%%")
+        return super().format_help()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,82 +142,72 @@ def _version() -> str:
 
 
 def _add_train_parser(sub) -> None:
+    # Only the flags given reach the method (argument_default=SUPPRESS), which fills in its own defaults and
+    # refuses a flag it would ignore. The defaults quoted in the help are the methods'.
     p = sub.add_parser("train", help="train a classifier on a data spec", epilog=EPILOG_TRAIN,
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Train a classifier and write OUTPUT/config.json, model.safetensors, metrics.csv "
-                                   "and a resumable training_state.pt.")
+                       formatter_class=argparse.RawDescriptionHelpFormatter, argument_default=argparse.SUPPRESS,
+                       description="Train a model and write OUTPUT/config.json, its weights, metrics.csv and a "
+                                   "resumable training_state.pt. A flag that the chosen --method does not read is "
+                                   "an error.")
     p.add_argument("--data", required=True, help=DATA_HELP)
-    p.add_argument("--method", required=True, choices=["standard", "didicm", "ddpm", *REPCOND_METHODS],
-                   help="standard: cross-entropy classifier (any timm model; a didirn* name builds its twin); "
-                        "didicm: discrete label diffusion on a DiDiRN backbone; ddpm: a class-conditional noise "
-                        "predictor for the Diffusion Classifier, saved as a diffusers DDPMPipeline folder; "
-                        "repcond-pretrain / uncond-pretrain: a DiT trained on unlabeled images with / without a "
-                        "ViT encoder's representation; repcond-tune: a pretrained DiT fine-tuned with class labels "
-                        "(classified by Diffusion Classifier Zero)")
-    p.add_argument("--model", default=None, help="timm model name, e.g. didirn_small, resnet_small, resnet18; "
-                                                 "for ddpm: unet_tiny, unet_small or unet_base; for *-pretrain: "
-                                                 "dit_tiny, dit_small, dit_s2, dit_b2 (repcond-tune takes its "
-                                                 "pretrained folder's)")
+    p.add_argument("--method", required=True, metavar="NAME", help=RegistryHelp(_methods_help))
+    p.add_argument("--model", help=RegistryHelp(_models_help))
     p.add_argument("--output", required=True, help="checkpoint folder to write")
     g = p.add_argument_group("optimisation")
-    # Defaults of None: the method's own (classifiers: 10 epochs, batch 128, weight decay 0.05, 1 warm-up epoch;
-    # repcond: DiT's recipe, 10 epochs, batch 64, lr 3e-4, no weight decay, gradient clipping at 1).
-    g.add_argument("--epochs", type=int, default=None, help="(default: 10)")
-    g.add_argument("-b", "--batch-size", type=int, default=None, help="per process (default: 128; repcond 64)")
-    g.add_argument("--lr", type=float, default=None, help="learning rate (default: per optimiser, × batch/256; "
-                                                           "repcond 3e-4)")
-    g.add_argument("--opt", default=None, help="timm optimiser: sgd, adamw or lamb (default: adamw)")
-    g.add_argument("--weight-decay", type=float, default=None, help="(default: 0.05; repcond 0)")
-    g.add_argument("--sched", default=None, choices=["cosine", "step", "const"], help="(default: cosine)")
-    g.add_argument("--warmup-epochs", type=int, default=None, help="(default: 1; repcond 0)")
-    g.add_argument("--clip-grad", type=float, default=None, help="clip the gradient norm to this value "
-                                                                 "(default: none; repcond 1)")
-    g.add_argument("--ema-decay", type=float, default=None, help="keep an EMA of the weights (e.g. 0.999)")
+    g.add_argument("--epochs", type=int, help="(default: 10)")
+    g.add_argument("-b", "--batch-size", type=int, help="per process (default: 128; repcond 64)")
+    g.add_argument("--lr", type=float, help="learning rate (default: per optimiser, × batch/256; repcond 3e-4)")
+    g.add_argument("--opt", help="timm optimiser: sgd, adamw or lamb (default: adamw)")
+    g.add_argument("--weight-decay", type=float, help="(default: 0.05; repcond 0)")
+    g.add_argument("--sched", choices=["cosine", "step", "const"], help="(default: cosine)")
+    g.add_argument("--warmup-epochs", type=int, help="(default: 1; repcond 0)")
+    g.add_argument("--clip-grad", type=float, help="clip the gradient norm to this value (default: none; repcond 1)")
+    g.add_argument("--ema-decay", type=float, help="keep an EMA of the weights (e.g. 0.999)")
     g.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only; ignored on the CPU)")
-    g = p.add_argument_group("targets and augmentation")
-    g.add_argument("--smoothing", type=float, default=0.0, help="label smoothing")
-    g.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (timm Mixup; soft targets)")
-    g.add_argument("--cutmix", type=float, default=0.0, help="cutmix alpha (timm Mixup; soft targets)")
-    g.add_argument("--augment", choices=["none", "crop", "crop-flip", "rrc-flip"], default=None,
-                   help="default: crop for digits, crop-flip for cifar10, rrc-flip for folders; none for repcond")
+    g = p.add_argument_group("targets and augmentation (standard, didicm)")
+    g.add_argument("--smoothing", type=float, help="label smoothing (default: 0)")
+    g.add_argument("--mixup", type=float, help="mixup alpha (timm Mixup; soft targets)")
+    g.add_argument("--cutmix", type=float, help="cutmix alpha (timm Mixup; soft targets)")
+    g.add_argument("--augment", choices=["none", "crop", "crop-flip", "rrc-flip"],
+                   help="default: the data kind's (crop for digits, crop-flip for cifar10, rrc-flip for folders); "
+                        "none for repcond")
     g = p.add_argument_group("data")
-    g.add_argument("--data-ratio", type=float, default=1.0,
-                   help="keep floor(n_c·R) training images per class (at least one), fixed seed")
+    g.add_argument("--data-ratio", type=float,
+                   help="keep floor(n_c·R) training images per class (at least one), fixed seed (default: 1)")
     g.add_argument("--equal-steps", action="store_true",
                    help="with --data-ratio < 1, repeat the kept images so an epoch has as many steps as on the "
                         "full data (the same optimisation budget for every fraction)")
-    g.add_argument("--img-size", type=int, default=None, help="model input size (default: 32; 224 for folders)")
-    g.add_argument("--fit", choices=["auto", "resize", "pad"], default="auto", help="how images reach --img-size")
-    g.add_argument("--low-res", type=int, default=None,
+    g.add_argument("--img-size", type=int, help="model input size (default: 32; 224 for folders)")
+    g.add_argument("--fit", choices=["auto", "resize", "pad"], help="how images reach --img-size (default: auto)")
+    g.add_argument("--low-res", type=int,
                    help="train on a low-resolution view: downsample to S×S, then back to --img-size")
-    g.add_argument("-j", "--workers", type=int, default=0, help="data-loading worker processes")
+    g.add_argument("-j", "--workers", type=int, help="data-loading worker processes (default: 0)")
     g = p.add_argument_group("DiDiCM")
-    g.add_argument("--noise", choices=["loglinear", "geometric"], default="loglinear")
-    g.add_argument("--sampling-eps", type=float, default=1e-5, help="t ~ U(eps, 1) during training")
-    g.add_argument("--val-sampler", choices=["cp", "cl", "onepass"], default="cp",
-                   help="sampler for the per-epoch validation accuracy")
-    g.add_argument("--val-steps", type=int, default=8,
-                   help="steps of the validation sampler; for ddpm, timesteps of the validation classifier")
+    g.add_argument("--noise", choices=["loglinear", "geometric"], help="noise schedule (default: loglinear)")
+    g.add_argument("--sampling-eps", type=float, help="t ~ U(eps, 1) during training (default: 1e-5)")
+    g.add_argument("--val-sampler", metavar="NAME", help="sampler for the per-epoch validation accuracy (default: cp)")
+    g.add_argument("--val-steps", type=int,
+                   help="steps of the validation sampler; for ddpm, timesteps of the validation classifier "
+                        "(default: 8)")
     g = p.add_argument_group("ddpm (Diffusion Classifier models)")
-    g.add_argument("--label-dropout", type=float, default=0.0,
+    g.add_argument("--label-dropout", type=float,
                    help="train with the label replaced by a null class with this probability (default: 0)")
-    g.add_argument("--val-images", type=int, default=200,
-                   help="validate on the first N test images (default: 200)")
+    g.add_argument("--val-images", type=int, help="validate on the first N test images (default: 200)")
     g = p.add_argument_group("run")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    g.add_argument("--seed", type=int, help="(default: 0)")
+    g.add_argument("--device", help="auto, cpu or cuda[:N] (default: auto)")
     g.add_argument("--resume", action="store_true", help="continue the run saved in --output")
     g = p.add_argument_group("repcond (representation-conditioned DiT; see docs/results.md)")
-    g.add_argument("--pretrained", default=None, metavar="DIR", help="repcond-tune: the *-pretrain folder")
-    g.add_argument("--encoder", default=None, help="ViT preset over the clean latent (default: paired with --model)")
-    g.add_argument("--vae", default=None, metavar="DIR",
+    g.add_argument("--pretrained", metavar="DIR", help="repcond-tune: the *-pretrain folder")
+    g.add_argument("--encoder", help="ViT preset over the clean latent (default: paired with --model)")
+    g.add_argument("--vae", metavar="DIR",
                    help="a diffusers AutoencoderKL folder on local disk: train in its latent space (default: pixels)")
-    g.add_argument("--d-r", type=int, default=None, help="width of the representation r (default: 64)")
-    g.add_argument("--cond-dropout", type=float, default=None,
+    g.add_argument("--d-r", type=int, help="width of the representation r (default: 64)")
+    g.add_argument("--cond-dropout", type=float,
                    help="probability of replacing r (or the label) by its null vector (default: 0.1)")
-    g.add_argument("--val-holdout", type=int, default=None,
+    g.add_argument("--val-holdout", type=int,
                    help="training images held out of every phase for validation and the t-sweep (default: 0)")
-    g.add_argument("--val-t", type=int, default=None, help="repcond-tune: DC Zero validation timestep (default: 500)")
+    g.add_argument("--val-t", type=int, help="repcond-tune: DC Zero validation timestep (default: 500)")
     p.set_defaults(func=cmd_train)
 
 
@@ -237,11 +278,7 @@ def _add_diffusion_classifier_flags(p: argparse.ArgumentParser) -> None:
 
 def _add_corruption_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("corruptions (ImageNet-C / CIFAR-10-C)")
-    g.add_argument("--corruption", default=None, metavar="NAME",
-                   help="one of the 19 corruptions of imagecorruptions: gaussian_noise, shot_noise, impulse_noise, "
-                        "defocus_blur, glass_blur, motion_blur, zoom_blur, snow, frost, fog, brightness, contrast, "
-                        "elastic_transform, pixelate, jpeg_compression, speckle_noise, gaussian_blur, spatter, "
-                        "saturate")
+    g.add_argument("--corruption", default=None, metavar="NAME", help=RegistryHelp(_corruption_help))
     g.add_argument("--severity", type=int, default=None, help="corruption severity, 1..5")
     g.add_argument("--corruption-set", choices=["imagenet", "cifar"], default=None,
                    help="parameter set: ImageNet-C's (for 224 px) or CIFAR-10-C's (milder, for 32 px); "
@@ -283,7 +320,7 @@ def _add_bench_parser(sub) -> None:
                        description="Train the standard twin, a plain ResNet and DiDiCM with one recipe and seed, "
                                    "evaluate them on a grid of conditions, and write tables, a report and plots.")
     p.add_argument("--preset", choices=["quick", "full"], default="quick", help="what to run (default: quick)")
-    p.add_argument("--data", default="mnist5k", help=DATA_HELP + " (default: mnist5k)")
+    p.add_argument("--data", default="mnist5k", help=RegistryHelp(_data_help, " (default: mnist5k)"))
     p.add_argument("--output", required=True, help="benchmark folder (created; reused to resume)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("-j", "--workers", type=int, default=2, help="processes that build corrupted test sets")
@@ -304,38 +341,50 @@ def _add_bench_parser(sub) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from diffcls.train.distributed import init_distributed
-    from diffcls.train.loop import TrainConfig, train
+    from diffcls.methods import get_method
+    from diffcls.runtime.distributed import init_distributed
 
-    dist = init_distributed(args.device)
-    # Options left at None take the method's defaults (its config dataclass).
-    fields = {k: v for k, v in vars(args).items() if k not in ("func", "command", "resume") and v is not None}
-    if args.method in REPCOND_METHODS:
-        from diffcls.repcond.train import RepCondTrainConfig, RepCondTrainer
-
-        fields.setdefault("model", "dit_small")
-        row = RepCondTrainer(RepCondTrainConfig.from_dict(fields), dist=dist).fit(resume=args.resume)
-    else:
-        if args.model is None:
-            raise DiffclsError(f"--method {args.method} needs --model")
-        row = train(TrainConfig.from_dict(fields), resume=args.resume, dist=dist)
+    options = {k: v for k, v in vars(args).items() if k not in ("func", "command", "resume")}
+    method = get_method(options.pop("method"))
+    config = method.make_config(options)
+    dist = init_distributed(config.device)
+    row = method.train(config, resume=getattr(args, "resume", False), dist=dist)
     if row and dist.is_main:
         print(json.dumps(row))
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from diffcls.eval.evaluate import EvalConfig, check_output_paths, evaluate_classifier, write_results
-    from diffcls.train.distributed import init_distributed, rank_device
-    from diffcls.train.loop import resolve_device
+    from diffcls.eval.evaluate import check_output_paths
+    from diffcls.runtime.device import resolve_device
+    from diffcls.runtime.distributed import init_distributed, rank_device
 
     check_output_paths(args.results_file, args.save_probs)
     dist = init_distributed(args.device)
     device = str(resolve_device(rank_device(args.device, dist)))
-    if args.checkpoint and _checkpoint_method(args.checkpoint) in REPCOND_METHODS:
-        return _eval_dc_zero(args, device) if dist.is_main else 0
-    if _uses_diffusion_classifier(args):
-        return _eval_diffusion_classifier(args, dist, device)
+    runners = {"classifier": _eval_classifier, "diffusion-classifier": _eval_diffusion_classifier,
+               "dc-zero": _eval_dc_zero}
+    return runners[_evaluation(args)](args, dist, device)
+
+
+def _evaluation(args: argparse.Namespace) -> str:
+    """Which evaluation runner scores this command: the checkpoint's method's, or the Diffusion Classifier for a
+    diffusers folder or ``--method diffusion-classifier``."""
+    from diffcls.methods import method_of
+
+    evaluation = method_of(args.checkpoint)[0].evaluation if args.checkpoint else None
+    if evaluation == "dc-zero":
+        return evaluation
+    if args.pretrained or args.method == "diffusion-classifier":
+        return "diffusion-classifier"
+    if evaluation is None:
+        raise DiffclsError("give --checkpoint DIR (a diffcls training folder) or --pretrained DIR (diffusers)")
+    return evaluation
+
+
+def _eval_classifier(args: argparse.Namespace, dist, device: str) -> int:
+    from diffcls.eval.evaluate import EvalConfig, evaluate_classifier, write_results
+
     if args.start:
         raise DiffclsError("--start applies to the Diffusion Classifier; use --limit for classifiers")
     cfg = EvalConfig(checkpoint=args.checkpoint, data=args.data, split=args.split, sampler=_sampler_config(args),
@@ -351,18 +400,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _checkpoint_method(folder: str) -> str:
-    from diffcls.train.checkpoint import read_checkpoint_config
-
-    return read_checkpoint_config(folder)["method"]
-
-
-def _eval_dc_zero(args: argparse.Namespace, device: str) -> int:
+def _eval_dc_zero(args: argparse.Namespace, dist, device: str) -> int:
     """Diffusion Classifier Zero on a repcond-tune checkpoint: at --timesteps, or at the best t of a --t-sweep
-    on the held-out training images (lambda fitted there too)."""
+    on the held-out training images (lambda fitted there too). Rank 0 alone under torchrun."""
     from diffcls.eval.evaluate import write_results
     from diffcls.repcond.evaluate import evaluate_dc_zero, plot_t_sweep, run_t_sweep, sweep_temperature
 
+    if not dist.is_main:
+        return 0
     if args.t_sweep and args.timesteps:
         raise DiffclsError("give --t-sweep or --timesteps, not both")
     if args.corruption or args.low_res or args.start:
@@ -389,16 +434,6 @@ def _eval_dc_zero(args: argparse.Namespace, device: str) -> int:
     print(json.dumps({k: results[k] for k in ("top1", "f1_macro", "nll", "ece", "num_samples", "nfe_per_image",
                                               "timesteps")}))
     return 0
-
-
-def _uses_diffusion_classifier(args: argparse.Namespace) -> bool:
-    from diffcls.train.checkpoint import read_checkpoint_config
-
-    if args.pretrained or args.method == "diffusion-classifier":
-        return True
-    if not args.checkpoint:
-        raise DiffclsError("give --checkpoint DIR (a diffcls training folder) or --pretrained DIR (diffusers)")
-    return read_checkpoint_config(args.checkpoint)["method"] == "ddpm"
 
 
 def _eval_diffusion_classifier(args: argparse.Namespace, dist, device: str) -> int:
@@ -429,7 +464,7 @@ def _eval_diffusion_classifier(args: argparse.Namespace, dist, device: str) -> i
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from diffcls.eval.evaluate import predict_files
-    from diffcls.train.loop import resolve_device
+    from diffcls.runtime.device import resolve_device
 
     rows = predict_files(args.checkpoint, args.images, args.top_k, _sampler_config(args),
                          str(resolve_device(args.device)), args.seed)
@@ -445,7 +480,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from diffcls.eval.benchmark import DCSettings, run_benchmark
     from diffcls.generative import parse_schedule
-    from diffcls.train.distributed import init_distributed
+    from diffcls.runtime.distributed import init_distributed
 
     dc = None
     if args.diffusion_classifier:
@@ -478,7 +513,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         if "torch" in sys.modules:  # leave torchrun's process group, if joined (--help never imports torch)
-            from diffcls.train.distributed import shutdown_distributed
+            from diffcls.runtime.distributed import shutdown_distributed
 
             shutdown_distributed()
 

@@ -7,3 +7,10 @@ prints its message on one line and exits with status 2, so a user never sees a t
 
 class DiffclsError(Exception):
     """A user-facing error: bad input, missing file, unknown name. Its message is printed as-is by the CLI."""
+
+
+def first_line(e: BaseException) -> str:
+    """The first non-empty line of a library's exception message (libraries append paragraphs of advice), or the
+    exception's type name when it has no message: what a one-line :class:`DiffclsError` quotes."""
+    lines = str(e).strip().splitlines()
+    return lines[0].strip() if lines else type(e).__name__

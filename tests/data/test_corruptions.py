@@ -47,6 +47,16 @@ def test_names_families_and_parameter_table():
     assert all(len(levels) == 5 for levels in C.CIFAR_PARAMS.values())
 
 
+def test_registry_is_the_source_of_the_name_and_family_tables():
+    assert C.CORRUPTION_NAMES == tuple(C.CORRUPTIONS)
+    assert C.FAMILY_NAMES == ("noise", "blur", "weather", "digital")
+    for name, corruption in C.CORRUPTIONS.items():
+        assert corruption.name == name and corruption.family in C.FAMILY_NAMES
+        assert C.CORRUPTION_FAMILIES[name] == corruption.family and C.CIFAR_PARAMS[name] == corruption.cifar_params
+    # the family table is grouped by family, as before the registry
+    assert list(C.CORRUPTION_FAMILIES.values()) == sorted(C.CORRUPTION_FAMILIES.values(), key=C.FAMILY_NAMES.index)
+
+
 def test_default_set_is_cifar_up_to_64_px():
     assert [C.default_corruption_set(s) for s in (28, 32, 64, 65, 224)] == ["cifar"] * 3 + ["imagenet"] * 2
 
@@ -139,21 +149,6 @@ def test_shared_parameters_give_the_imagecorruptions_result(name, cifar_severity
     np.testing.assert_array_equal(ours, theirs)
     np.testing.assert_array_equal(C.corrupt_image(IMG, name, imagenet_severity, "imagenet", seed), theirs)
     assert mean_abs_diff(ours, IMG) > 0.5
-
-
-def test_glass_blur_shuffle_matches_the_reference_pixel_loop():
-    # make_cifar_c visits pixels from the bottom-right with offsets randint(-1, 1, 2) and "swaps" numpy views,
-    # which copies the neighbour into (h, w); the vectorised version must give the same pixels from the same draws.
-    for h, w in ((32, 32), (33, 40)):
-        x = textured_image(h, w, seed=2)
-        expected, draws = x.copy(), np.random.RandomState(9)
-        for row in range(h - 1, 1, -1):
-            for col in range(w - 1, 1, -1):
-                dx, dy = draws.randint(-1, 1, size=(2,))
-                expected[row, col], expected[row + dy, col + dx] = expected[row + dy, col + dx], expected[row, col]
-        got = C._shuffle_pixels(x, 1, np.random.RandomState(9))
-        np.testing.assert_array_equal(got, expected)
-        assert (got != x).any()
 
 
 def test_same_seed_same_image_other_seed_other_image():

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from datafiles import write_cifar_folder, write_image_folder
-from diffcls.data import load_source, read_image_file
+from diffcls.data import (DATA_KINDS, DataKind, DataSource, Split, data_spec_help, default_augment, load_source,
+                          read_image_file, register_data_kind)
 from diffcls.errors import DiffclsError
 
 
@@ -125,3 +126,61 @@ def test_cifar10_refuses_code_in_pickles(tmp_path):
 def test_bad_specs(spec, message):
     with pytest.raises(DiffclsError, match=message):
         load_source(spec)
+
+
+# ----------------------------------------------------------------------------------------------- the kind registry
+
+
+def _toy_source(path: str) -> DataSource:
+    """``toy:N``: N train and N test 4×4 RGB images in memory, image i filled with i, labels alternating 0, 1."""
+    n = int(path)
+    images = np.broadcast_to(np.arange(n, dtype=np.uint8)[:, None, None, None], (n, 4, 4, 3)).copy()
+    labels = np.arange(n, dtype=np.int64) % 2
+    return DataSource(f"toy:{n}", Split(images, labels), Split(images, labels), ["even", "odd"], (4, 4), 3)
+
+
+@pytest.fixture
+def toy_kind():
+    """A ``toy`` kind registered for one test, and removed again after it."""
+    kind = register_data_kind(DataKind("toy", _toy_source, takes_path=True, default_augment="none",
+                                       help="in-memory toy images"))
+    yield kind
+    del DATA_KINDS["toy"]
+
+
+def test_a_registered_kind_loads_and_has_its_own_augmentation(toy_kind):
+    s = load_source("toy:6")
+    assert s.name == "toy:6" and s.train.images.shape == (6, 4, 4, 3) and s.num_classes == 2
+    assert s.train.images[5].max() == 5 and s.test.labels.tolist() == [0, 1, 0, 1, 0, 1]
+    assert default_augment("toy:6") == "none"
+    assert "toy:PATH (in-memory toy images)" in data_spec_help()
+    with pytest.raises(DiffclsError, match="needs a path"):
+        load_source("toy")
+    with pytest.raises(ValueError, match="already registered"):
+        register_data_kind(toy_kind)
+
+
+def test_a_kind_registered_in_a_test_is_gone_afterwards():
+    assert "toy" not in DATA_KINDS
+    with pytest.raises(DiffclsError, match=r"expected mnist5k, digits, npz:PATH, folder:PATH or cifar10:PATH$"):
+        load_source("toy:6")
+
+
+def test_data_spec_help_lists_every_kind():
+    text = data_spec_help()
+    assert all(f"{kind.usage} ({kind.help})" in text for kind in DATA_KINDS.values())
+    assert text == ("data spec: mnist5k (bundled MNIST, 4,000/1,000), digits (scikit-learn 8×8), npz:PATH (x_train, "
+                    "y_train, x_test, y_test), folder:PATH (train/ and val/ with a folder per class), "
+                    "cifar10:PATH (the cifar-10-batches-py folder)")
+
+
+def test_default_augment_per_kind():
+    specs = ["mnist5k", "digits", "npz:x.npz", "folder:/data", "cifar10:/data", "hdf5:/data"]
+    assert [default_augment(s) for s in specs] == ["crop", "crop", "crop", "rrc-flip", "crop-flip", "crop"]
+
+
+def test_unknown_spec_error_lists_the_kinds():
+    with pytest.raises(DiffclsError) as info:
+        load_source("hdf5:/data/train.h5")
+    assert str(info.value) == ("unknown data spec 'hdf5:/data/train.h5': expected mnist5k, digits, npz:PATH, "
+                               "folder:PATH or cifar10:PATH")

@@ -10,7 +10,7 @@ import pytest
 
 from diffcls.cli import main
 from diffcls.eval.benchmark import Benchmark, BenchPreset, Condition, CONTENDERS, DCSettings
-from diffcls.eval.predict import SamplerConfig
+from diffcls.didicm import SamplerConfig
 
 TINY = BenchPreset(name="tiny", epochs=2, lr=4e-3, warmup_epochs=0, seeds=(0,), data_ratios=(0.5,), corruptions=("gaussian_noise", "contrast"),
                    severities=(2, 5), low_res=(6,), grid_seeds=1, cp_steps=(1, 2), cl_runs=((3, 2),),

@@ -11,7 +11,8 @@ from diffusers import DDPMScheduler
 import diffcls.eval.diffusion_classifier as dc_eval
 from diffcls.cli import main
 from diffcls.data import load_source, stratified_order
-from diffcls.train.loop import Trainer, TrainConfig
+from diffcls.methods import trainer
+from diffcls.train.config import TrainConfig
 from tiny_pipelines import write_ddpm_pipeline, write_dit_pipeline, write_stable_diffusion_pipeline
 
 
@@ -19,7 +20,7 @@ from tiny_pipelines import write_ddpm_pipeline, write_dit_pipeline, write_stable
 def ddpm_checkpoint(tmp_path, npz_path):
     """An untrained (epochs=0) unet_tiny ddpm checkpoint for the 4-class blobs, 16 px."""
     out = tmp_path / "ddpm"
-    Trainer(TrainConfig(data=f"npz:{npz_path}", method="ddpm", model="unet_tiny", output=str(out), epochs=0,
+    trainer(TrainConfig(data=f"npz:{npz_path}", method="ddpm", model="unet_tiny", output=str(out), epochs=0,
                         img_size=16), progress=False).fit()
     return out
 

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from diffcls.eval.metrics import NLL_FLOOR, classification_metrics, expected_calibration_error
+from diffcls.inference.metrics import NLL_FLOOR, classification_metrics, expected_calibration_error
 
 PROBS = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.5, 0.4], [0.3, 0.3, 0.4], [0.9, 0.05, 0.05]])
 LABELS = torch.tensor([0, 2, 2, 1])
@@ -27,7 +27,7 @@ def test_top2_and_absent_class():
     probs = torch.tensor([[0.5, 0.3, 0.2, 0.0], [0.1, 0.2, 0.7, 0.0]])
     m = classification_metrics(probs, torch.tensor([1, 0]))
     assert m["top1"] == 0.0 and m["per_class_top1"][2] is None and m["per_class_top1"][3] is None
-    from diffcls.eval.metrics import topk_accuracy
+    from diffcls.inference.metrics import topk_accuracy
     assert topk_accuracy(probs, torch.tensor([1, 0]), 2) == 0.5
 
 
@@ -46,7 +46,7 @@ def test_ece_of_a_calibrated_predictor_is_small():
 
 
 def test_reliability_bins_pool_to_the_torchmetrics_ece():
-    from diffcls.eval.metrics import ece_from_bins, reliability_bins
+    from diffcls.inference.metrics import ece_from_bins, reliability_bins
 
     gen = torch.Generator().manual_seed(0)
     probs = torch.softmax(3 * torch.randn(500, 7, generator=gen), dim=1)

@@ -8,7 +8,8 @@ import torch
 
 import diffcls.models  # noqa: F401  (registers the DiDiRN family)
 from diffcls.didicm import cl_sample, cp_sample
-from diffcls.eval.predict import SamplerConfig, predict_proba
+from diffcls.didicm import SamplerConfig
+from diffcls.inference.predict import bind_image, sample_proba
 
 
 def _net(name: str) -> torch.nn.Module:
@@ -26,7 +27,7 @@ def _count_stem_calls(net: torch.nn.Module) -> list[int]:
 def test_cp_with_the_cached_prefix_equals_full_forwards_per_step(name, prefix_runs):
     net, images = _net(name), torch.randn(6, 3, 32, 32)
     stem_calls = _count_stem_calls(net)
-    cached = predict_proba(net, "didicm", images, SamplerConfig("cp", steps=8))
+    cached = sample_proba(net, images, SamplerConfig("cp", steps=8))
     # The late variant's prefix runs once for 8 steps; the paper's DiDiRN (stem only) reruns it: faster.
     assert stem_calls[0] == prefix_runs
     with torch.inference_mode():
@@ -38,9 +39,9 @@ def test_cp_with_the_cached_prefix_equals_full_forwards_per_step(name, prefix_ru
 def test_cl_chains_repeat_the_prefix_in_the_chain_layout():
     net, images = _net("didirn_small_late2"), torch.randn(10, 3, 32, 32)
     stem_calls = _count_stem_calls(net)
-    cached = predict_proba(net, "didicm", images, SamplerConfig("cl", steps=3, chains=5),
+    cached = sample_proba(net, images, SamplerConfig("cl", steps=3, chains=5),
                            generator=torch.Generator().manual_seed(1))
-    assert stem_calls[0] == 5  # predict_proba splits CL into len(images) // chains = 2 images per call
+    assert stem_calls[0] == 5  # sample_proba splits CL into len(images) // chains = 2 images per call
     generator = torch.Generator().manual_seed(1)
     parts = []
     with torch.inference_mode():  # the same split, each part's images repeated in the chain layout
@@ -51,8 +52,6 @@ def test_cl_chains_repeat_the_prefix_in_the_chain_layout():
 
 
 def test_the_repeated_prefix_gives_the_scores_of_repeated_images():
-    from diffcls.eval.predict import bind_image
-
     net, images = _net("didirn_small_late1"), torch.randn(3, 3, 32, 32)
     c, sigma = torch.arange(15) % 10, torch.linspace(0.1, 5.0, 15)
     with torch.inference_mode():
@@ -66,5 +65,5 @@ def test_training_mode_runs_the_whole_network_every_step():
     net, images = _net("didirn_small_late1"), torch.randn(4, 3, 32, 32)
     net.train()  # BatchNorm running statistics must update once per step, as in a plain forward
     stem_calls = _count_stem_calls(net)
-    predict_proba(net, "didicm", images, SamplerConfig("cp", steps=3))
+    sample_proba(net, images, SamplerConfig("cp", steps=3))
     assert stem_calls[0] == 3

@@ -10,8 +10,9 @@ import torch
 from diffcls.errors import DiffclsError
 from diffcls.repcond.evaluate import evaluate_dc_zero, leakage_check, probe_encoder, run_t_sweep
 from diffcls.repcond.model import build_model, load_model, model_spec, save_model
-from diffcls.repcond.train import RepCondTrainConfig, RepCondTrainer, load_checkpoint, pretrain, tune
-from diffcls.train.checkpoint import STATE_NAME, WEIGHTS_NAME, load_training_state, load_weights
+from diffcls.methods.repcond import RepCondTrainConfig, RepCondTrainer, pretrain, tune
+from diffcls.repcond import load_checkpoint
+from diffcls.runtime.checkpoint import STATE_NAME, WEIGHTS_NAME, load_training_state, load_weights
 
 
 def config(npz_path, output, method, **kw) -> RepCondTrainConfig:

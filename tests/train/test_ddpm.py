@@ -10,8 +10,9 @@ from diffusers import DDPMPipeline
 
 from diffcls.errors import DiffclsError
 from diffcls.models.noise_predictors import create_noise_predictor, load_pipeline_unet
-from diffcls.train.loop import Trainer, TrainConfig
-from diffcls.train.objectives import DDPMObjective
+from diffcls.methods import trainer
+from diffcls.train.config import TrainConfig
+from diffcls.methods.ddpm import DDPMObjective
 
 
 def ddpm_config(tmp_path, npz_path, **kw) -> TrainConfig:
@@ -21,7 +22,7 @@ def ddpm_config(tmp_path, npz_path, **kw) -> TrainConfig:
 
 
 def test_ddpm_training_writes_a_pipeline_that_diffusers_loads(tmp_path, npz_path):
-    Trainer(ddpm_config(tmp_path, npz_path), progress=False).fit()
+    trainer(ddpm_config(tmp_path, npz_path), progress=False).fit()
     out = tmp_path / "ddpm"
     assert json.loads((out / "model_index.json").read_text())["_class_name"] == "DDPMPipeline"
     assert (out / "unet" / "diffusion_pytorch_model.safetensors").is_file()
@@ -75,4 +76,4 @@ def test_label_dropout_feeds_the_null_class():
 ])
 def test_bad_ddpm_options(tmp_path, npz_path, options, message):
     with pytest.raises(DiffclsError, match=message):
-        Trainer(ddpm_config(tmp_path, npz_path, **options), progress=False)
+        trainer(ddpm_config(tmp_path, npz_path, **options), progress=False)

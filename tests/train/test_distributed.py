@@ -19,9 +19,10 @@ import pytest
 import torch
 
 from diffcls.cli import main
-from diffcls.train.checkpoint import load_weights
-from diffcls.train.distributed import SINGLE_PROCESS, Dist
-from diffcls.train.loop import Trainer, TrainConfig
+from diffcls.runtime.checkpoint import load_weights
+from diffcls.runtime.distributed import SINGLE_PROCESS, Dist
+from diffcls.methods import trainer
+from diffcls.train.config import TrainConfig
 
 
 def torchrun(*args, nproc: int = 2) -> subprocess.CompletedProcess:
@@ -68,7 +69,7 @@ def test_two_process_training_equals_one_process_at_twice_the_batch(tmp_path, np
 
 def test_two_process_evaluation_equals_one_process(tmp_path, npz_path):
     ckpt = tmp_path / "didicm"
-    Trainer(TrainConfig(data=f"npz:{npz_path}", method="didicm", model="didirn_small", output=str(ckpt), epochs=1,
+    trainer(TrainConfig(data=f"npz:{npz_path}", method="didicm", model="didirn_small", output=str(ckpt), epochs=1,
                         img_size=16, batch_size=16), progress=False).fit()
     # CL draws random labels: per-batch seeds make 3 batches (2 on rank 0, 1 on rank 1) draw what one process does
     common = ["eval", "--checkpoint", ckpt, "--data", f"npz:{npz_path}", "--sampler", "cl", "--steps", 3,
@@ -85,7 +86,7 @@ def test_two_process_evaluation_equals_one_process(tmp_path, npz_path):
 
 def test_two_process_diffusion_classifier_equals_one_process(tmp_path, npz_path, monkeypatch):
     ckpt = tmp_path / "ddpm"
-    Trainer(TrainConfig(data=f"npz:{npz_path}", method="ddpm", model="unet_tiny", output=str(ckpt), epochs=1,
+    trainer(TrainConfig(data=f"npz:{npz_path}", method="ddpm", model="unet_tiny", output=str(ckpt), epochs=1,
                         img_size=16, batch_size=16), progress=False).fit()
     common = ["eval", "--checkpoint", ckpt, "--data", f"npz:{npz_path}", "--n-samples", "3,6", "--to-keep", "2,1",
               "--device", "cpu"]

@@ -21,10 +21,11 @@ import pytest
 import torch
 from safetensors import safe_open
 
-import diffcls.train.checkpoint as checkpoint
+import diffcls.runtime.io as runtime_io
 from diffcls.cli import main
-from diffcls.train.checkpoint import STATE_NAME, WEIGHTS_NAME, load_training_state, load_weights
-from diffcls.train.loop import Trainer, TrainConfig
+from diffcls.runtime.checkpoint import STATE_NAME, WEIGHTS_NAME, load_training_state, load_weights
+from diffcls.methods import trainer
+from diffcls.train.config import TrainConfig
 from datafiles import blob_images
 
 
@@ -78,7 +79,7 @@ def test_diffusion_classifier_killed_with_sigkill_resumes_without_lost_or_duplic
     data = tmp_path / "blobs.npz"
     np.savez(data, x_train=x_tr[..., 0], y_train=y_tr, x_test=x_te[..., 0], y_test=y_te)
     ckpt = tmp_path / "ddpm"
-    Trainer(TrainConfig(data=f"npz:{data}", method="ddpm", model="unet_tiny", output=str(ckpt), epochs=0,
+    trainer(TrainConfig(data=f"npz:{data}", method="ddpm", model="unet_tiny", output=str(ckpt), epochs=0,
                         img_size=16), progress=False).fit()
     common = ["eval", "--checkpoint", ckpt, "--data", f"npz:{data}", "--schedule", "flat-60", "-b", "128"]
     assert main([*map(str, common), "--results-file", str(tmp_path / "straight.json")]) == 0
@@ -117,7 +118,7 @@ def test_a_full_disk_stops_training_with_a_clear_error_and_keeps_the_last_checkp
     args = ["train", "--data", f"npz:{npz_path}", "--method", "standard", "--model", "didirn_small",
             "--img-size", "16", "--epochs", "2", "--output", str(out)]
     # Epoch 1's checkpoint takes 4 writes (state, weights, config, metrics); epoch 2's first write fails.
-    monkeypatch.setattr(checkpoint.os, "fsync", failing_fsync(after=4))
+    monkeypatch.setattr(runtime_io.os, "fsync", failing_fsync(after=4))
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]  # after epoch 1's progress line
     assert err.startswith("diffcls: error: cannot write") and err.endswith("No space left on device")
@@ -133,13 +134,13 @@ def test_a_full_disk_stops_training_with_a_clear_error_and_keeps_the_last_checkp
 
 def test_a_full_disk_keeps_an_earlier_results_file(tmp_path, npz_path, monkeypatch, capsys):
     ckpt = tmp_path / "std"
-    Trainer(TrainConfig(data=f"npz:{npz_path}", method="standard", model="didirn_small", output=str(ckpt),
+    trainer(TrainConfig(data=f"npz:{npz_path}", method="standard", model="didirn_small", output=str(ckpt),
                         epochs=0, img_size=16), progress=False).fit()
     results = tmp_path / "results.json"
     args = ["eval", "--checkpoint", str(ckpt), "--data", f"npz:{npz_path}", "--results-file", str(results)]
     assert main(args) == 0
     before = results.read_bytes()
-    monkeypatch.setattr(checkpoint.os, "fsync", failing_fsync(after=0))
+    monkeypatch.setattr(runtime_io.os, "fsync", failing_fsync(after=0))
     assert main([*args, "--limit", "3"]) == 2
     assert "No space left on device" in capsys.readouterr().err
     assert results.read_bytes() == before

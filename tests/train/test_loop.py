@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from diffcls.errors import DiffclsError
-from diffcls.train.checkpoint import STATE_NAME, WEIGHTS_NAME, load_training_state, load_weights
-from diffcls.train.loop import Trainer, TrainConfig
+from diffcls.runtime.checkpoint import STATE_NAME, WEIGHTS_NAME, load_training_state, load_weights
+from diffcls.methods import load_classifier, trainer
+from diffcls.train.loop import Trainer
+from diffcls.train.config import TrainConfig
 
 
 def tiny_config(tmp_path, method="standard", **kw) -> TrainConfig:
@@ -22,10 +24,10 @@ def tiny_config(tmp_path, method="standard", **kw) -> TrainConfig:
 @pytest.mark.parametrize("method", ["standard", "didicm"])
 def test_resume_after_interruption_gives_identical_weights(tmp_path, monkeypatch, method):
     straight = tiny_config(tmp_path / "a", method)
-    Trainer(straight, progress=False).fit()
+    trainer(straight, progress=False).fit()
 
     interrupted = tiny_config(tmp_path / "b", method)
-    trainer = Trainer(interrupted, progress=False)
+    run = trainer(interrupted, progress=False)
     original = Trainer.train_one_epoch
 
     def crash_in_second_epoch(self, epoch):
@@ -35,10 +37,10 @@ def test_resume_after_interruption_gives_identical_weights(tmp_path, monkeypatch
 
     monkeypatch.setattr(Trainer, "train_one_epoch", crash_in_second_epoch)
     with pytest.raises(KeyboardInterrupt):
-        trainer.fit()
+        run.fit()
     assert load_training_state(tmp_path / "b" / method / STATE_NAME)["epoch"] == 1
     monkeypatch.setattr(Trainer, "train_one_epoch", original)
-    Trainer(tiny_config(tmp_path / "b", method), progress=False).fit(resume=True)
+    trainer(tiny_config(tmp_path / "b", method), progress=False).fit(resume=True)
 
     a = load_weights(tmp_path / "a" / method / WEIGHTS_NAME)
     b = load_weights(tmp_path / "b" / method / WEIGHTS_NAME)
@@ -51,7 +53,7 @@ def test_resume_after_interruption_gives_identical_weights(tmp_path, monkeypatch
 
 def test_training_state_loads_weights_only_and_config_is_json(tmp_path):
     cfg = tiny_config(tmp_path, epochs=1, ema_decay=0.9)
-    Trainer(cfg, progress=False).fit()
+    trainer(cfg, progress=False).fit()
     state = torch.load(tmp_path / "standard" / STATE_NAME, weights_only=True)
     assert {"epoch", "model", "optimizer", "scheduler", "rng", "ema"} <= state.keys()
     config = json.loads((tmp_path / "standard" / "config.json").read_text())
@@ -68,34 +70,34 @@ def test_training_state_loads_weights_only_and_config_is_json(tmp_path):
     ("didicm", dict(smoothing=0.1, noise="geometric")),
 ])
 def test_option_paths_train_without_error(tmp_path, method, options):
-    row = Trainer(tiny_config(tmp_path, method, epochs=1, **options), progress=False).fit()
+    row = trainer(tiny_config(tmp_path, method, epochs=1, **options), progress=False).fit()
     assert row["epoch"] == 1 and row["train_loss"] > 0
 
 
 def test_standard_twin_learns_digits(tmp_path):
     cfg = tiny_config(tmp_path, epochs=3, data_ratio=1.0, lr=4e-3)
-    row = Trainer(cfg, progress=False).fit()
+    row = trainer(cfg, progress=False).fit()
     assert row["val_top1"] > 0.8, row
 
 
 def test_bad_options(tmp_path):
     with pytest.raises(DiffclsError, match="--epochs"):
-        Trainer(tiny_config(tmp_path, epochs=-1))
+        trainer(tiny_config(tmp_path, epochs=-1))
     with pytest.raises(DiffclsError, match="needs a DiDiRN"):
-        Trainer(tiny_config(tmp_path, "didicm", model="resnet18"))
+        trainer(tiny_config(tmp_path, "didicm", model="resnet18"))
     with pytest.raises(DiffclsError, match="unknown model"):
-        Trainer(tiny_config(tmp_path, model="no_such_net"))
-    Trainer(tiny_config(tmp_path, epochs=1), progress=False).fit()
+        trainer(tiny_config(tmp_path, model="no_such_net"))
+    trainer(tiny_config(tmp_path, epochs=1), progress=False).fit()
     with pytest.raises(DiffclsError, match="seed was 0"):
-        Trainer(tiny_config(tmp_path, epochs=1, seed=3), progress=False).fit(resume=True)
+        trainer(tiny_config(tmp_path, epochs=1, seed=3), progress=False).fit(resume=True)
     with pytest.raises(DiffclsError, match="nothing to resume"):
-        Trainer(tiny_config(tmp_path / "new", epochs=1), progress=False).fit(resume=True)
+        trainer(tiny_config(tmp_path / "new", epochs=1), progress=False).fit(resume=True)
 
 
 def test_equal_steps_tiles_the_subset_to_the_full_length(tmp_path):
-    full = Trainer(tiny_config(tmp_path / "full", data_ratio=1.0, epochs=0), progress=False)
-    plain = Trainer(tiny_config(tmp_path / "plain", data_ratio=0.2, epochs=0), progress=False)
-    equal = Trainer(tiny_config(tmp_path / "equal", data_ratio=0.2, epochs=0, equal_steps=True), progress=False)
+    full = trainer(tiny_config(tmp_path / "full", data_ratio=1.0, epochs=0), progress=False)
+    plain = trainer(tiny_config(tmp_path / "plain", data_ratio=0.2, epochs=0), progress=False)
+    equal = trainer(tiny_config(tmp_path / "equal", data_ratio=0.2, epochs=0, equal_steps=True), progress=False)
     n_full = len(full.train_set)
     assert len(plain.train_set) < n_full // 4
     assert len(equal.train_set) == n_full and equal.steps_per_epoch == full.steps_per_epoch
@@ -105,10 +107,8 @@ def test_equal_steps_tiles_the_subset_to_the_full_length(tmp_path):
 
 
 def test_late_conditioned_didicm_learns_digits_and_reloads(tmp_path):
-    from diffcls.models.factory import load_classifier
-
     cfg = tiny_config(tmp_path, "didicm", model="didirn_small_late1", epochs=4, data_ratio=1.0, lr=4e-3)
-    row = Trainer(cfg, progress=False).fit()
+    row = trainer(cfg, progress=False).fit()
     assert row["val_top1"] > 0.8, row
     model, config = load_classifier(tmp_path / "didicm")
     assert config["model"] == "didirn_small_late1" and model.prefix_stages == 3

@@ -12,6 +12,7 @@ from diffcls.data.sources import Split, read_image_file
 from diffcls.errors import DiffclsError
 
 DATA_RATIO_SEED = 42  # the DiDiCM reference code's fixed seed for its per-class subsets
+HOLDOUT_SEED = 7  # the stratified order that carves a held-out validation split out of a training split
 
 
 class WorkerDataError(DiffclsError):
@@ -94,6 +95,15 @@ def stratified_order(labels: np.ndarray, seed: int = 0) -> np.ndarray:
         idx = np.flatnonzero(labels == c)
         position[rng.permutation(idx)] = (np.arange(len(idx)) + 0.5) / len(idx)  # spread over (0, 1)
     return np.lexsort((rng.random(len(labels)), position)).astype(np.int64)
+
+
+def holdout_split(split: Split, count: int, seed: int = HOLDOUT_SEED) -> tuple[Split, Split]:
+    """(train, held out): the first ``count`` images of a fixed stratified order of ``split`` are held out (for
+    validation), the rest train; both keep the original order."""
+    if count >= len(split):
+        raise DiffclsError(f"cannot hold out {count} of {len(split)} training images")
+    order = stratified_order(split.labels, seed=seed)
+    return subset_split(split, np.sort(order[count:])), subset_split(split, np.sort(order[:count]))
 
 
 def subset_split(split: Split, indices: np.ndarray) -> Split:

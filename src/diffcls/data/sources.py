@@ -4,6 +4,10 @@ Each source yields two :class:`Split` objects (``train`` and ``test``) holding u
 Array sources keep images in memory as ``uint8[N, H, W, C]``; ``folder:`` keeps file paths and decodes lazily, since
 ImageNet-sized folders do not fit in memory. Every reader validates what it reads and raises
 :class:`~diffcls.errors.DiffclsError` with a one-line message on bad input.
+
+Each kind of spec is one :class:`DataKind` entry of :data:`DATA_KINDS` (loader, whether it takes a path, default
+training augmentation, help text); :func:`register_data_kind` adds one, and :func:`load_source`,
+:func:`default_augment` and :func:`data_spec_help` read them.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from diffcls.errors import DiffclsError
+from diffcls.errors import DiffclsError, first_line
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -62,25 +66,67 @@ class DataSource:
         return len(self.class_names)
 
 
+@dataclass(frozen=True)
+class DataKind:
+    """One kind of data spec, named by the part of the spec before ``:``.
+
+    ``load`` reads the source: ``load(path)`` when ``takes_path`` (spec ``name:PATH``), else ``load()`` (spec
+    ``name``). ``default_augment`` is the training augmentation for the kind (a
+    :class:`~diffcls.data.transforms.TransformConfig` ``augment`` value); ``help`` says what the spec names, for
+    ``--data``'s help text.
+    """
+
+    name: str
+    load: Callable[..., DataSource]
+    takes_path: bool
+    default_augment: str
+    help: str
+
+    @property
+    def usage(self) -> str:
+        """How the spec is written: ``name:PATH`` or ``name``."""
+        return f"{self.name}:PATH" if self.takes_path else self.name
+
+
+DATA_KINDS: dict[str, DataKind] = {}  # by name, in registration order (the order of the help text)
+
+
+def register_data_kind(kind: DataKind) -> DataKind:
+    """Add ``kind`` to :data:`DATA_KINDS`; a name may be registered once."""
+    if kind.name in DATA_KINDS:
+        raise ValueError(f"data kind {kind.name!r} is already registered")
+    DATA_KINDS[kind.name] = kind
+    return kind
+
+
 def load_source(spec: str) -> DataSource:
     """Parse a data spec and load its source. Unknown specs and unreadable paths raise :class:`DiffclsError`."""
-    kind, _, arg = spec.partition(":")
-    loaders: dict[str, Callable[[str], DataSource]] = {
-        "mnist5k": lambda _: _load_mnist5k(),
-        "digits": lambda _: _load_digits(),
-        "npz": _load_npz,
-        "folder": _load_folder,
-        "cifar10": _load_cifar10,
-    }
-    if kind not in loaders:
-        raise DiffclsError(
-            f"unknown data spec {spec!r}: expected mnist5k, digits, npz:PATH, folder:PATH or cifar10:PATH"
-        )
-    if kind in ("npz", "folder", "cifar10") and not arg:
-        raise DiffclsError(f"data spec {spec!r} needs a path, e.g. {kind}:/path/to/data")
-    if kind in ("mnist5k", "digits") and arg:
-        raise DiffclsError(f"data spec {kind!r} takes no path (got {spec!r})")
-    return loaders[kind](arg)
+    name, _, path = spec.partition(":")
+    kind = DATA_KINDS.get(name)
+    if kind is None:
+        raise DiffclsError(f"unknown data spec {spec!r}: expected {_usages()}")
+    if kind.takes_path and not path:
+        raise DiffclsError(f"data spec {spec!r} needs a path, e.g. {name}:/path/to/data")
+    if not kind.takes_path and path:
+        raise DiffclsError(f"data spec {name!r} takes no path (got {spec!r})")
+    return kind.load(path) if kind.takes_path else kind.load()
+
+
+def default_augment(spec: str) -> str:
+    """The training augmentation of a data spec's kind; ``"crop"`` for an unknown kind (load_source rejects it)."""
+    kind = DATA_KINDS.get(spec.partition(":")[0])
+    return kind.default_augment if kind else "crop"
+
+
+def data_spec_help() -> str:
+    """The help text of ``--data``: every kind's usage and what it names."""
+    return "data spec: " + ", ".join(f"{k.usage} ({k.help})" for k in DATA_KINDS.values())
+
+
+def _usages() -> str:
+    """The kinds' usages as 'a, b or c'."""
+    usages = [k.usage for k in DATA_KINDS.values()]
+    return usages[0] if len(usages) == 1 else f"{', '.join(usages[:-1])} or {usages[-1]}"
 
 
 # --------------------------------------------------------------------------------------------------------- bundled
@@ -132,13 +178,6 @@ def _load_digits() -> DataSource:
 
 
 # ------------------------------------------------------------------------------------------------------------ files
-
-
-def error_reason(e: BaseException) -> str:
-    """A library exception's message as one line (its first; library messages may span lines and the CLI prints
-    one), or its type name when the message is empty."""
-    lines = str(e).strip().splitlines()
-    return lines[0].strip() if lines else type(e).__name__
 
 
 def _require_path(path: str, want_dir: bool) -> Path:
@@ -201,7 +240,7 @@ def _load_npz(path: str) -> DataSource:
         # Anything raised while parsing is the file's fault: a truncated or damaged archive raises zipfile's
         # BadZipFile (no central directory, bad CRC), zlib.error (a damaged savez_compressed member),
         # ValueError/EOFError (short member data), SyntaxError/tokenize.TokenError (a damaged .npy header).
-        reason = "damaged array header" if isinstance(e, (SyntaxError, tokenize.TokenError)) else error_reason(e)
+        reason = "damaged array header" if isinstance(e, (SyntaxError, tokenize.TokenError)) else first_line(e)
         raise DiffclsError(f"cannot read npz file {path} (truncated or not an npz?): {reason}") from None
     missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
     if missing:
@@ -285,7 +324,7 @@ def _unpickle_cifar_batch(path: Path) -> dict:
         with open(path, "rb") as f:
             d = _DataOnly(f, encoding="bytes").load()
     except Exception as e:  # noqa: BLE001  (a damaged pickle stream raises nearly any type)
-        raise DiffclsError(f"cannot read CIFAR-10 batch {path}: {error_reason(e)}") from None
+        raise DiffclsError(f"cannot read CIFAR-10 batch {path}: {first_line(e)}") from None
     if not isinstance(d, dict):
         raise DiffclsError(f"cannot read CIFAR-10 batch {path}: it holds a {type(d).__name__}, not a dict")
     return d
@@ -327,6 +366,21 @@ def _load_cifar10(path: str) -> DataSource:
     )
 
 
+# ------------------------------------------------------------------------------------------------- built-in kinds
+
+# Digits must not be flipped; photographs are, and ImageNet-sized folders get RandomResizedCrop at ImageNet scale.
+register_data_kind(DataKind("mnist5k", _load_mnist5k, takes_path=False, default_augment="crop",
+                            help="bundled MNIST, 4,000/1,000"))
+register_data_kind(DataKind("digits", _load_digits, takes_path=False, default_augment="crop",
+                            help="scikit-learn 8×8"))
+register_data_kind(DataKind("npz", _load_npz, takes_path=True, default_augment="crop",
+                            help="x_train, y_train, x_test, y_test"))
+register_data_kind(DataKind("folder", _load_folder, takes_path=True, default_augment="rrc-flip",
+                            help="train/ and val/ with a folder per class"))
+register_data_kind(DataKind("cifar10", _load_cifar10, takes_path=True, default_augment="crop-flip",
+                            help="the cifar-10-batches-py folder"))
+
+
 # ----------------------------------------------------------------------------------------------------------- images
 
 MAX_IMAGE_PIXELS = 64_000_000  # ~8k × 8k. PIL warns above its MAX_IMAGE_PIXELS and refuses above twice that.
@@ -353,4 +407,4 @@ def read_image_file(path: str) -> np.ndarray:
     except FileNotFoundError:
         raise DiffclsError(f"cannot decode image {path}: no such file") from None
     except Exception as e:  # noqa: BLE001  (image plugins raise OSError, ValueError, SyntaxError, struct.error, ...)
-        raise DiffclsError(f"cannot decode image {path}: {error_reason(e)}") from None
+        raise DiffclsError(f"cannot decode image {path}: {first_line(e)}") from None

@@ -10,9 +10,12 @@ from .noise import NOISES, GeometricNoise, LogLinearNoise, Noise, get_noise
 from .process import UniformProcess, mask_reference, sample_categorical
 from .samplers import (
     SAMPLERS,
+    SamplerConfig,
+    SamplerSpec,
     ScoreFn,
     cl_sample,
     cp_sample,
+    get_sampler,
     nfe_per_image,
     onepass_readout,
     repeat_for_chains,
@@ -24,5 +27,6 @@ __all__ = [
     "UniformProcess", "sample_categorical", "mask_reference",
     "denoising_score_entropy", "soft_score_entropy", "didicm_loss",
     "ScoreFn", "time_grid", "repeat_for_chains",
-    "cp_sample", "cl_sample", "onepass_readout", "SAMPLERS", "nfe_per_image",
+    "cp_sample", "cl_sample", "onepass_readout", "SAMPLERS", "SamplerConfig", "SamplerSpec", "get_sampler",
+    "nfe_per_image",
 ]

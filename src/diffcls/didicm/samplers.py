@@ -13,6 +13,7 @@ dt = (1 - eps) / steps, and no final denoising step.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
 import torch
@@ -25,7 +26,7 @@ from .process import LOG_SCORE_CLAMP, UniformProcess, mask_reference, sample_cat
 
 __all__ = [
     "ScoreFn", "time_grid", "repeat_for_chains", "cp_sample", "cl_sample",
-    "onepass_readout", "SAMPLERS", "nfe_per_image",
+    "onepass_readout", "SamplerConfig", "SamplerSpec", "SAMPLERS", "get_sampler", "nfe_per_image",
 ]
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
@@ -220,15 +221,166 @@ def onepass_readout(
     return p.float()
 
 
-SAMPLERS: dict[str, Callable[..., Tensor]] = {"cp": cp_sample, "cl": cl_sample, "onepass": onepass_readout}
+# ------------------------------------------------------------------------------------------ sampler description
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """How DiDiCM turns scores into probabilities: a sampler name from :data:`SAMPLERS` and its options (each
+    sampler reads the options it needs; see :meth:`SamplerSpec.options`)."""
+
+    sampler: str = "cp"
+    steps: int = 8
+    chains: int = 10
+    cp_update: Literal["euler", "analytic"] = "euler"
+    cp_reference: Literal["min", "max", "random"] = "min"
+
+    @property
+    def spec(self) -> "SamplerSpec":
+        return get_sampler(self.sampler)
+
+    def nfe(self) -> int:
+        """Network evaluations per image."""
+        return self.spec.nfe(self)
+
+    @property
+    def label(self) -> str:
+        """Display name for tables and plots, e.g. ``CP-8``, ``CP-8 analytic``, ``CL 10×8``, ``one-pass``."""
+        return self.spec.label(self)
+
+    @property
+    def key(self) -> str:
+        """A short id of the readout and the options it reads, e.g. ``cp-euler-8``, ``cl-10x8``, ``onepass``."""
+        return self.spec.key(self)
+
+    def fields(self) -> dict:
+        """``sampler``, ``cp_update``, ``steps``, ``chains``: None where the sampler does not read one."""
+        read = self.spec.options
+        return {"sampler": self.sampler, "cp_update": self.cp_update if "cp_update" in read else None,
+                "steps": self.steps if "steps" in read else None, "chains": self.chains if "chains" in read else None}
+
+    @classmethod
+    def from_fields(cls, fields: dict) -> "SamplerConfig":
+        """The inverse of :meth:`fields` (a results row's fields); options a sampler does not read take defaults."""
+        given = {k: fields[k] for k in ("sampler", "cp_update", "steps", "chains") if fields.get(k) is not None}
+        return cls(**given)
+
+
+class SamplerSpec:
+    """One DiDiCM readout, described once for every consumer: the sampler function (k-diffusion's signature
+    ``fn(score_fn, batch_size, num_classes, steps, **options)``), the options it reads, its NFE, its labels for
+    results, tables and plots, and the configurations it contributes to an NFE sweep. A new readout is one
+    subclass registered in :data:`SAMPLERS`; the CLI, evaluation, the benchmark and its plots read it from there.
+    """
+
+    name: str
+    summary: str  # one line for --help
+    options: tuple[str, ...] = ()  # the SamplerConfig fields it reads
+    marker: str = "o"  # its points in the NFE plot
+    line: str | None = "-"  # how those points are joined (None: not joined)
+
+    def __call__(self, score_fn: ScoreFn, batch_size: int, num_classes: int, steps: int = 1, **kwargs) -> Tensor:
+        return type(self).fn(score_fn, batch_size, num_classes, steps, **kwargs)
+
+    def kwargs(self, config: SamplerConfig) -> dict:
+        """Keyword arguments of ``fn`` for ``config`` (besides the score function, batch size and K)."""
+        return {}
+
+    def nfe(self, config: SamplerConfig) -> int:
+        return 1
+
+    def rows_per_image(self, config: SamplerConfig) -> int:
+        """Network rows per image in one call (CL runs its chains side by side)."""
+        return 1
+
+    def label(self, config: SamplerConfig) -> str:
+        return self.name
+
+    def key(self, config: SamplerConfig) -> str:
+        return self.name
+
+    def plot_group(self, config: SamplerConfig) -> str:
+        """The legend entry of ``config``'s point in the NFE plot (points of one group are joined by ``line``)."""
+        return self.label(config)
+
+    def sweep(self, steps: tuple[int, ...], chains_steps: tuple[tuple[int, int], ...]) -> list[SamplerConfig]:
+        """Its configurations in an NFE sweep over ``steps`` (and ``(chains, steps)`` pairs for chain samplers)."""
+        return [SamplerConfig(self.name)]
+
+
+class CPSampler(SamplerSpec):
+    name = "cp"
+    summary = "diffusion over class probabilities (DiDiCM-CP)"
+    options = ("steps", "cp_update", "cp_reference")
+    fn = staticmethod(cp_sample)
+
+    def kwargs(self, config):
+        return {"steps": config.steps, "update": config.cp_update, "reference": config.cp_reference}
+
+    def nfe(self, config):
+        return config.steps
+
+    def label(self, config):
+        return f"CP-{config.steps}" + (" analytic" if config.cp_update == "analytic" else "")
+
+    def key(self, config):
+        return f"cp-{config.cp_update}-{config.steps}"
+
+    def plot_group(self, config):
+        return f"CP {config.cp_update}"
+
+    def sweep(self, steps, chains_steps):
+        return [SamplerConfig("cp", steps=k, cp_update=u) for u in ("euler", "analytic") for k in steps]
+
+
+class CLSampler(SamplerSpec):
+    name = "cl"
+    summary = "diffusion over sampled labels, a histogram of chains (DiDiCM-CL)"
+    options = ("steps", "chains")
+    marker, line = "^", None
+    fn = staticmethod(cl_sample)
+
+    def kwargs(self, config):
+        return {"steps": config.steps, "chains": config.chains}
+
+    def nfe(self, config):
+        return config.chains * config.steps
+
+    def rows_per_image(self, config):
+        return config.chains
+
+    def label(self, config):
+        return f"CL {config.chains}×{config.steps}"
+
+    def key(self, config):
+        return f"cl-{config.chains}x{config.steps}"
+
+    def plot_group(self, config):
+        return "CL (chains × steps)"
+
+    def sweep(self, steps, chains_steps):
+        return [SamplerConfig("cl", steps=k, chains=n) for n, k in chains_steps]
+
+
+class OnePassReadout(SamplerSpec):
+    name = "onepass"
+    summary = "one network call at a small noise level (no diffusion steps)"
+    marker, line = "*", None
+    fn = staticmethod(onepass_readout)
+
+    def label(self, config):
+        return "one-pass"
+
+
+SAMPLERS: dict[str, SamplerSpec] = {spec.name: spec for spec in (CPSampler(), CLSampler(), OnePassReadout())}
+
+
+def get_sampler(name: str) -> SamplerSpec:
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
+    return SAMPLERS[name]
 
 
 def nfe_per_image(sampler: str, steps: int, chains: int = 1) -> int:
     """Network evaluations per image: cp -> steps, cl -> chains * steps, onepass -> 1."""
-    if sampler == "cp":
-        return steps
-    if sampler == "cl":
-        return chains * steps
-    if sampler == "onepass":
-        return 1
-    raise ValueError(f"unknown sampler {sampler!r}; choose from {sorted(SAMPLERS)}")
+    return get_sampler(sampler).nfe(SamplerConfig(sampler, steps=steps, chains=chains))

@@ -41,20 +41,21 @@ import torch.nn as nn
 
 from diffcls.data import ImageDataset, ImageTransform, Split, TransformConfig, load_source, stratified_order
 from diffcls.data.corruptions import CORRUPTION_FAMILIES, CORRUPTION_NAMES, check_corruption, default_corruption_set
-from diffcls.didicm import cp_sample
+from diffcls.didicm import SamplerConfig, cp_sample
 from diffcls.errors import DiffclsError
 from diffcls.eval.evaluate import corrupt_split, evaluate_model, select_split
-from diffcls.eval.metrics import classification_metrics, reliability_bins
-from diffcls.eval.predict import SamplerConfig, bind_image
+from diffcls.inference.metrics import classification_metrics, reliability_bins
+from diffcls.inference.predict import bind_image
 from diffcls.eval.diffusion_classifier import DCEvalConfig, classify_indices, load_noise_model
 from diffcls.generative.adaptive import Schedule, stagewise_probabilities
 from diffcls.generative.calibration import fit_temperature
 from diffcls.generative.pretrained import NoiseModel
-from diffcls.models.factory import load_classifier
-from diffcls.train.checkpoint import (CONFIG_NAME, METRICS_NAME, STATE_NAME, JsonlLog, atomic_write,
-                                      prepare_output_dir, write_json)
-from diffcls.train.distributed import SINGLE_PROCESS, Dist, rank_device
-from diffcls.train.loop import TrainConfig, resolve_device, train
+from diffcls.methods import get_method, load_classifier, train
+from diffcls.runtime.io import JsonlLog, atomic_write, prepare_output_dir, write_json
+from diffcls.runtime.checkpoint import CONFIG_NAME, METRICS_NAME, STATE_NAME
+from diffcls.runtime.distributed import SINGLE_PROCESS, Dist, rank_device
+from diffcls.train.config import TrainConfig
+from diffcls.runtime.device import resolve_device
 
 
 TRAJECTORY_POOL = 512  # test images among which the trajectory figure picks its easy and hard examples
@@ -426,8 +427,8 @@ class Benchmark:
         model, mconfig = self.load(task.contender, task.ratio, task.seed)
         transform = TransformConfig.from_dict(mconfig["transform"])
         transform.low_res = task.condition.low_res
-        sampler = task.sampler or SamplerConfig()
-        metrics, probs = evaluate_model(model, mconfig["method"], split, transform, sampler, device=self.device,
+        metrics, probs = evaluate_model(get_method(mconfig["method"]), model, split, transform, task.sampler,
+                                        device=self.device,
                                         seed=0, batch_size=256, progress=self.progress, dist=self.dist)
         labels = torch.as_tensor(split.labels)
         c = task.contender

@@ -20,15 +20,16 @@ from tqdm.auto import tqdm
 from diffcls.data import ImageDataset, ImageTransform, TransformConfig, load_source, stratified_order
 from diffcls.errors import DiffclsError
 from diffcls.eval.evaluate import corrupt_split, select_split
-from diffcls.eval.metrics import classification_metrics
+from diffcls.inference.metrics import classification_metrics
 from diffcls.generative import Schedule, classify, parse_schedule
 from diffcls.generative.adaptive import pool_candidates, stagewise_probabilities
 from diffcls.generative.calibration import fit_temperature
 from diffcls.generative.pretrained import (TEXT_CONDITIONAL, NoiseModel, class_prompts, load_pretrained,
                                           pipeline_kind, read_prompt_csv)
+from diffcls.methods import METHODS, method_of
 from diffcls.models.noise_predictors import load_pipeline_unet
-from diffcls.train.checkpoint import JsonlLog, read_checkpoint_config, write_json
-from diffcls.train.distributed import SINGLE_PROCESS, Dist
+from diffcls.runtime.io import JsonlLog, write_json
+from diffcls.runtime.distributed import SINGLE_PROCESS, Dist
 
 CALIBRATION_NAME = "calibration.json"
 IMAGES_PER_BATCH = 16  # images classified together; their rows are chunked into --batch-size network calls
@@ -45,13 +46,18 @@ def load_noise_model(cfg: "DCEvalConfig", class_names: list[str]) -> NoiseModel:
             prompts = read_prompt_csv(cfg.prompts_csv) if cfg.prompts_csv else class_prompts(class_names,
                                                                                            cfg.prompt_template)
         return load_pretrained(cfg.pretrained, cfg.device, prompts)
-    config = read_checkpoint_config(cfg.checkpoint)
-    if config["method"] != "ddpm":
+    method, config = method_of(cfg.checkpoint)
+    if method.evaluation != "diffusion-classifier":
         raise DiffclsError(f"{cfg.checkpoint} holds a {config['method']!r} model; the Diffusion Classifier needs "
-                           f"one trained with --method ddpm (or a diffusers folder via --pretrained)")
+                           f"one trained with {' or '.join(_noise_predictor_methods())} (or a diffusers folder "
+                           f"via --pretrained)")
     model, scheduler = load_pipeline_unet(cfg.checkpoint, cfg.device)
     return NoiseModel(model, scheduler.alphas_cumprod, TransformConfig.from_dict(config["transform"]),
                       Path(cfg.checkpoint), "checkpoint", model.num_classes, config.get("class_names"))
+
+
+def _noise_predictor_methods() -> list[str]:
+    return [f"--method {m.name}" for m in METHODS.values() if m.evaluation == "diffusion-classifier"]
 
 
 @dataclass

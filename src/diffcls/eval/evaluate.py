@@ -16,11 +16,12 @@ from diffcls.data import (DataSource, ImageDataset, ImageTransform, Split, Trans
                           read_image_file, stratified_order, subset_split)
 from diffcls.data.corruptions import check_corruption, corrupt_images, default_corruption_set
 from diffcls.errors import DiffclsError
-from diffcls.eval.metrics import classification_metrics
-from diffcls.eval.predict import SamplerConfig, predict_dataset, predict_proba
-from diffcls.models.factory import load_classifier
-from diffcls.train.checkpoint import atomic_write, prepare_output_dir, write_json
-from diffcls.train.distributed import SINGLE_PROCESS, Dist
+from diffcls.didicm import SamplerConfig
+from diffcls.inference.metrics import classification_metrics
+from diffcls.inference.predict import predict_dataset
+from diffcls.methods import ClassifierMethod, get_method, load_classifier
+from diffcls.runtime.io import atomic_write, prepare_output_dir, write_json
+from diffcls.runtime.distributed import SINGLE_PROCESS, Dist
 
 
 @dataclass
@@ -90,22 +91,23 @@ def corrupt_split(split: Split, source: DataSource, corruption: str, severity: i
     return Split(images, split.labels), chosen_set
 
 
-def evaluate_model(model: nn.Module, method: str, split: Split, transform: TransformConfig,
-                   sampler: SamplerConfig, *, device: str = "cpu", seed: int = 0, batch_size: int = 256,
+def evaluate_model(method: ClassifierMethod, model: nn.Module, split: Split, transform: TransformConfig,
+                   sampler: SamplerConfig | None = None, *, device: str = "cpu", seed: int = 0, batch_size: int = 256,
                    workers: int = 0, progress: bool | None = None,
                    dist: Dist = SINGLE_PROCESS) -> tuple[dict, torch.Tensor]:
-    """Metrics of a loaded model on a split: ``classification_metrics`` plus NFE and timing; and probs ``[N, K]``.
+    """Metrics of a loaded model read out by its method (with ``sampler`` where the method has samplers) on a
+    split: ``classification_metrics`` plus NFE and timing; and probs ``[N, K]``.
 
     Under torchrun the split is sharded over the ranks by batches and every rank gets the gathered results.
     """
     dataset = ImageDataset(split, ImageTransform(transform))
     tic = time.perf_counter()
-    probs, labels = predict_dataset(model, method, dataset, batch_size, sampler, device, seed=seed, workers=workers,
-                                    progress=progress, dist=dist)
+    probs, labels = predict_dataset(method.readout(model, sampler), dataset, batch_size, device, seed=seed,
+                                    workers=workers, progress=progress, dist=dist)
     seconds = time.perf_counter() - tic
     results = {
         **classification_metrics(probs, labels),
-        "nfe_per_image": sampler.nfe(method),
+        "nfe_per_image": method.nfe(sampler),
         "seconds": round(seconds, 3),
         "images_per_second": round(len(labels) / max(seconds, 1e-9), 2),
     }
@@ -121,7 +123,7 @@ def evaluate_classifier(cfg: EvalConfig, progress: bool | None = None,
     if cfg.severity is not None and cfg.corruption is None:
         raise DiffclsError("--severity needs --corruption NAME")
     model, mconfig = load_classifier(cfg.checkpoint, cfg.device)
-    method = mconfig["method"]
+    method = get_method(mconfig["method"])
     source = load_source(cfg.data)
     if source.num_classes > mconfig["num_classes"]:
         raise DiffclsError(f"data {cfg.data} has {source.num_classes} classes but the checkpoint was trained on "
@@ -134,13 +136,13 @@ def evaluate_classifier(cfg: EvalConfig, progress: bool | None = None,
     tconf = TransformConfig.from_dict(mconfig["transform"])
     if cfg.low_res is not None:
         tconf.low_res = cfg.low_res
-    metrics, probs = evaluate_model(model, method, split, tconf, cfg.sampler, device=cfg.device, seed=cfg.seed,
+    metrics, probs = evaluate_model(method, model, split, tconf, cfg.sampler, device=cfg.device, seed=cfg.seed,
                                     batch_size=cfg.batch_size, workers=cfg.workers, progress=progress, dist=dist)
     results = {
         **metrics,
-        "method": method,
+        "method": method.name,
         "model": mconfig["model"],
-        **cfg.sampler.to_dict(method),
+        **method.readout_fields(cfg.sampler),
         "checkpoint": str(cfg.checkpoint),
         "data": cfg.data,
         "split": cfg.split,
@@ -172,8 +174,9 @@ def predict_files(checkpoint: str, paths: list[str], top_k: int = 5, sampler: Sa
     transform = ImageTransform(TransformConfig.from_dict(mconfig["transform"]))
     images = torch.stack([transform(torch.from_numpy(read_image_file(p)).permute(2, 0, 1)) for p in paths])
     generator = torch.Generator(device=device).manual_seed(seed)
-    model.eval()
-    probs = predict_proba(model, mconfig["method"], images.to(device), sampler, generator).cpu()
+    readout = get_method(mconfig["method"]).readout(model, sampler)
+    with torch.inference_mode():
+        probs = readout(images.to(device), generator).float().cpu()
     names = mconfig["class_names"]
     top = probs.topk(min(top_k, probs.shape[1]), dim=1)
     return [{"image": path,

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from diffcls.data.corruptions import FAMILY_NAMES
-from diffcls.eval.metrics import ECE_BINS, ece_from_bins
-from diffcls.train.checkpoint import atomic_write
+from diffcls.inference.metrics import ECE_BINS, ece_from_bins
+from diffcls.runtime.io import atomic_write
 
 Row = dict
 Predicate = Callable[[Row], bool]

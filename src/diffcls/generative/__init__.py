@@ -5,9 +5,9 @@ Modules: ``scoring`` (per-class noise-prediction errors with shared noise and ti
 """
 
 from .adaptive import SCHEDULES, DCResult, Schedule, classify, nested_order, parse_schedule
-from .scoring import LOSSES, EpsFn, noise_prediction_errors, per_sample_error, timestep_grid
+from .scoring import LOSSES, EpsFn, add_noise, noise_prediction_errors, per_sample_error, timestep_grid
 
 __all__ = [
-    "EpsFn", "LOSSES", "timestep_grid", "per_sample_error", "noise_prediction_errors",
+    "EpsFn", "LOSSES", "add_noise", "timestep_grid", "per_sample_error", "noise_prediction_errors",
     "Schedule", "SCHEDULES", "parse_schedule", "nested_order", "DCResult", "classify",
 ]

@@ -27,7 +27,7 @@ from diffusers import AutoencoderKL, DDPMScheduler, DiTTransformer2DModel
 from safetensors import SafetensorError
 
 from diffcls.data import TransformConfig
-from diffcls.errors import DiffclsError
+from diffcls.errors import DiffclsError, first_line
 from diffcls.models.noise_predictors import load_pipeline_unet
 
 from .scoring import EpsFn
@@ -222,6 +222,4 @@ def load_pretrained(folder: str | Path, device: str = "cpu",
     except (OSError, ValueError, RuntimeError, TypeError, KeyError, SafetensorError) as e:
         # diffusers/transformers: a component config that is not JSON, weights that are truncated or do not fit
         # the config. Their messages may span lines; the CLI prints one.
-        lines = str(e).strip().splitlines()
-        raise DiffclsError(f"cannot load the {kind} in {folder}: "
-                           f"{lines[0].strip() if lines else type(e).__name__}") from None
+        raise DiffclsError(f"cannot load the {kind} in {folder}: {first_line(e)}") from None

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from diffcls.errors import DiffclsError
 
-__all__ = ["EpsFn", "LOSSES", "timestep_grid", "per_sample_error", "noise_prediction_errors"]
+__all__ = ["EpsFn", "LOSSES", "add_noise", "timestep_grid", "per_sample_error", "noise_prediction_errors"]
 
 EpsFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 Loss = Literal["l2", "l1", "huber"]
@@ -110,3 +110,10 @@ def noise_prediction_errors(
         err = per_sample_error(eps.repeat_interleave(num_candidates, 0), eps_hat.to(eps.dtype), loss)
         errors[j, b] = err.view(-1, num_candidates).float()
     return errors.permute(1, 2, 0).contiguous()
+
+
+def add_noise(x0: Tensor, alphas_cumprod: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+    """DDPM's forward process ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise`` for x0, noise ``[B, ...]`` and
+    t ``int64[B]`` (the training objectives' noising; scoring above builds its rows in its own layout)."""
+    a = alphas_cumprod.to(x0.device)[t].view(-1, *([1] * (x0.ndim - 1))).float()
+    return a.sqrt() * x0 + (1 - a).sqrt() * noise

@@ -20,7 +20,8 @@ import torch.nn as nn
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 from safetensors import SafetensorError
 
-from diffcls.errors import DiffclsError
+from diffcls.errors import DiffclsError, first_line
+from diffcls.runtime.checkpoint import check_weights_file
 
 PIPELINE_WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"  # unet/ of a DDPMPipeline folder
 
@@ -89,8 +90,6 @@ def save_pipeline(model: ClassConditionalUNet, scheduler: DDPMScheduler, folder:
 def load_pipeline_unet(folder: str | Path, device: str | torch.device = "cpu") -> tuple[ClassConditionalUNet,
                                                                                            DDPMScheduler]:
     """The class-conditional UNet and scheduler of a ``DDPMPipeline`` folder, in eval mode."""
-    from diffcls.train.checkpoint import check_weights_file
-
     folder = Path(folder)
     if not (folder / "unet").is_dir() or not (folder / "scheduler").is_dir():
         raise DiffclsError(f"{folder} is not a DDPMPipeline folder (needs unet/ and scheduler/)")
@@ -111,6 +110,4 @@ def _from_pretrained(cls, folder: Path, **kwargs):
     try:
         return cls.from_pretrained(folder, **kwargs)
     except (OSError, ValueError, RuntimeError, TypeError, KeyError, SafetensorError) as e:
-        lines = str(e).strip().splitlines()
-        raise DiffclsError(f"cannot load the {cls.__name__} in {folder}: "
-                           f"{lines[0].strip() if lines else type(e).__name__}") from None
+        raise DiffclsError(f"cannot load the {cls.__name__} in {folder}: {first_line(e)}") from None

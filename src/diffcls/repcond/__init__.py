@@ -1,5 +1,7 @@
 """Representation-conditioned latent DiT and Diffusion Classifier Zero (arXiv 2505.06890, spec part A).
 
+Its training phases are methods: :mod:`diffcls.methods.repcond`.
+
 Modules, one concept each:
 
 * ``dit``: a small DiT (adaLN-Zero on the timestep) with zero-initialised injection points for r;
@@ -10,7 +12,6 @@ Modules, one concept each:
 * ``dc_zero``: Diffusion Classifier Zero (argmin_c ||z0 - z0_hat(c)||^2 at one t, shared noise), the t-sweep,
   multi-t aggregation, accuracy and F1;
 * ``probe``: the linear probe on the frozen encoder's r;
-* ``train``: the three training phases (``repcond-pretrain``, ``uncond-pretrain``, ``repcond-tune``);
 * ``evaluate``: DC Zero, t-sweep, probe and leakage check over checkpoint folders.
 """
 
@@ -20,9 +21,9 @@ from .dc_zero import (TSweep, classification_scores, dc_zero_errors, dc_zero_pre
                       sweep_timesteps, t_sweep, timestep_noise)
 from .dit import DIT_PRESETS, DiT, DiTConfig, dit_config
 from .evaluate import evaluate_dc_zero, leakage_check, probe_encoder, run_t_sweep, sweep_temperature
-from .model import DenoisingObjective, RepCondModel, build_model, load_model, model_spec, save_model, tuning_model
+from .model import (DenoisingObjective, LoadedCheckpoint, RepCondModel, build_model, load_checkpoint, load_model,
+                    model_spec, save_model, tuning_model)
 from .probe import linear_probe, representations
-from .train import METHODS, LoadedCheckpoint, RepCondTrainConfig, load_checkpoint, pretrain, train_repcond, tune
 
 __all__ = [
     "DiT", "DiTConfig", "DIT_PRESETS", "dit_config",
@@ -32,5 +33,5 @@ __all__ = [
     "dc_zero_errors", "dc_zero_predict", "timestep_noise", "sweep_timesteps", "t_sweep", "sweep_from_errors",
     "TSweep", "classification_scores", "linear_probe", "representations",
     "evaluate_dc_zero", "run_t_sweep", "sweep_temperature", "probe_encoder", "leakage_check",
-    "METHODS", "RepCondTrainConfig", "train_repcond", "pretrain", "tune", "load_checkpoint", "LoadedCheckpoint",
+    "load_checkpoint", "LoadedCheckpoint",
 ]

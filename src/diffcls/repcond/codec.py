@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from diffcls.errors import DiffclsError
+from diffcls.errors import DiffclsError, first_line
 
 __all__ = ["Codec", "IdentityCodec", "VAECodec", "create_codec"]
 
@@ -72,9 +72,7 @@ class VAECodec(Codec):
         try:
             self.vae = AutoencoderKL.from_pretrained(folder, local_files_only=True, low_cpu_mem_usage=False)
         except (OSError, ValueError, RuntimeError, TypeError, KeyError) as e:
-            lines = str(e).strip().splitlines()
-            raise DiffclsError(f"cannot load the AutoencoderKL in {folder}: "
-                               f"{lines[0] if lines else type(e).__name__}") from None
+            raise DiffclsError(f"cannot load the AutoencoderKL in {folder}: {first_line(e)}") from None
         self.vae.eval().requires_grad_(False)
         self.path = str(path)
         self.scaling_factor = float(self.vae.config.scaling_factor)

@@ -1,7 +1,7 @@
 """Evaluation entry points over checkpoint folders: DC Zero, the t-sweep, the linear probe, the leakage check.
 
 Splits: ``test``; ``train``; ``val``, the images of the training split held out by ``val_holdout`` at training
-time (:func:`~diffcls.repcond.train.holdout_split`; the t-sweep belongs there, not on the test split).
+time (:func:`~diffcls.data.datasets.holdout_split`; the t-sweep belongs there, not on the test split).
 ``limit`` takes the first N images of a fixed stratified order (every prefix holds all classes).
 """
 
@@ -17,13 +17,15 @@ import torch
 
 from diffcls.data import ImageDataset, ImageTransform, Split, data_ratio_indices, load_source, stratified_order, \
     subset_split
+from diffcls.data.datasets import holdout_split
 from diffcls.errors import DiffclsError
-from diffcls.eval.metrics import classification_metrics
+from diffcls.inference.metrics import classification_metrics
+from diffcls.runtime.io import atomic_write
 from diffcls.generative.calibration import fit_temperature
 
 from .dc_zero import Aggregate, TSweep, classification_scores, dc_zero_predict, sweep_timesteps, t_sweep
 from .probe import encode_dataset, linear_probe, representations
-from .train import LoadedCheckpoint, holdout_split, load_checkpoint
+from .model import LoadedCheckpoint, load_checkpoint
 
 __all__ = ["select_split", "evaluate_dc_zero", "run_t_sweep", "sweep_temperature", "plot_t_sweep",
            "probe_encoder", "leakage_check"]
@@ -86,8 +88,6 @@ def plot_t_sweep(sweeps: dict[str, TSweep], path: str | Path, title: str = "DC Z
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from diffcls.train.checkpoint import atomic_write
 
     fig, ax = plt.subplots(figsize=(8.5, 3.6))
     for label, sweep in sweeps.items():

@@ -17,21 +17,25 @@ null label as a dropped r did. From an unconditional (plain) DiT the projections
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from diffcls.errors import DiffclsError
-from diffcls.train.checkpoint import WEIGHTS_NAME, load_weights, save_weights
-from diffcls.train.objectives import add_noise
+from diffcls.data import TransformConfig
+from diffcls.errors import DiffclsError, first_line
+from diffcls.runtime.checkpoint import WEIGHTS_NAME, load_weights, read_checkpoint_config, save_weights
+from diffcls.generative.scoring import add_noise
+from diffcls.models.noise_predictors import create_scheduler
 
+from .codec import Codec, create_codec
 from .conditions import Condition, EncoderCondition, EncoderConfig, LabelCondition
 from .dit import INJECTION_PREFIXES, DiT, DiTConfig
 
 __all__ = ["RepCondModel", "DenoisingObjective", "build_model", "model_spec", "tuning_model", "save_model",
-           "load_model"]
+           "load_model", "LoadedCheckpoint", "load_checkpoint"]
 
 
 class RepCondModel(nn.Module):
@@ -146,5 +150,28 @@ def load_model(folder: str | Path, spec: dict, device: str | torch.device = "cpu
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise DiffclsError(f"the weights in {path} do not fit its config: {str(e).splitlines()[0]}") from None
+        raise DiffclsError(f"the weights in {path} do not fit its config: {first_line(e)}") from None
     return model.to(device).eval()
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A trained folder, ready to use: ``model`` (eval mode), ``codec``, ``transform``, ``alphas_cumprod``."""
+
+    model: RepCondModel
+    codec: Codec
+    transform: TransformConfig
+    alphas_cumprod: torch.Tensor
+    config: dict
+
+
+def load_checkpoint(folder: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """Any repcond folder (pretrained, unconditional or tuned): one whose ``config.json`` has a ``repcond`` block."""
+    config = read_checkpoint_config(folder)
+    if "repcond" not in config:
+        raise DiffclsError(f"{folder} is not a repcond checkpoint (method {config.get('method')!r})")
+    rc = config["repcond"]
+    model = load_model(folder, rc["model"], device)
+    codec = create_codec(rc["codec"]).to(device)
+    alphas = create_scheduler(int(rc.get("num_train_timesteps", 1000))).alphas_cumprod
+    return LoadedCheckpoint(model, codec, TransformConfig.from_dict(config["transform"]), alphas, config)

@@ -1,5 +1,8 @@
-"""Supervised training from a data spec to a checkpoint folder: a classifier (standard or DiDiCM) or a
-class-conditional noise predictor for the Diffusion Classifier (ddpm, saved as a diffusers DDPMPipeline folder).
+"""The method-agnostic training loop: data, optimisation, checkpoints, resume and torchrun for any method.
+
+:class:`Trainer` knows no method. A method's trainer (in :mod:`diffcls.methods`) subclasses it and provides the
+network and objective (:meth:`Trainer._build_model`), the validation columns (:meth:`Trainer.validate`) and the
+weights it exports (:meth:`Trainer.save_model`).
 
 Reproducibility: every epoch reseeds Python, numpy and torch from (seed, epoch) and shuffles with its own
 generator, so epoch e is the same computation whether the run started at epoch 0 or resumed at e. Checkpoints
@@ -8,7 +11,7 @@ weights as an uninterrupted run.
 
 Under ``torchrun`` the model is wrapped in DistributedDataParallel, each rank reads its share of the epoch's
 permutation (``--batch-size`` per rank), losses are summed and validation gathered over ranks, and rank 0 alone
-writes the checkpoint folder (see :mod:`diffcls.train.distributed`).
+writes the checkpoint folder (see :mod:`diffcls.runtime.distributed`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import random
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 
 import numpy as np
 import torch
@@ -32,126 +35,35 @@ from timm.utils import ModelEmaV3
 from tqdm import tqdm  # not tqdm.auto: its asyncio bar calls iter() at once, starting idle loader workers
 
 import diffcls
-from diffcls.data import (ImageDataset, ImageTransform, TransformConfig, data_ratio_indices, load_source, make_loader,
-                          stratified_order, subset_split)
+from diffcls.data import DataSource, make_loader
 from diffcls.errors import DiffclsError
-from diffcls.eval.metrics import topk_accuracy
-from diffcls.eval.predict import SamplerConfig, predict_dataset
-from diffcls.generative import classify, parse_schedule
-from diffcls.models.factory import create_classifier
-from diffcls.models.noise_predictors import create_noise_predictor, create_scheduler, save_pipeline
-from diffcls.train.checkpoint import (CONFIG_NAME, METRICS_COLUMNS, METRICS_NAME, STATE_NAME, WEIGHTS_NAME, MetricsLog,
-                                      load_training_state, prepare_output_dir, read_saved_train_config,
-                                      save_training_state, save_weights, write_json)
-from diffcls.train import distributed
-from diffcls.train.distributed import Dist, rank_device
-from diffcls.train.objectives import create_objective
-
-DEFAULT_LR = {"sgd": 0.1, "adamw": 2e-3, "lamb": 2e-3}
-SCHEDULERS = {"cosine": "cosine", "step": "step", "const": "constant"}  # --sched name -> timm's name
-
-
-@dataclass
-class TrainConfig:
-    """All options of ``diffcls train``; stored under ``"train"`` in the checkpoint's ``config.json``."""
-
-    data: str
-    method: str
-    model: str
-    output: str
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float | None = None
-    opt: str = "adamw"
-    weight_decay: float = 0.05
-    sched: str = "cosine"
-    warmup_epochs: int = 1
-    min_lr: float = 1e-6
-    smoothing: float = 0.0
-    mixup: float = 0.0
-    cutmix: float = 0.0
-    clip_grad: float | None = None
-    ema_decay: float | None = None
-    amp: bool = False
-    data_ratio: float = 1.0
-    equal_steps: bool = False
-    img_size: int | None = None
-    fit: str = "auto"
-    low_res: int | None = None
-    augment: str | None = None
-    seed: int = 0
-    workers: int = 0
-    device: str = "auto"
-    noise: str = "loglinear"
-    sampling_eps: float = 1e-5
-    val_sampler: str = "cp"
-    val_steps: int = 8
-    label_dropout: float = 0.0
-    val_images: int = 200  # ddpm: validation classifies only the first N test images (a Diffusion Classifier is slow)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-    def validate(self) -> None:
-        checks = [
-            (self.epochs >= 0, f"--epochs must be >= 0, got {self.epochs}"),
-            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
-            (self.lr is None or self.lr > 0, f"--lr must be > 0, got {self.lr}"),
-            (0.0 <= self.smoothing < 1.0, f"--smoothing must lie in [0, 1), got {self.smoothing}"),
-            (self.mixup >= 0 and self.cutmix >= 0, "--mixup and --cutmix must be >= 0"),
-            (self.img_size is None or self.img_size >= 8, f"--img-size must be >= 8, got {self.img_size}"),
-            (self.low_res is None or self.low_res >= 1, f"--low-res must be >= 1, got {self.low_res}"),
-            (self.ema_decay is None or 0 < self.ema_decay < 1, "--ema-decay must lie in (0, 1)"),
-            (self.opt in DEFAULT_LR, f"unknown optimiser {self.opt!r}; choose from {', '.join(DEFAULT_LR)}"),
-            (self.sched in SCHEDULERS, f"unknown scheduler {self.sched!r}; choose cosine, step or const"),
-            (self.device in ("auto", "cpu") or self.device.startswith("cuda"), f"unknown device {self.device!r}"),
-            (0.0 <= self.label_dropout < 1.0, f"--label-dropout must lie in [0, 1), got {self.label_dropout}"),
-            (self.method != "ddpm" or not (self.smoothing or self.mixup or self.cutmix),
-             "--method ddpm trains on hard labels: drop --smoothing, --mixup and --cutmix"),
-            (self.val_steps >= 1, f"--val-steps must be >= 1, got {self.val_steps}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise DiffclsError(message)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DiffclsError(f"--device {name} requested but CUDA is not available")
-    return torch.device(name)
-
-
-def default_augment(data_spec: str) -> str:
-    """Digits must not be flipped; photographs get RandomResizedCrop at ImageNet scale."""
-    kind = data_spec.partition(":")[0]
-    return {"mnist5k": "crop", "digits": "crop", "cifar10": "crop-flip", "folder": "rrc-flip"}.get(kind, "crop")
+from diffcls.runtime import distributed
+from diffcls.runtime.checkpoint import CONFIG_NAME, METRICS_COLUMNS, METRICS_NAME, STATE_NAME, \
+    load_training_state, read_saved_train_config, save_training_state
+from diffcls.runtime.device import resolve_device, seed_everything
+from diffcls.runtime.distributed import Dist, rank_device
+from diffcls.runtime.io import MetricsLog, prepare_output_dir, write_json
+from diffcls.train.config import DEFAULT_LR, SCHEDULERS
 
 
 class Trainer:
-    """One training run: data, model, optimiser, scheduler and checkpoint folder, built from a TrainConfig.
+    """One training run: data, model, optimiser, scheduler and checkpoint folder, built from a method's config.
 
-    Subclasses (e.g. :class:`diffcls.repcond.train.RepCondTrainer`) override ``_build_data``, ``_build_model``,
-    ``loss_on_batch``, ``validate``, ``model_config`` and ``export``, and keep the loop, checkpoints, resume and
-    torchrun handling.
+    Subclasses provide ``_build_model`` (set ``self.model`` and ``self.objective``, then call
+    ``_build_optimisation``), ``validate`` and ``save_model``; they may override ``_build_data``,
+    ``loss_on_batch`` and ``model_config``. The loop, checkpoints, resume and torchrun handling stay here.
     """
 
-    RESUME_KEYS = ("data", "method", "model", "epochs", "batch_size", "seed", "data_ratio", "equal_steps", "opt",
-                   "img_size")  # options a --resume must repeat
+    RESUME_KEYS: tuple[str, ...] = ()  # options a --resume must repeat
     METRICS_COLUMNS = METRICS_COLUMNS
 
-    def __init__(self, config: TrainConfig, progress: bool | None = None, dist: Dist | None = None):
-        config.validate()
+    def __init__(self, config, progress: bool | None = None, dist: Dist | None = None,
+                 source: DataSource | None = None):
+        """``source``: the data of ``config.data`` when the caller has loaded it already (a benchmark trains many
+        models on one data set); None: loaded here."""
         self.config = config
+        self.validate_config()
+        self.source = source
         self.dist = dist or distributed.current()
         self.progress = progress if self.dist.is_main else False
         self.device = resolve_device(rank_device(config.device, self.dist))
@@ -159,24 +71,15 @@ class Trainer:
         self._build_data()
         self._build_model()
 
+    def validate_config(self) -> None:
+        """Check the options before anything is written (a :class:`DiffclsError` names the bad flag)."""
+        self.config.validate()
+
     # ------------------------------------------------------------------------------------------------ building
 
     def _build_data(self) -> None:
-        c = self.config
-        self.source = source = load_source(c.data)
-        c.img_size = c.img_size or source.default_img_size
-        c.augment = c.augment or default_augment(c.data)
-        self.transform = TransformConfig(img_size=c.img_size, fit=c.fit, low_res=c.low_res)
-        train_split = source.train
-        if c.data_ratio < 1.0:
-            keep = data_ratio_indices(train_split.labels, c.data_ratio)
-            if c.equal_steps:
-                # Tile the subset to the full split's length: every data fraction gets the same number of
-                # optimisation steps (the same budget), and only the variety of images shrinks.
-                keep = np.resize(keep, len(train_split))
-            train_split = subset_split(train_split, keep)
-        self.train_set = ImageDataset(train_split, ImageTransform(self.transform, c.augment))
-        self.val_set = ImageDataset(source.test, ImageTransform(self.transform))
+        """Set ``self.source``, ``self.transform``, ``self.train_set`` and ``self.val_set``."""
+        raise NotImplementedError
 
     @property
     def steps_per_epoch(self) -> int:
@@ -186,25 +89,22 @@ class Trainer:
 
     @property
     def _drop_last(self) -> bool:
-        # timm's Mixup mixes a batch with its flip and needs an even batch size.
-        return self.config.mixup > 0 or self.config.cutmix > 0
+        """Whether an epoch drops its last, smaller batch (timm's Mixup needs an even batch size)."""
+        return False
+
+    def _build_mixup(self) -> Mixup | None:
+        """timm's Mixup for the batches, or None."""
+        return None
 
     def _build_model(self) -> None:
-        """The network and objective of ``config.method``, then the optimisation around them."""
-        c, k = self.config, self.source.num_classes
-        seed_everything(c.seed)
-        if c.method == "ddpm":
-            self.noise_scheduler = create_scheduler()
-            self.model = create_noise_predictor(c.model, k, c.img_size).to(self.device)
-            self.objective = create_objective("ddpm", k, alphas_cumprod=self.noise_scheduler.alphas_cumprod,
-                                              label_dropout=c.label_dropout)
-        else:
-            self.model = create_classifier(c.method, c.model, k).to(self.device)
-            self.objective = create_objective(c.method, k, c.smoothing,
-                                              **({"noise": c.noise, "sampling_eps": c.sampling_eps}
-                                                 if c.method == "didicm" else {}))
-        # --batch-size is per process (as in timm); the default lr scales with the global batch.
-        self._build_optimisation(c.lr or DEFAULT_LR[c.opt] * c.batch_size * self.dist.world_size / 256)
+        """Set ``self.model`` (on ``self.device``) and ``self.objective``, then call ``_build_optimisation``."""
+        raise NotImplementedError
+
+    def default_lr(self) -> float:
+        """--lr when not given: per optimiser, scaled with the global batch (``--batch-size`` is per process,
+        as in timm)."""
+        c = self.config
+        return c.lr or DEFAULT_LR[c.opt] * c.batch_size * self.dist.world_size / 256
 
     def _build_optimisation(self, lr: float) -> None:
         """Optimiser, per-step schedule, EMA, the DDP wrapper under torchrun, mixup and autocast for ``self.model``."""
@@ -221,8 +121,7 @@ class Trainer:
         if self.dist.enabled:
             self.train_model = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.mixup = (Mixup(mixup_alpha=c.mixup, cutmix_alpha=c.cutmix, label_smoothing=c.smoothing,
-                            num_classes=self.source.num_classes) if self._drop_last else None)
+        self.mixup = self._build_mixup()
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if c.amp and self.device.type == "cuda"
                          else nullcontext())
 
@@ -264,14 +163,19 @@ class Trainer:
         metrics.append(row)
         self.dist.barrier()
 
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights to validate and export: the EMA's when on."""
+        return self.ema.module if self.ema is not None else self.model
+
     def export(self, epoch: int) -> None:
-        """The weights to evaluate (EMA when on) and config.json; a ddpm model as a DDPMPipeline folder."""
-        model = self.ema.module if self.ema is not None else self.model
-        if self.config.method == "ddpm":
-            save_pipeline(model, self.noise_scheduler, self.out)
-        else:
-            save_weights(self.out / WEIGHTS_NAME, model.state_dict(), metadata={"epoch": str(epoch)})
+        """The weights to evaluate and config.json."""
+        self.save_model(self.eval_model, epoch)
         write_json(self.out / CONFIG_NAME, self.model_config())
+
+    def save_model(self, model: nn.Module, epoch: int) -> None:
+        """Write ``model``'s weights into ``self.out`` in the method's checkpoint layout."""
+        raise NotImplementedError
 
     def restore(self) -> int:
         """Load the training state of an earlier run into this trainer; returns the epoch to start from."""
@@ -340,35 +244,8 @@ class Trainer:
         return self.objective(self.train_model, images, target)
 
     def validate(self) -> dict:
-        """The validation columns of the epoch's metrics row: ``{"val_top1": ...}``."""
-        c = self.config
-        model = self.ema.module if self.ema is not None else self.model
-        if c.method == "ddpm":
-            return {"val_top1": self.validate_diffusion_classifier(model)}
-        sampler = SamplerConfig(sampler=c.val_sampler, steps=c.val_steps)
-        probs, labels = predict_dataset(model, c.method, self.val_set, max(c.batch_size, 256), sampler, self.device,
-                                        seed=c.seed, workers=c.workers, desc="validate", progress=self.progress,
-                                        dist=self.dist)
-        return {"val_top1": topk_accuracy(probs, labels, 1)}
-
-    @torch.no_grad()
-    def validate_diffusion_classifier(self, model: nn.Module) -> float:
-        """Top-1 of a flat Diffusion Classifier (``val_steps`` timesteps, one seeded noise bank) on ``val_images``
-        test images (a fixed stratified subset: test splits may be sorted by class)."""
-        c = self.config
-        model.eval()
-        chosen = np.sort(stratified_order(self.source.test.labels)[:c.val_images])
-        count = len(chosen)
-        images, labels = zip(*(self.val_set[int(i)] for i in chosen))
-        x0, labels = torch.stack(images).to(self.device), torch.as_tensor(labels)
-        noise = torch.randn(c.val_steps, *x0.shape[1:], generator=torch.Generator().manual_seed(c.seed))
-        correct = 0
-        for _, start in self.dist.shard_batches(range(0, count, 32)):  # ranks split the images
-            result = classify(model, x0[start:start + 32], self.source.num_classes,
-                              self.noise_scheduler.alphas_cumprod, parse_schedule(str(c.val_steps)),
-                              noise.to(self.device), batch_size=max(c.batch_size, 256))
-            correct += (result.prediction.cpu() == labels[start:start + 32]).sum().item()
-        return self.dist.all_reduce_sum([correct])[0] / max(count, 1)
+        """The validation columns of the epoch's metrics row, e.g. ``{"val_top1": ...}``."""
+        raise NotImplementedError
 
     def fit(self, resume: bool = False) -> dict:
         """Train to ``config.epochs``; returns the last metrics row (empty if there was nothing to do)."""
@@ -392,9 +269,3 @@ class Trainer:
             if not (self.out / CONFIG_NAME).is_file():
                 self.export(0)
         return row
-
-
-def train(config: TrainConfig, resume: bool = False, progress: bool | None = None,
-          dist: Dist | None = None) -> dict:
-    """Train a classifier as configured; see :class:`Trainer`."""
-    return Trainer(config, progress=progress, dist=dist).fit(resume=resume)

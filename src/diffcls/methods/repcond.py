@@ -1,4 +1,4 @@
-"""Training phases of the representation-conditioned DiT, each from a data spec to a checkpoint folder.
+"""The representation-conditioned DiT's training phases as methods, each from a data spec to a checkpoint folder.
 
 * ``repcond-pretrain``: ViT encoder and DiT trained jointly on the training images, labels unused, with the
   eps-prediction loss and conditioning dropout.
@@ -16,33 +16,33 @@ with the same weights as an uninterrupted run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from diffcls.data import (ImageDataset, ImageTransform, Split, TransformConfig, data_ratio_indices, load_source,
-                          make_loader, stratified_order, subset_split)
+from diffcls.data import ImageDataset, ImageTransform, TransformConfig, data_ratio_indices, load_source, \
+    make_loader, stratified_order, subset_split
+from diffcls.data.datasets import holdout_split
 from diffcls.errors import DiffclsError
+from diffcls.generative import add_noise
+from diffcls.methods.base import METHODS, Method, register
 from diffcls.models.noise_predictors import create_scheduler
-from diffcls.train.checkpoint import CONFIG_NAME, read_checkpoint_config, write_json
-from diffcls.train.loop import SCHEDULERS, Trainer, seed_everything
-from diffcls.train.objectives import add_noise
+from diffcls.repcond.codec import create_codec
+from diffcls.repcond.conditions import ENCODER_FOR_DIT, EncoderCondition, encoder_config
+from diffcls.repcond.dc_zero import dc_zero_errors, dc_zero_predict, timestep_noise
+from diffcls.repcond.dit import DiT, dit_config
+from diffcls.repcond.model import (DenoisingObjective, RepCondModel, load_checkpoint, model_spec, save_model,
+                                   tuning_model)
+from diffcls.repcond.probe import representations
+from diffcls.runtime.device import seed_everything
+from diffcls.train.config import check, common_checks
+from diffcls.train.loop import Trainer
 
-from .codec import Codec, create_codec
-from .conditions import ENCODER_FOR_DIT, EncoderCondition, encoder_config
-from .dc_zero import dc_zero_errors, dc_zero_predict, timestep_noise
-from .dit import DiT, dit_config
-from .model import DenoisingObjective, RepCondModel, load_model, model_spec, save_model, tuning_model
-from .probe import representations
 
-__all__ = ["METHODS", "RepCondTrainConfig", "RepCondTrainer", "train_repcond", "pretrain", "tune",
-           "load_checkpoint", "LoadedCheckpoint", "holdout_split", "REPCOND_METRICS_COLUMNS"]
+__all__ = ["RepCondTrainConfig", "RepCondTrainer", "train_repcond", "pretrain", "tune", "REPCOND_METRICS_COLUMNS"]
 
-METHODS = ("repcond-pretrain", "uncond-pretrain", "repcond-tune")
 REPCOND_METRICS_COLUMNS = ["epoch", "train_loss", "lr", "val_top1", "seconds", "val_loss", "val_loss_null"]
-HOLDOUT_SEED = 7  # the stratified order that carves the validation split out of the training split
 
 
 @dataclass
@@ -84,60 +84,16 @@ class RepCondTrainConfig:
     device: str = "auto"
     workers: int = 0
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "RepCondTrainConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
     def validate(self) -> None:
-        checks = [
-            (self.method in METHODS, f"unknown method {self.method!r}; choose from {', '.join(METHODS)}"),
-            (self.method != "repcond-tune" or bool(self.pretrained), "repcond-tune needs a pretrained folder"),
-            (self.epochs >= 0 and self.batch_size >= 1, "epochs must be >= 0 and the batch size >= 1"),
-            (self.lr > 0, f"the learning rate must be > 0, got {self.lr}"),
-            (0.0 <= self.cond_dropout < 1.0, f"the conditioning dropout must lie in [0, 1), got {self.cond_dropout}"),
+        phase(self.method)
+        check(common_checks(self) + [
+            (not phase(self.method).tunes or bool(self.pretrained), f"{self.method} needs a pretrained folder"),
+            (0.0 <= self.cond_dropout < 1.0, f"--cond-dropout must lie in [0, 1), got {self.cond_dropout}"),
             (self.decode_injection in ("output", "input"), "decode_injection is output or input"),
             (self.label_init in ("class-mean", "random"), "label_init is class-mean or random"),
-            (self.sched in SCHEDULERS, f"unknown scheduler {self.sched!r}; choose {', '.join(SCHEDULERS)}"),
-            (self.ema_decay is None or 0 < self.ema_decay < 1, "the EMA decay must lie in (0, 1)"),
-            (0 <= self.val_t < 1000, f"val_t must lie in 0..999, got {self.val_t}"),
-            (self.val_holdout >= 0 and self.val_images >= 1, "val_holdout must be >= 0 and val_images >= 1"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise DiffclsError(message)
-
-
-def holdout_split(split: Split, count: int) -> tuple[Split, Split]:
-    """(train, validation): the first ``count`` images of a fixed stratified order of ``split`` form the
-    validation split (for the t-sweep), the rest the training split; both keep the original order."""
-    if count >= len(split):
-        raise DiffclsError(f"cannot hold out {count} of {len(split)} training images")
-    order = stratified_order(split.labels, seed=HOLDOUT_SEED)
-    return subset_split(split, np.sort(order[count:])), subset_split(split, np.sort(order[:count]))
-
-
-@dataclass
-class LoadedCheckpoint:
-    """A trained folder, ready to use: ``model`` (eval mode), ``codec``, ``transform``, ``alphas_cumprod``."""
-
-    model: RepCondModel
-    codec: Codec
-    transform: TransformConfig
-    alphas_cumprod: torch.Tensor
-    config: dict
-
-
-def load_checkpoint(folder: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
-    """Any repcond folder (pretrained, unconditional or tuned)."""
-    config = read_checkpoint_config(folder)
-    if config.get("method") not in METHODS or "repcond" not in config:
-        raise DiffclsError(f"{folder} is not a repcond checkpoint (method {config.get('method')!r})")
-    rc = config["repcond"]
-    model = load_model(folder, rc["model"], device)
-    codec = create_codec(rc["codec"]).to(device)
-    alphas = create_scheduler(int(rc.get("num_train_timesteps", 1000))).alphas_cumprod
-    return LoadedCheckpoint(model, codec, TransformConfig.from_dict(config["transform"]), alphas, config)
+            (0 <= self.val_t < 1000, f"--val-t must lie in 0..999, got {self.val_t}"),
+            (self.val_holdout >= 0 and self.val_images >= 1, "--val-holdout must be >= 0 and val_images >= 1"),
+        ])
 
 
 class RepCondTrainer(Trainer):
@@ -148,21 +104,17 @@ class RepCondTrainer(Trainer):
                    "val_holdout")
     METRICS_COLUMNS = REPCOND_METRICS_COLUMNS
 
-    @property
-    def _drop_last(self) -> bool:
-        return False  # no mixup here
-
     # ------------------------------------------------------------------------------------------------ building
 
     def _build_data(self) -> None:
-        self.source = load_source(self.config.data)  # the datasets follow in _build_model (tuning reads them off
-        # the pretrained folder's transform)
+        # The datasets follow in _build_model: tuning reads them off the pretrained folder's transform.
+        self.source = self.source or load_source(self.config.data)
 
     def _build_model(self) -> None:
         c = self.config
         self.alphas_cumprod = create_scheduler().alphas_cumprod
         seed_everything(c.seed)
-        if c.method == "repcond-tune":
+        if phase(c.method).tunes:
             self._build_tuning()
         else:
             self._build_pretraining()
@@ -187,7 +139,7 @@ class RepCondTrainer(Trainer):
         self._datasets(TransformConfig(img_size=c.img_size, fit=c.fit), labelled=False)
         self.codec = create_codec(vae=c.vae, channels=self.source.channels).to(self.device)
         channels, size, _ = self.codec.latent_shape(c.img_size)
-        repcond = c.method == "repcond-pretrain"
+        repcond = phase(c.method).with_encoder
         dit = DiT(dit_config(c.model, size, channels, d_r=c.d_r if repcond else None, patch_size=c.patch_size,
                              decode_injection=c.decode_injection))
         encoder = None
@@ -231,9 +183,8 @@ class RepCondTrainer(Trainer):
                 "repcond": {"model": model_spec(self.model), "codec": self.codec.to_config(),
                             "num_train_timesteps": len(self.alphas_cumprod), "pretrained": self.pretrained_folder}}
 
-    def export(self, epoch: int) -> None:
-        save_model(self.ema.module if self.ema is not None else self.model, self.out, {"epoch": str(epoch)})
-        write_json(self.out / CONFIG_NAME, self.model_config())
+    def save_model(self, model: RepCondModel, epoch: int) -> None:
+        save_model(model, self.out, {"epoch": str(epoch)})
 
     # -------------------------------------------------------------------------------------------------- loops
 
@@ -245,7 +196,7 @@ class RepCondTrainer(Trainer):
         """Held-out denoising loss at fixed seeded (t, noise) with and without the condition; DC Zero accuracy at
         ``val_t`` for a tuned model."""
         c = self.config
-        model = (self.ema.module if self.ema is not None else self.model).eval()
+        model = self.eval_model.eval()
         images, labels = zip(*(self.val_set[i] for i in range(len(self.val_set))))
         z0 = self.codec.encode(torch.stack(images).to(self.device))
         labels = torch.as_tensor(labels, device=self.device)
@@ -268,20 +219,66 @@ def _mse(prediction: torch.Tensor, target: torch.Tensor) -> float:
     return round(torch.nn.functional.mse_loss(prediction.float(), target).item(), 6)
 
 
+class RepCondPhase(Method):
+    """One phase of the rep-conditioned DiT (the three share a config and a trainer); scored by DC Zero."""
+
+    config_class = RepCondTrainConfig
+    trainer_class = RepCondTrainer
+    evaluation = "dc-zero"
+    default_model = "dit_small"
+    models_help = "dit_tiny, dit_small, dit_s2, dit_b2"
+    with_encoder: bool = False  # pretraining conditions the DiT on the encoder's r
+    tunes: bool = False  # starts from a pretrained folder, with class labels in r's place
+    _shared = frozenset({"cond_dropout", "val_holdout", "val_images", "d_r"})
+
+
+@register
+class RepCondPretrain(RepCondPhase):
+    name = "repcond-pretrain"
+    summary = "a DiT trained on unlabeled images with a ViT encoder's representation r"
+    options = RepCondPhase._shared | {"encoder", "vae", "patch_size", "encoder_patch_size", "decode_injection"}
+    with_encoder = True
+
+
+@register
+class UncondPretrain(RepCondPhase):
+    name = "uncond-pretrain"
+    summary = "the same DiT without r (the leakage baseline)"
+    options = RepCondPhase._shared | {"vae", "patch_size", "decode_injection"}
+
+
+@register
+class RepCondTune(RepCondPhase):
+    name = "repcond-tune"
+    summary = ("a pretrained DiT fine-tuned with class labels in r's place (its --model is the pretrained "
+               "folder's; classified by Diffusion Classifier Zero)")
+    options = RepCondPhase._shared | {"pretrained", "label_init", "val_t"}
+    tunes = True
+
+
+def phase(name: str) -> RepCondPhase:
+    """The registered phase called ``name``; any other name is an error listing the phases."""
+    method = METHODS.get(name)
+    if not isinstance(method, RepCondPhase):
+        phases = [m.name for m in METHODS.values() if isinstance(m, RepCondPhase)]
+        raise DiffclsError(f"unknown method {name!r} for the rep-conditioned DiT; choose from {', '.join(phases)}")
+    return method
+
+
 def train_repcond(config: RepCondTrainConfig, resume: bool = False, progress: bool | None = None) -> dict:
     """Run one phase (``config.method``); returns the last metrics row."""
-    return RepCondTrainer(config, progress=progress).fit(resume=resume)
+    return phase(config.method).train(config, resume, progress)
 
 
 def pretrain(config: RepCondTrainConfig, resume: bool = False, progress: bool | None = None) -> dict:
     """``repcond-pretrain`` or ``uncond-pretrain``."""
-    if config.method not in ("repcond-pretrain", "uncond-pretrain"):
-        raise DiffclsError(f"pretrain runs repcond-pretrain or uncond-pretrain, not {config.method!r}")
+    if phase(config.method).tunes:
+        raise DiffclsError(f"pretrain runs a pretraining phase, not {config.method!r}")
     return train_repcond(config, resume, progress)
 
 
 def tune(config: RepCondTrainConfig, resume: bool = False, progress: bool | None = None) -> dict:
     """``repcond-tune`` from ``config.pretrained``."""
-    if config.method != "repcond-tune":
-        raise DiffclsError(f"tune runs repcond-tune, not {config.method!r}")
+    if not phase(config.method).tunes:
+        raise DiffclsError(f"tune runs a tuning phase, not {config.method!r}")
     return train_repcond(config, resume, progress)

@@ -1,44 +1,23 @@
-"""Turn a trained network into class probabilities, per method.
+"""From a trained network to class probabilities, shared by training's validation and evaluation.
 
-* ``standard``: softmax of the logits (1 network evaluation per image).
-* ``didicm``: one of the DiDiCM samplers (``cp``, ``cl``, ``onepass``) driven by the network with the image bound,
-  so the samplers see only ``score_fn(c_t, sigma) -> log scores``.
+A method turns its model into a :data:`Readout` (``images, generator -> probs``); :func:`predict_dataset` runs one
+over a data set, sharded under torchrun. :func:`sample_proba` is DiDiCM's readout: a sampler of
+:data:`diffcls.didicm.SAMPLERS` driven by the network with the image bound (:func:`bind_image`), so the samplers
+see only ``score_fn(c_t, sigma) -> log scores``.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Callable, Literal
+from typing import Callable
 
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm  # not tqdm.auto: its asyncio bar calls iter() at once, starting idle loader workers
 
-from diffcls.didicm import SAMPLERS, nfe_per_image
+from diffcls.didicm import SamplerConfig
 from diffcls.errors import DiffclsError
-from diffcls.train.distributed import SINGLE_PROCESS, Dist
-
-
-@dataclass
-class SamplerConfig:
-    """How DiDiCM turns scores into probabilities. Ignored by the standard classifier."""
-
-    sampler: Literal["cp", "cl", "onepass"] = "cp"
-    steps: int = 8
-    chains: int = 10
-    cp_update: Literal["euler", "analytic"] = "euler"
-    cp_reference: Literal["min", "max", "random"] = "min"
-
-    def nfe(self, method: str) -> int:
-        """Network evaluations per image."""
-        if method != "didicm":
-            return 1
-        return nfe_per_image(self.sampler, self.steps, self.chains)
-
-    def to_dict(self, method: str) -> dict:
-        d = asdict(self)
-        return d if method == "didicm" else {"sampler": "softmax", "steps": None, "chains": None}
+from diffcls.runtime.distributed import SINGLE_PROCESS, Dist
 
 
 def bind_image(model: nn.Module, images: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -68,27 +47,24 @@ def bind_image(model: nn.Module, images: torch.Tensor) -> Callable[[torch.Tensor
     return score_fn
 
 
+Readout = Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
+"""``readout(images [B, 3, S, S], generator) -> probs float[B, K]``: a trained model read out one way (a method's
+:meth:`~diffcls.methods.classifier.ClassifierMethod.readout`)."""
+
+
 @torch.inference_mode()
-def predict_proba(model: nn.Module, method: str, images: torch.Tensor, sampler: SamplerConfig | None = None,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """Class probabilities ``float[B, K]`` for a batch of images ``[B, 3, S, S]``."""
-    if method == "standard":
-        return model(images).float().softmax(dim=-1)
-    sampler = sampler or SamplerConfig()
-    kwargs: dict = {"generator": generator}
-    if sampler.sampler == "cp":
-        kwargs.update(steps=sampler.steps, update=sampler.cp_update, reference=sampler.cp_reference)
-    elif sampler.sampler == "cl":
-        kwargs.update(steps=sampler.steps, chains=sampler.chains)
-        # CL calls the network with B * chains rows; split the batch so a call stays near B rows, since a
-        # 10x larger batch ran over 2x slower per row on a 2-core CPU (cache misses), and it bounds memory.
-        parts = images.split(max(1, len(images) // sampler.chains))
-        return torch.cat([_run_sampler(model, part, sampler.sampler, kwargs) for part in parts])
-    return _run_sampler(model, images, sampler.sampler, kwargs)
-
-
-def _run_sampler(model: nn.Module, images: torch.Tensor, sampler: str, kwargs: dict) -> torch.Tensor:
-    return SAMPLERS[sampler](bind_image(model, images), len(images), model.num_classes, **kwargs).float()
+def sample_proba(model: nn.Module, images: torch.Tensor, sampler: SamplerConfig,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Class probabilities ``float[B, K]`` of a conditional model (a DiDiRN) for images ``[B, 3, S, S]``, by the
+    DiDiCM sampler that ``sampler`` names."""
+    spec = sampler.spec
+    kwargs = {**spec.kwargs(sampler), "generator": generator}
+    # A sampler that calls the network with B × rows rows (CL's chains): split the batch so a call stays near B
+    # rows, since a 10x larger batch ran over 2x slower per row on a 2-core CPU (cache misses), and it bounds
+    # memory.
+    parts = images.split(max(1, len(images) // spec.rows_per_image(sampler)))
+    return torch.cat([spec.fn(bind_image(model, part), len(part), model.num_classes, **kwargs).float()
+                      for part in parts])
 
 
 def batch_seed(seed: int, batch_index: int) -> int:
@@ -97,11 +73,11 @@ def batch_seed(seed: int, batch_index: int) -> int:
     return seed * 1_000_003 + batch_index
 
 
-def predict_dataset(model: nn.Module, method: str, dataset: Dataset, batch_size: int,
-                    sampler: SamplerConfig | None = None, device: torch.device | str = "cpu", seed: int = 0,
-                    workers: int = 0, desc: str = "eval", progress: bool | None = None,
+def predict_dataset(readout: Readout, dataset: Dataset, batch_size: int, device: torch.device | str = "cpu",
+                    seed: int = 0, workers: int = 0, desc: str = "eval", progress: bool | None = None,
                     dist: Dist = SINGLE_PROCESS) -> tuple[torch.Tensor, torch.Tensor]:
-    """Probabilities ``float32[N, K]`` and labels ``int64[N]`` of a data set, in data-set order, on every rank.
+    """Probabilities ``float32[N, K]`` from ``readout`` and labels ``int64[N]`` of a data set, in data-set order,
+    on every rank.
 
     The data set is cut into fixed batches of ``batch_size`` consecutive images; under torchrun each rank runs
     every ``world_size``-th batch and the results are gathered. Each batch's sampling randomness is seeded by
@@ -114,12 +90,12 @@ def predict_dataset(model: nn.Module, method: str, dataset: Dataset, batch_size:
     batches = [list(range(s, min(s + batch_size, n))) for s in range(0, n, batch_size)]
     mine = dist.shard_batches(batches)
     loader = DataLoader(dataset, batch_sampler=[b for _, b in mine], num_workers=workers)
-    model.eval()
     generator = torch.Generator(device=device)
     hide = not dist.is_main or (None if progress is None else not progress)
     done = []
     for (j, _), (images, y) in zip(mine, tqdm(loader, desc=desc, disable=hide, leave=False)):
         generator.manual_seed(batch_seed(seed, j))
-        done.append((j, predict_proba(model, method, images.to(device), sampler, generator).cpu(), y))
+        with torch.inference_mode():
+            done.append((j, readout(images.to(device), generator).float().cpu(), y))
     gathered = sorted((item for part in dist.all_gather(done) for item in part), key=lambda item: item[0])
     return torch.cat([p for _, p, _ in gathered]), torch.cat([y for _, _, y in gathered])
