@@ -5,14 +5,14 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv test test-all demo clean
+.PHONY: venv test test-all lint format demo clean
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c requirements.lock -e ".[test]"
+	$(PY) -m pip install -q -c requirements.lock -e ".[test,lint]"
 	@touch $(STAMP)
 
 test: venv
@@ -20,6 +20,15 @@ test: venv
 
 test-all: venv
 	$(PY) -m pytest -q -m "slow or not slow"
+
+# ruff's lint rules and formatter (configuration in pyproject.toml); `make format` applies them.
+lint: venv
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+format: venv
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+	$(VENV)/bin/ruff format src tests benchmarks
 
 # The main job on bundled data: the benchmark's quick preset on mnist5k. Trains the standard twin, a plain
 # ResNet and DiDiCM (10 epochs each), evaluates them on 500 test images clean, under 4 corruptions × 3 severities, at 16 and 8 px,

@@ -21,7 +21,8 @@ import timm
 import torch
 
 import diffcls.models  # noqa: F401  (registers the DiDiRN family)
-from diffcls.train.objectives import create_objective
+from diffcls.methods import get_method
+from diffcls.train.config import TrainConfig
 
 
 def time_call(fn) -> float:
@@ -40,9 +41,11 @@ def inference(model, images: torch.Tensor, conditional: bool):
     return run
 
 
-def train_step(model, images: torch.Tensor, method: str):
-    """One optimisation step (loss, backward, AdamW) at batch ``len(images)``."""
-    objective = create_objective(method, model.num_classes)
+def train_step(model, images: torch.Tensor, method: str, model_name: str):
+    """One optimisation step (loss, backward, AdamW) at batch ``len(images)``, with the method's objective at
+    ``diffcls train``'s defaults."""
+    config = TrainConfig(data="", method=method, model=model_name, output="")
+    objective = get_method(method).objective(config, model.num_classes)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     labels = torch.randint(0, model.num_classes, (len(images),), generator=torch.Generator().manual_seed(0))
 
@@ -69,7 +72,7 @@ def main() -> None:
         cases = {"inference, batch %d" % args.infer_batch:
                  (model.eval(), inference(model, torch.randn(args.infer_batch, 3, 32, 32), conditional)),
                  "training step, batch %d" % args.train_batch:
-                 (model, train_step(model, torch.randn(args.train_batch, 3, 32, 32), method))}
+                 (model, train_step(model, torch.randn(args.train_batch, 3, 32, 32), method, args.model))}
         for case, (net, fn) in cases.items():
             net.train(case.startswith("training"))
             times = {True: [], False: []}

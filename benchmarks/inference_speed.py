@@ -6,11 +6,11 @@ at 16 and 32 px with a flat schedule and adaptive ones (the paper's CIFAR-10 sch
 small one). The networks are untrained, with fixed seeds (time does not depend on the weights), and the inputs
 random 3-channel images, under ``torch.inference_mode``.
 
-Each row's NFE comes from the library (``SamplerConfig.nfe``, ``Schedule.nfe``) and is checked against the rows a
-wrapper counts going through the network. All rows of one batch size run in one process, interleaved repeat by
-repeat, so the ratios to the twin's time per image compare like with like. The Diffusion Classifier classifies
-at most ``--dc-max-images`` images per call (its cost per image hardly depends on the number of images: its
-forward passes hold ``--dc-rows`` network rows whatever the image batch).
+Each row's NFE comes from the library (``ClassifierMethod.nfe``, ``SamplerConfig.nfe``, ``Schedule.nfe``) and is
+checked against the rows a wrapper counts going through the network. All rows of one batch size run in one
+process, interleaved repeat by repeat, so the ratios to the twin's time per image compare like with like. The
+Diffusion Classifier classifies at most ``--dc-max-images`` images per call (its cost per image hardly depends on
+the number of images: its forward passes hold ``--dc-rows`` network rows whatever the image batch).
 
     .venv/bin/python benchmarks/inference_speed.py --repeats 5 --write-docs
 
@@ -28,9 +28,9 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from diffcls.inference.predict import SamplerConfig, predict_proba
+from diffcls.didicm import SamplerConfig
 from diffcls.generative import Schedule, classify, parse_schedule
-from diffcls.models.factory import create_classifier
+from diffcls.methods import get_method
 from diffcls.models.noise_predictors import create_noise_predictor, create_scheduler
 
 from _harness import interleaved_medians, markdown_table, random_images, report  # benchmarks/_harness.py
@@ -70,18 +70,18 @@ class Case:
 
 
 def classifier_cases(twin: CountRows, didicm: CountRows, images: torch.Tensor, args) -> list[Case]:
-    """The standard twin and DiDiCM's samplers, through ``predict_proba`` as ``diffcls eval`` runs them."""
+    """The standard twin and DiDiCM's samplers, through their method's readout as ``diffcls eval`` runs them."""
     samplers = [(f"DiDiCM CP-{k} ({update})", SamplerConfig("cp", k, cp_update=update))
                 for update in ("euler", "analytic") for k in args.cp_steps]
     samplers += [(f"DiDiCM CL {args.cl_chains} chains × {args.cl_steps} steps",
                   SamplerConfig("cl", args.cl_steps, chains=args.cl_chains)),
                  ("DiDiCM one-pass", SamplerConfig("onepass"))]
     network = f"{args.model}, 32 px"
-    cases = [Case("standard twin", network, SamplerConfig().nfe("standard"), twin, images,
-                  partial(predict_proba, twin, "standard", images))]
+    standard, diffusion = get_method("standard"), get_method("didicm")
+    cases = [Case("standard twin", network, standard.nfe(), twin, images, partial(standard.readout(twin), images))]
     for label, cfg in samplers:
-        run = partial(predict_proba, didicm, "didicm", images, cfg, torch.Generator().manual_seed(0))
-        cases.append(Case(label, network, cfg.nfe("didicm"), didicm, images, run))
+        run = partial(diffusion.readout(didicm, cfg), images, torch.Generator().manual_seed(0))
+        cases.append(Case(label, network, diffusion.nfe(cfg), didicm, images, run))
     return cases
 
 
@@ -113,8 +113,8 @@ def build_networks(args) -> tuple[CountRows, CountRows, dict[int, CountRows]]:
     def seeded(make):
         torch.manual_seed(0)
         return CountRows(make().eval())
-    twin = seeded(lambda: create_classifier("standard", args.model, args.classes))
-    didicm = seeded(lambda: create_classifier("didicm", args.model, args.classes))
+    twin = seeded(lambda: get_method("standard").create_network(args.model, args.classes))
+    didicm = seeded(lambda: get_method("didicm").create_network(args.model, args.classes))
     unets = {s: seeded(lambda s=s: create_noise_predictor(args.dc_model, args.classes, s)) for s in args.dc_sizes}
     return twin, didicm, unets
 

@@ -1,9 +1,10 @@
 """Late conditioning: the DiDiRN image prefix computed once per image instead of once per diffusion step.
 
 A DiDiCM sampler calls the network once per step with the same image and a new (c_t, sigma). The stem and any
-stage that does not see (c_t, sigma) give the same output at every step, so ``diffcls.eval.predict.bind_image``
-computes that *image prefix* once and runs only the conditioned stages per step. This script times, in one
-process and interleaved repeat by repeat, the samplers as ``diffcls eval`` runs them (``predict_proba``):
+stage that does not see (c_t, sigma) give the same output at every step, so
+``diffcls.inference.predict.bind_image`` computes that *image prefix* once and runs only the conditioned stages
+per step. This script times, in one process and interleaved repeat by repeat, the samplers as ``diffcls eval``
+runs them (the method's ``readout``):
 
 * **before**: the paper's DiDiRN, the whole network at every step;
 * **full DiDiRN, stem once**: the paper's network with only its stem shared across steps (not faster, so the
@@ -33,8 +34,8 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from diffcls.data.corruptions import CORRUPTION_NAMES
-from diffcls.inference.predict import SamplerConfig, predict_proba
-from diffcls.models.factory import create_classifier
+from diffcls.didicm import SamplerConfig
+from diffcls.methods import get_method
 
 from _harness import interleaved_medians, markdown_table, random_images, report  # benchmarks/_harness.py
 
@@ -58,10 +59,12 @@ class StemOnce(nn.Module):
 
 
 def sampler_call(model: nn.Module, images: torch.Tensor, sampler: SamplerConfig | None) -> Callable[[], object]:
-    """One ``predict_proba`` call: the twin's softmax when ``sampler`` is None, else a seeded DiDiCM sampler."""
+    """One readout call: the twin's softmax when ``sampler`` is None, else a seeded DiDiCM sampler (call it under
+    ``torch.inference_mode``)."""
     if sampler is None:
-        return partial(predict_proba, model, "standard", images)
-    return lambda: predict_proba(model, "didicm", images, sampler, torch.Generator().manual_seed(0))
+        return partial(get_method("standard").readout(model), images)
+    readout = get_method("didicm").readout(model, sampler)
+    return lambda: readout(images, torch.Generator().manual_seed(0))
 
 
 def flops_per_image(run: Callable[[], object], batch: int) -> float:
@@ -92,14 +95,14 @@ def build_cases(args) -> list[tuple[str, str, str, Callable[[], object]]]:
     """(sampler label, network label, model name, call) per case; the twin first."""
     images = random_images(args.batch)
     torch.manual_seed(0)
-    twin = create_classifier("standard", "didirn_small", args.classes).eval()
+    twin = get_method("standard").create_network("didirn_small", args.classes).eval()
     cases = [("softmax", "standard twin", "twin", sampler_call(twin, images, None))]
     samplers = (("CP-8", SamplerConfig("cp", steps=8)),
                 (f"CL {args.chains} chains × 4 steps", SamplerConfig("cl", steps=4, chains=args.chains)))
     for sampler_label, sampler in samplers:
         for label, name, prefix_once in NETWORKS:
             torch.manual_seed(0)
-            model = create_classifier("didicm", name, args.classes).eval()
+            model = get_method("didicm").create_network(name, args.classes).eval()
             model = StemOnce(model).eval() if prefix_once and model.prefix_stages == 0 else model
             cases.append((sampler_label, label, name, sampler_call(model, images, sampler)))
     return cases

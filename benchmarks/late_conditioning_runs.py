@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 from diffcls.data.corruptions import CORRUPTION_NAMES
+from diffcls.didicm import SamplerConfig
 from diffcls.eval.evaluate import EvalConfig, evaluate_classifier, write_results
-from diffcls.inference.predict import SamplerConfig
 
 RUNS = (("didicm", "didirn_small", 20), ("didicm", "didirn_small_late2", 20), ("didicm", "didirn_small_late1", 20),
         ("standard", "didirn_small", 8))

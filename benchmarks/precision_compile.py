@@ -2,9 +2,9 @@
 
 Cases (``--cases``, all by default):
 
-* ``twin``: the standard twin's forward as ``diffcls eval`` runs it (``predict_proba(model, "standard", ...)``,
+* ``twin``: the standard twin's forward as ``diffcls eval`` runs it (``get_method("standard").readout(model)``,
   softmax of the logits), ``didirn_small``, batch 256, 3 × 32 × 32;
-* ``cp8``: DiDiCM CP-8 (``predict_proba(model, "didicm", images, SamplerConfig(sampler="cp", steps=8))``) on the
+* ``cp8``: DiDiCM CP-8 (``get_method("didicm").readout(model, SamplerConfig(sampler="cp", steps=8))``) on the
   conditional ``didirn_small``, batch 256;
 * ``twin-train`` / ``didicm-train``: one training step of each (the objective's forward, backward and an AdamW
   step, as ``diffcls train`` runs it), batch 128.
@@ -16,7 +16,7 @@ that first call minus the steady-state median. Compiles go into a fresh, empty i
 end), so they are cold ones (``--keep-compile-cache`` uses the usual, possibly warm, cache), and a one-op
 function is compiled first so that inductor's start-up is reported apart, not charged to the first row. The
 variants of one case then run interleaved repeat by repeat (after one untimed round), so the speed-ups compare
-like with like. For DiDiCM the compiled variants compile what ``predict_proba`` calls (the model and, for a
+like with like. For DiDiCM the compiled variants compile what the readout calls (the model and, for a
 DiDiRN, its ``forward_prefix`` and ``forward_conditioned``); the sampler's own arithmetic stays eager, and so
 does the optimiser step in training. A variant whose compile (or bf16 run) raises is reported as
 "failed: <reason>" and the others go on.
@@ -24,7 +24,7 @@ does the optimiser step in training. A variant whose compile (or bf16 run) raise
 For the inference cases the table also gives the effect on the outputs, on the same inputs and sampler seed:
 the largest absolute difference of a class probability to fp32 eager's, and the fraction of images whose
 argmax agrees with fp32 eager's. By default the networks are untrained (fixed seeds) and the inputs random.
-``--checkpoint DIR [DIR ...]`` puts trained classifiers (``diffcls.models.factory.load_classifier``; a
+``--checkpoint DIR [DIR ...]`` puts trained classifiers (``diffcls.methods.load_classifier``; a
 ``standard`` one replaces the twin, a ``didicm`` one CP-8's network) in their inference case; that case then
 runs on the test split of ``--data`` (bundled mnist5k by default, through the checkpoint's eval transform), in
 batches of exactly ``--batch`` images (the last one padded by repeating images, so a compiled network sees one
@@ -57,10 +57,11 @@ import torch
 import torch.nn as nn
 
 from diffcls.data import ImageDataset, ImageTransform, TransformConfig, load_source
+from diffcls.didicm import SamplerConfig
 from diffcls.eval.evaluate import select_split
-from diffcls.inference.predict import SamplerConfig, batch_seed, predict_proba
-from diffcls.models.factory import create_classifier, load_classifier
-from diffcls.train.objectives import create_objective
+from diffcls.inference.predict import batch_seed
+from diffcls.methods import get_method, load_classifier
+from diffcls.train.config import TrainConfig
 
 from _harness import interleaved_medians, markdown_table, random_images, report, seconds  # benchmarks/_harness.py
 
@@ -72,7 +73,7 @@ CP8 = SamplerConfig(sampler="cp", steps=8)
 
 
 class Compiled:
-    """What ``predict_proba`` and the objectives use of a classifier, compiled: calling it, and (for a DiDiRN)
+    """What the readouts and the objectives use of a classifier, compiled: calling it, and (for a DiDiRN)
     ``forward_prefix`` and ``forward_conditioned``, which ``bind_image`` calls instead of the whole network.
 
     ``torch.compile(model)`` alone would not do: its module hands those two methods on uncompiled, and setting
@@ -89,6 +90,11 @@ class Compiled:
     @property
     def training(self) -> bool:
         return self.model.training
+
+    def eval(self) -> "Compiled":
+        """Eval mode of the model (a method's ``readout`` sets it on what it reads out)."""
+        self.model.eval()
+        return self
 
     @property
     def prefix_stages(self) -> int:
@@ -148,22 +154,25 @@ def one_line(e: BaseException) -> str:
 def seeded_classifier(method: str, model_name: str, classes: int, device: torch.device) -> nn.Module:
     """An untrained classifier with fixed seed 0 on ``device``."""
     torch.manual_seed(0)
-    return create_classifier(method, model_name, classes).to(device)
+    return get_method(method).create_network(model_name, classes).to(device)
 
 
 def predictor(model: nn.Module, method: str, sampler: SamplerConfig | None, bf16: bool,
               device: torch.device) -> Callable[..., torch.Tensor]:
-    """``predict(images, seed=0) -> probs``: ``predict_proba`` under the variant's precision, seeded sampler."""
+    """``predict(images, seed=0) -> probs``: the method's readout under the variant's precision (and
+    ``torch.inference_mode``), seeded sampler."""
+    readout = get_method(method).readout(model, sampler)
+
     def predict(images: torch.Tensor, seed: int = 0) -> torch.Tensor:
-        with precision(device, bf16):
-            return predict_proba(model, method, images, sampler, torch.Generator(device).manual_seed(seed))
+        with precision(device, bf16), torch.inference_mode():
+            return readout(images, torch.Generator(device).manual_seed(seed))
     return predict
 
 
 def inference_case(label: str, model: nn.Module, method: str, sampler: SamplerConfig | None,
                    images: torch.Tensor, device: torch.device,
                    data: tuple[torch.Tensor, torch.Tensor] | None = None) -> Case:
-    """All variants of ``predict_proba`` on one eval-mode model (the compiled ones share its weights)."""
+    """All variants of the method's readout on one eval-mode model (the compiled ones share its weights)."""
     model.eval()
     compiled = Compiled(model)
     predictors = {name: predictor(compiled if comp else model, method, sampler, bf16, device)
@@ -178,7 +187,8 @@ def train_step(method: str, model_name: str, classes: int, images: torch.Tensor,
     under the variant's precision, backward and optimiser step outside it."""
     model = seeded_classifier(method, model_name, classes, device).train()
     net = Compiled(model) if compiled else model
-    objective = create_objective(method, classes)
+    objective = get_method(method).objective(TrainConfig(data="", method=method, model=model_name, output=""),
+                                             classes)  # diffcls train's defaults
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def run() -> None:

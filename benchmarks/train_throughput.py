@@ -1,8 +1,8 @@
 """Training throughput of DiDiCM against its standard twin, set against their FLOP ratio.
 
 One training step is the objective's forward pass, backward and an AdamW step, as ``diffcls train`` runs it:
-DiDiCM's score entropy (``create_objective("didicm", K)``) on a DiDiRN, and cross-entropy
-(``create_objective("standard", K)``) on its standard twin (the same network without the label/noise
+DiDiCM's score entropy (``get_method("didicm").objective(config, K)``) on a DiDiRN, and cross-entropy
+(``get_method("standard").objective(config, K)``) on its standard twin (the same network without the label/noise
 conditioning). Both run in one process, interleaved repeat by repeat, on random 3-channel images with random
 labels. Forward FLOPs of one batch (the objective, network and loss) are counted with
 ``torch.utils.flop_counter.FlopCounterMode``; if DiDiCM's time ratio exceeds its FLOP ratio, the conditioning
@@ -23,8 +23,8 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from diffcls.models.factory import create_classifier
-from diffcls.train.objectives import create_objective
+from diffcls.methods import get_method
+from diffcls.train.config import TrainConfig
 
 from _harness import interleaved_medians, markdown_table, report  # benchmarks/_harness.py
 
@@ -65,8 +65,10 @@ def main() -> None:
     steps, flops = {}, {}
     for label, method, _ in CONTENDERS:
         torch.manual_seed(0)
-        model = create_classifier(method, args.model, args.classes).train()
-        objective = create_objective(method, args.classes)
+        classifier = get_method(method)
+        model = classifier.create_network(args.model, args.classes).train()
+        config = TrainConfig(data="", method=method, model=args.model, output="")  # diffcls train's defaults
+        objective = classifier.objective(config, args.classes)
         flops[label] = forward_flops(model, objective, images, labels)
         steps[label] = train_step(model, objective, images, labels)
     medians = interleaved_medians(steps, args.repeats)

@@ -185,8 +185,8 @@ def default_corruption_set(image_size: int) -> str:
 
 def check_corruption(name: str, severity: int, corruption_set: str = "cifar") -> None:
     """Raise :class:`DiffclsError` for an unknown corruption or set, or a severity that is not an int in 1..5."""
-    if name not in CORRUPTION_NAMES:
-        raise DiffclsError(f"unknown corruption {name!r}: expected one of {', '.join(CORRUPTION_NAMES)}")
+    if name not in CORRUPTIONS:
+        raise DiffclsError(f"unknown corruption {name!r}: expected one of {', '.join(CORRUPTIONS)}")
     if corruption_set not in CORRUPTION_SETS:
         raise DiffclsError(f"unknown corruption set {corruption_set!r}: expected one of {', '.join(CORRUPTION_SETS)}")
     if isinstance(severity, bool) or not isinstance(severity, (int, np.integer)) or not 1 <= severity <= 5:
