@@ -17,8 +17,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -63,8 +63,10 @@ def command_line() -> str:
 
 def header(repeats: int) -> str:
     """The line above a table: command, machine (platform, threads, torch) and date."""
-    return (f"`{command_line()}` on {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-            f"torch {torch.__version__}, {datetime.date.today()}; median of {repeats}")
+    return (
+        f"`{command_line()}` on {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}, {datetime.date.today()}; median of {repeats}"
+    )
 
 
 def markdown_table(columns: list[str], rows: list[list[str]]) -> str:
@@ -81,7 +83,7 @@ def write_section(key: str, title: str, body: str, path: Path | None = None) -> 
     text = path.read_text()
     block = f"{start}\n{body.strip()}\n{end}"
     if start in text and end in text:
-        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
     else:
         text = text.rstrip("\n") + f"\n\n## {title}\n\n{block}\n"
     with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:

@@ -38,6 +38,7 @@ def inference(model, images: torch.Tensor, conditional: bool):
     def run():
         with torch.inference_mode():
             model(images, labels, sigma) if conditional else model(images)
+
     return run
 
 
@@ -54,6 +55,7 @@ def train_step(model, images: torch.Tensor, method: str, model_name: str):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+
     return run
 
 
@@ -66,13 +68,18 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     rows = []
-    for label, method, conditional in (("DiDiCM (conditional)", "didicm", True),
-                                       ("standard twin", "standard", False)):
+    for label, method, conditional in (("DiDiCM (conditional)", "didicm", True), ("standard twin", "standard", False)):
         model = timm.create_model(args.model, num_classes=10, conditional=conditional)
-        cases = {"inference, batch %d" % args.infer_batch:
-                 (model.eval(), inference(model, torch.randn(args.infer_batch, 3, 32, 32), conditional)),
-                 "training step, batch %d" % args.train_batch:
-                 (model, train_step(model, torch.randn(args.train_batch, 3, 32, 32), method, args.model))}
+        cases = {
+            f"inference, batch {args.infer_batch}": (
+                model.eval(),
+                inference(model, torch.randn(args.infer_batch, 3, 32, 32), conditional),
+            ),
+            f"training step, batch {args.train_batch}": (
+                model,
+                train_step(model, torch.randn(args.train_batch, 3, 32, 32), method, args.model),
+            ),
+        }
         for case, (net, fn) in cases.items():
             net.train(case.startswith("training"))
             times = {True: [], False: []}
@@ -85,9 +92,12 @@ def main() -> None:
                     times[layout].append(time_call(fn))
             nchw, last = statistics.median(times[False]), statistics.median(times[True])
             rows.append((label, case, nchw, last, nchw / last))
-    print(f"`.venv/bin/python benchmarks/channels_last.py --repeats {args.repeats}` on {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}, {datetime.date.today()}; median of "
-          f"{args.repeats}\n")
+    print(
+        f"`.venv/bin/python benchmarks/channels_last.py --repeats {args.repeats}` on "
+        f"{platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}, {datetime.date.today()}; median of "
+        f"{args.repeats}\n"
+    )
     print("| model | case | NCHW (s) | channels-last (s) | speed-up |")
     print("|---|---|---|---|---|")
     for label, case, nchw, last, ratio in rows:

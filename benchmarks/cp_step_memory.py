@@ -65,8 +65,13 @@ def measure(form: str, classes: int, batch: int, inner: int, threads: int) -> di
         times.append(time.perf_counter() - tic)
         if len(times) == 1:
             peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
-    return {"form": form, "classes": classes, "batch": batch, "peak_mib": peak_kib / 1024,
-            "seconds": statistics.median(times)}
+    return {
+        "form": form,
+        "classes": classes,
+        "batch": batch,
+        "peak_mib": peak_kib / 1024,
+        "seconds": statistics.median(times),
+    }
 
 
 def kxk_gib(classes: int, batch: int) -> float:
@@ -76,10 +81,20 @@ def kxk_gib(classes: int, batch: int) -> float:
 
 def run_form(form: str, classes: int, args) -> dict[str, float]:
     """Median peak (MiB) and seconds over ``--repeats`` fresh subprocesses."""
-    command = [sys.executable, __file__, "--child", form, str(classes), str(args.batch), str(args.inner),
-               str(args.threads)]
-    runs = [json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
-            for _ in range(args.repeats)]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        form,
+        str(classes),
+        str(args.batch),
+        str(args.inner),
+        str(args.threads),
+    ]
+    runs = [
+        json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+        for _ in range(args.repeats)
+    ]
     return {key: statistics.median(r[key] for r in runs) for key in ("peak_mib", "seconds")}
 
 
@@ -90,22 +105,44 @@ def mib(value: float) -> str:
 
 def table_rows(classes: int, linear: dict, kxk: dict | None, args) -> list[list[str]]:
     """The O(K) row and the K×K row (measured, or skipped with its reason) of one K."""
-    rows = [[f"{classes:,}", str(args.batch), "O(K)", mib(linear["peak_mib"]), f"{linear['seconds']:.6f}",
-             f"{linear['seconds'] / classes * 1e9:,.0f}", "", ""]]
+    rows = [
+        [
+            f"{classes:,}",
+            str(args.batch),
+            "O(K)",
+            mib(linear["peak_mib"]),
+            f"{linear['seconds']:.6f}",
+            f"{linear['seconds'] / classes * 1e9:,.0f}",
+            "",
+            "",
+        ]
+    ]
     if kxk is None:
         reason = f"skipped: needs ≈ {kxk_gib(classes, args.batch):,.1f} GiB > --max-gib {args.max_gib:g}"
         rows.append([f"{classes:,}", str(args.batch), "K×K", reason, "", "", "", ""])
     else:
         memory = f"{kxk['peak_mib'] / linear['peak_mib']:.0f}×" if linear["peak_mib"] >= 0.1 else "—"
-        rows.append([f"{classes:,}", str(args.batch), "K×K", mib(kxk["peak_mib"]), f"{kxk['seconds']:.6f}", "",
-                     f"{kxk['seconds'] / linear['seconds']:.1f}×", memory])
+        rows.append(
+            [
+                f"{classes:,}",
+                str(args.batch),
+                "K×K",
+                mib(kxk["peak_mib"]),
+                f"{kxk['seconds']:.6f}",
+                "",
+                f"{kxk['seconds'] / linear['seconds']:.1f}×",
+                memory,
+            ]
+        )
     return rows
 
 
 def slopes(classes: list[int], seconds: list[float]) -> str:
     """Log-log slopes of the O(K) step's time between consecutive K (1 = linear growth)."""
-    parts = [f"{math.log(t1 / t0) / math.log(k1 / k0):.2f} ({k0:,}→{k1:,})"
-             for k0, k1, t0, t1 in zip(classes, classes[1:], seconds, seconds[1:])]
+    parts = [
+        f"{math.log(t1 / t0) / math.log(k1 / k0):.2f} ({k0:,}→{k1:,})"
+        for k0, k1, t0, t1 in zip(classes, classes[1:], seconds, seconds[1:])
+    ]
     return ", ".join(parts) if parts else "one K only"
 
 
@@ -131,14 +168,32 @@ def main() -> None:
         kxk = run_form("kxk", k, args) if kxk_gib(k, args.batch) <= args.max_gib else None
         rows += table_rows(k, linear, kxk, args)
         linear_seconds.append(linear["seconds"])
-    columns = ["K", "batch", "form", "peak extra memory (MiB)", "seconds per step", "O(K): time ÷ K (ns)",
-               "time K×K ÷ O(K)", "memory K×K ÷ O(K)"]
-    notes = [(f"float64 probabilities, {args.threads} threads; medians of {args.inner} steps in each of "
-              f"{args.repeats} fresh subprocesses. O(K) form, log-log slope of time against K: "
-              f"{slopes(args.classes, linear_seconds)}; 1 is linear growth, below 1 the fixed cost of a step "
-              "still shows. Peaks below 0.1 MiB are under what ru_maxrss resolves (— : no ratio).")]
-    report("cp-step-scaling", "DiDiCM-CP step against the number of classes", args.repeats,
-           markdown_table(columns, rows), notes, args.write_docs)
+    columns = [
+        "K",
+        "batch",
+        "form",
+        "peak extra memory (MiB)",
+        "seconds per step",
+        "O(K): time ÷ K (ns)",
+        "time K×K ÷ O(K)",
+        "memory K×K ÷ O(K)",
+    ]
+    notes = [
+        (
+            f"float64 probabilities, {args.threads} threads; medians of {args.inner} steps in each of "
+            f"{args.repeats} fresh subprocesses. O(K) form, log-log slope of time against K: "
+            f"{slopes(args.classes, linear_seconds)}; 1 is linear growth, below 1 the fixed cost of a step "
+            "still shows. Peaks below 0.1 MiB are under what ru_maxrss resolves (— : no ratio)."
+        )
+    ]
+    report(
+        "cp-step-scaling",
+        "DiDiCM-CP step against the number of classes",
+        args.repeats,
+        markdown_table(columns, rows),
+        notes,
+        args.write_docs,
+    )
 
 
 if __name__ == "__main__":

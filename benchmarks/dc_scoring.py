@@ -10,7 +10,8 @@ to ``--rows`` network rows. This times, on the same image, timesteps and noise:
 
 The errors of the three agree (asserted, allclose); the table gives their medians and the speed-up over the
 loop. A note adds the share of a forward pass's FLOPs spent in the UNet's timestep and class embeddings, the
-only part that sharing across classes could still save (x_t is already built once per (image, t)). The UNets (class-conditional ``unet_small``, K = 10) are untrained with fixed seeds; the images random.
+only part that sharing across classes could still save (x_t is already built once per (image, t)). The UNets
+(class-conditional ``unet_small``, K = 10) are untrained with fixed seeds; the images random.
 
     .venv/bin/python benchmarks/dc_scoring.py --repeats 7 --write-docs
 
@@ -21,20 +22,25 @@ docs/performance.md.
 from __future__ import annotations
 
 import argparse
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from _harness import interleaved_medians, markdown_table, report  # benchmarks/_harness.py
 from diffcls.generative import noise_prediction_errors, per_sample_error, timestep_grid
 from diffcls.models.noise_predictors import create_noise_predictor, create_scheduler
 
-from _harness import interleaved_medians, markdown_table, report  # benchmarks/_harness.py
 
-
-def looped_errors(net: nn.Module, x0: torch.Tensor, classes: torch.Tensor, timesteps: torch.Tensor,
-                  noise: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
+def looped_errors(
+    net: nn.Module,
+    x0: torch.Tensor,
+    classes: torch.Tensor,
+    timesteps: torch.Tensor,
+    noise: torch.Tensor,
+    alphas_cumprod: torch.Tensor,
+) -> torch.Tensor:
     """float32[B, A, J]: the errors of ``noise_prediction_errors``, one forward pass per (image, class, timestep)."""
     abar = alphas_cumprod.double()[timesteps]
     signal, sigma = abar.sqrt().to(x0.dtype), (1 - abar).sqrt().to(x0.dtype)
@@ -61,17 +67,28 @@ class CountPasses(nn.Module):
         return self.net(*args)
 
 
-def scorers(net: nn.Module, x0: torch.Tensor, timesteps: torch.Tensor, noise: torch.Tensor,
-            alphas_cumprod: torch.Tensor, num_classes: int, rows: int) -> dict[str, Callable[[], torch.Tensor]]:
+def scorers(
+    net: nn.Module,
+    x0: torch.Tensor,
+    timesteps: torch.Tensor,
+    noise: torch.Tensor,
+    alphas_cumprod: torch.Tensor,
+    num_classes: int,
+    rows: int,
+) -> dict[str, Callable[[], torch.Tensor]]:
     """The three ways, each a function returning float32[B, K, J] errors; the loop first."""
     classes = torch.arange(num_classes).expand(len(x0), -1)
 
     def library(batch_size: int):
-        return lambda: noise_prediction_errors(net, x0, classes, timesteps, noise, alphas_cumprod,
-                                               batch_size=batch_size)
-    return {"loop: one pass per (class, t)": lambda: looped_errors(net, x0, classes, timesteps, noise, alphas_cumprod),
-            "one pass per (t, ε), K rows": library(num_classes),
-            f"library default, batch_size {rows}": library(rows)}
+        return lambda: noise_prediction_errors(
+            net, x0, classes, timesteps, noise, alphas_cumprod, batch_size=batch_size
+        )
+
+    return {
+        "loop: one pass per (class, t)": lambda: looped_errors(net, x0, classes, timesteps, noise, alphas_cumprod),
+        "one pass per (t, ε), K rows": library(num_classes),
+        f"library default, batch_size {rows}": library(rows),
+    }
 
 
 def measure(size: int, args, alphas_cumprod: torch.Tensor) -> list[list[str]]:
@@ -94,11 +111,20 @@ def measure(size: int, args, alphas_cumprod: torch.Tensor) -> list[list[str]]:
     medians = interleaved_medians(ways, args.repeats, warmup=0)
     loop = medians[next(iter(ways))]
     evaluations = args.images * args.classes * args.timesteps
-    return [[f"{args.model}, {size} px", str(args.classes), str(args.timesteps), name,
-             f"{passes[name] / args.images:g}", f"{evaluations / passes[name]:g}",
-             f"{(results[name] - reference).abs().max().item():.1e}", f"{medians[name]:.4f}",
-             f"{loop / medians[name]:.1f}×"]
-            for name in ways]
+    return [
+        [
+            f"{args.model}, {size} px",
+            str(args.classes),
+            str(args.timesteps),
+            name,
+            f"{passes[name] / args.images:g}",
+            f"{evaluations / passes[name]:g}",
+            f"{(results[name] - reference).abs().max().item():.1e}",
+            f"{medians[name]:.4f}",
+            f"{loop / medians[name]:.1f}×",
+        ]
+        for name in ways
+    ]
 
 
 def embedding_share(args, size: int) -> float:
@@ -108,8 +134,11 @@ def embedding_share(args, size: int) -> float:
     x_t = torch.randn(args.classes, 3, size, size)
     with FlopCounterMode(display=False) as counter:
         net(x_t, torch.full((args.classes,), 500), torch.arange(args.classes))
-    embedding = sum(sum(ops.values()) for name, ops in counter.get_flop_counts().items()
-                    if name.endswith((".time_embedding", ".class_embedding")))
+    embedding = sum(
+        sum(ops.values())
+        for name, ops in counter.get_flop_counts().items()
+        if name.endswith((".time_embedding", ".class_embedding"))
+    )
     return embedding / counter.get_total_flops()
 
 
@@ -127,16 +156,36 @@ def main() -> None:
     alphas_cumprod = create_scheduler().alphas_cumprod
     with torch.inference_mode():
         rows = [row for size in args.sizes for row in measure(size, args, alphas_cumprod)]
-    columns = ["network, input", "K", "timesteps", "scoring", "forward passes per image", "rows per pass",
-               "max abs. difference to the loop", "seconds", "speed-up over the loop"]
-    notes = [(f"{args.images} image(s), the same timesteps and noise for all three ways; untrained networks with "
-              "fixed seeds, random inputs. Seconds score every class at every timestep (K × timesteps network "
-              "evaluations per image)."),
-             "Share of a forward pass's FLOPs in the timestep and class embeddings (all that reusing them across "
-             "classes could save): " + ", ".join(f"{embedding_share(args, size):.2%} at {size} px"
-                                                 for size in args.sizes) + "."]
-    report("dc-scoring", "Diffusion Classifier: batched scoring against a loop", args.repeats,
-           markdown_table(columns, rows), notes, args.write_docs)
+    columns = [
+        "network, input",
+        "K",
+        "timesteps",
+        "scoring",
+        "forward passes per image",
+        "rows per pass",
+        "max abs. difference to the loop",
+        "seconds",
+        "speed-up over the loop",
+    ]
+    notes = [
+        (
+            f"{args.images} image(s), the same timesteps and noise for all three ways; untrained networks with "
+            "fixed seeds, random inputs. Seconds score every class at every timestep (K × timesteps network "
+            "evaluations per image)."
+        ),
+        "Share of a forward pass's FLOPs in the timestep and class embeddings (all that reusing them across "
+        "classes could save): "
+        + ", ".join(f"{embedding_share(args, size):.2%} at {size} px" for size in args.sizes)
+        + ".",
+    ]
+    report(
+        "dc-scoring",
+        "Diffusion Classifier: batched scoring against a loop",
+        args.repeats,
+        markdown_table(columns, rows),
+        notes,
+        args.write_docs,
+    )
 
 
 if __name__ == "__main__":

@@ -21,19 +21,18 @@ docs/performance.md.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
 
 import torch
 import torch.nn as nn
 
+from _harness import interleaved_medians, markdown_table, random_images, report  # benchmarks/_harness.py
 from diffcls.didicm import SamplerConfig
 from diffcls.generative import Schedule, classify, parse_schedule
 from diffcls.methods import get_method
 from diffcls.models.noise_predictors import create_noise_predictor, create_scheduler
-
-from _harness import interleaved_medians, markdown_table, random_images, report  # benchmarks/_harness.py
 
 PAPER_NFE = {"cifar10": 2750}  # the Diffusion Classifier paper's count at K = 10
 
@@ -71,11 +70,18 @@ class Case:
 
 def classifier_cases(twin: CountRows, didicm: CountRows, images: torch.Tensor, args) -> list[Case]:
     """The standard twin and DiDiCM's samplers, through their method's readout as ``diffcls eval`` runs them."""
-    samplers = [(f"DiDiCM CP-{k} ({update})", SamplerConfig("cp", k, cp_update=update))
-                for update in ("euler", "analytic") for k in args.cp_steps]
-    samplers += [(f"DiDiCM CL {args.cl_chains} chains × {args.cl_steps} steps",
-                  SamplerConfig("cl", args.cl_steps, chains=args.cl_chains)),
-                 ("DiDiCM one-pass", SamplerConfig("onepass"))]
+    samplers = [
+        (f"DiDiCM CP-{k} ({update})", SamplerConfig("cp", k, cp_update=update))
+        for update in ("euler", "analytic")
+        for k in args.cp_steps
+    ]
+    samplers += [
+        (
+            f"DiDiCM CL {args.cl_chains} chains × {args.cl_steps} steps",
+            SamplerConfig("cl", args.cl_steps, chains=args.cl_chains),
+        ),
+        ("DiDiCM one-pass", SamplerConfig("onepass")),
+    ]
     network = f"{args.model}, 32 px"
     standard, diffusion = get_method("standard"), get_method("didicm")
     cases = [Case("standard twin", network, standard.nfe(), twin, images, partial(standard.readout(twin), images))]
@@ -102,17 +108,20 @@ def dc_cases(unets: dict[int, CountRows], alphas_cumprod: torch.Tensor, batch: i
             nfe = schedule.nfe(args.classes)
             assert spec not in PAPER_NFE or args.classes != 10 or nfe == PAPER_NFE[spec], (spec, nfe)
             noise = torch.randn(schedule.num_timesteps, *images.shape[1:], generator=torch.Generator().manual_seed(2))
-            run = partial(classify, unet, images, args.classes, alphas_cumprod, schedule, noise,
-                          batch_size=args.dc_rows)
+            run = partial(
+                classify, unet, images, args.classes, alphas_cumprod, schedule, noise, batch_size=args.dc_rows
+            )
             cases.append(Case(f"Diffusion Classifier {label}", f"{args.dc_model}, {size} px", nfe, unet, images, run))
     return cases
 
 
 def build_networks(args) -> tuple[CountRows, CountRows, dict[int, CountRows]]:
     """Untrained twin, DiDiCM network and one class-conditional UNet per size, each seeded, in eval mode."""
+
     def seeded(make):
         torch.manual_seed(0)
         return CountRows(make().eval())
+
     twin = seeded(lambda: get_method("standard").create_network(args.model, args.classes))
     didicm = seeded(lambda: get_method("didicm").create_network(args.model, args.classes))
     unets = {s: seeded(lambda s=s: create_noise_predictor(args.dc_model, args.classes, s)) for s in args.dc_sizes}
@@ -133,8 +142,17 @@ def measure(cases: list[Case], repeats: int) -> list[list[str]]:
     rows = []
     for i, case in enumerate(cases):
         per_image = medians[str(i)] / len(case.images)
-        rows.append([case.method, case.network, f"{case.nfe:,}", str(len(case.images)), f"{medians[str(i)]:.4f}",
-                     rate(1 / per_image), f"{per_image / twin_per_image:,.1f}×"])
+        rows.append(
+            [
+                case.method,
+                case.network,
+                f"{case.nfe:,}",
+                str(len(case.images)),
+                f"{medians[str(i)]:.4f}",
+                rate(1 / per_image),
+                f"{per_image / twin_per_image:,.1f}×",
+            ]
+        )
     return rows
 
 
@@ -149,8 +167,12 @@ def main() -> None:
     ap.add_argument("--cl-steps", type=int, default=4)
     ap.add_argument("--dc-model", default="unet_small")
     ap.add_argument("--dc-sizes", type=int, nargs="+", default=[16, 32])
-    ap.add_argument("--dc-schedules", nargs="+", default=["flat-10", "cifar10", "4,16:2,1"],
-                    help="presets, flat-N, or n_samples:to_keep")
+    ap.add_argument(
+        "--dc-schedules",
+        nargs="+",
+        default=["flat-10", "cifar10", "4,16:2,1"],
+        help="presets, flat-N, or n_samples:to_keep",
+    )
     ap.add_argument("--dc-max-images", type=int, default=4, help="images per Diffusion Classifier call, at most")
     ap.add_argument("--dc-rows", type=int, default=256, help="network rows per forward pass (classify's batch_size)")
     ap.add_argument("--no-dc", action="store_true", help="skip the Diffusion Classifier rows")
@@ -165,15 +187,32 @@ def main() -> None:
             cases = classifier_cases(twin, didicm, images, args)
             cases += [] if args.no_dc else dc_cases(unets, alphas_cumprod, batch, args)
             rows += measure(cases, args.repeats)
-    columns = ["method", "network, input", "NFE per image", "images per call", "seconds per call", "images/s",
-               "time per image ÷ twin's"]
-    notes = [("Untrained networks with fixed seeds and random 3-channel inputs (time does not depend on the "
-              "weights). NFE per image is the library's (`SamplerConfig.nfe`, `Schedule.nfe`) and equals the rows a "
-              "wrapper counted through the network (asserted); the twin of each batch size is the reference. The "
-              f"Diffusion Classifier classifies at most {args.dc_max_images} images per call, {args.dc_rows} network "
-              f"rows per forward pass, K = {args.classes}.")]
-    report("inference-speed", "Inference speed and NFE per image", args.repeats, markdown_table(columns, rows),
-           notes, args.write_docs)
+    columns = [
+        "method",
+        "network, input",
+        "NFE per image",
+        "images per call",
+        "seconds per call",
+        "images/s",
+        "time per image ÷ twin's",
+    ]
+    notes = [
+        (
+            "Untrained networks with fixed seeds and random 3-channel inputs (time does not depend on the "
+            "weights). NFE per image is the library's (`SamplerConfig.nfe`, `Schedule.nfe`) and equals the rows a "
+            "wrapper counted through the network (asserted); the twin of each batch size is the reference. The "
+            f"Diffusion Classifier classifies at most {args.dc_max_images} images per call, {args.dc_rows} network "
+            f"rows per forward pass, K = {args.classes}."
+        )
+    ]
+    report(
+        "inference-speed",
+        "Inference speed and NFE per image",
+        args.repeats,
+        markdown_table(columns, rows),
+        notes,
+        args.write_docs,
+    )
 
 
 if __name__ == "__main__":

@@ -25,24 +25,25 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from _harness import interleaved_medians, markdown_table, random_images, report  # benchmarks/_harness.py
 from diffcls.data.corruptions import CORRUPTION_NAMES
 from diffcls.didicm import SamplerConfig
 from diffcls.methods import get_method
 
-from _harness import interleaved_medians, markdown_table, random_images, report  # benchmarks/_harness.py
-
-NETWORKS = (("full DiDiRN, whole network every step (before)", "didirn_small", False),
-            ("full DiDiRN, stem once (not used)", "didirn_small", True),
-            ("late2: last 2 stages conditioned", "didirn_small_late2", True),
-            ("late1: last stage conditioned", "didirn_small_late1", True))
+NETWORKS = (
+    ("full DiDiRN, whole network every step (before)", "didirn_small", False),
+    ("full DiDiRN, stem once (not used)", "didirn_small", True),
+    ("late2: last 2 stages conditioned", "didirn_small_late2", True),
+    ("late1: last stage conditioned", "didirn_small_late1", True),
+)
 CORRUPTIONS = ("gaussian_noise", "motion_blur", "fog")
 
 
@@ -97,8 +98,10 @@ def build_cases(args) -> list[tuple[str, str, str, Callable[[], object]]]:
     torch.manual_seed(0)
     twin = get_method("standard").create_network("didirn_small", args.classes).eval()
     cases = [("softmax", "standard twin", "twin", sampler_call(twin, images, None))]
-    samplers = (("CP-8", SamplerConfig("cp", steps=8)),
-                (f"CL {args.chains} chains × 4 steps", SamplerConfig("cl", steps=4, chains=args.chains)))
+    samplers = (
+        ("CP-8", SamplerConfig("cp", steps=8)),
+        (f"CL {args.chains} chains × 4 steps", SamplerConfig("cl", steps=4, chains=args.chains)),
+    )
     for sampler_label, sampler in samplers:
         for label, name, prefix_once in NETWORKS:
             torch.manual_seed(0)
@@ -114,8 +117,12 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--chains", type=int, default=10)
-    ap.add_argument("--accuracy-from", type=Path, default=None,
-                    help="folder of trained runs with their results (benchmarks/late_conditioning_runs.py)")
+    ap.add_argument(
+        "--accuracy-from",
+        type=Path,
+        default=None,
+        help="folder of trained runs with their results (benchmarks/late_conditioning_runs.py)",
+    )
     ap.add_argument("--write-docs", action="store_true", help="write the table into docs/performance.md")
     args = ap.parse_args()
     with torch.inference_mode():
@@ -129,20 +136,47 @@ def main() -> None:
         before.setdefault(sampler_label, t)  # the first row of each sampler is its 'before'
         shown = sampler_label in ("softmax", "CP-8")
         accuracy = accuracy_cells(args.accuracy_from, name) if shown else [""] * (len(CORRUPTIONS) + 2)
-        rows.append([sampler_label, label, f"{flops[i] / 1e6:,.0f}", f"{t:.3f}", f"{args.batch / t:,.0f}",
-                     f"{t / twin_time:.2f}×", f"{before[sampler_label] / t:.2f}×" if i else "", *accuracy])
-    columns = ["sampler", "network", "MFLOP per image", "seconds per call", "images/s", "time ÷ twin's",
-               "speed-up over before", "top-1 clean", *(f"{c.replace('_', ' ')} 5" for c in CORRUPTIONS),
-               f"all {len(CORRUPTION_NAMES)} corruptions at 5 (mean)"]
-    notes = [f"Batch {args.batch}, 32 px, K = {args.classes}, didirn_small geometry; untrained networks with fixed "
-             "seeds on random inputs for the times and FLOPs (time does not depend on the weights). "
-             "Top-1 (mnist5k test, 1,000 images, mean of seeds 0 and 1) of the networks that "
-             "benchmarks/late_conditioning_runs.py trains and evaluates: DiDiCM (`diffcls train --method didicm "
-             "--model NAME --epochs 20 --seed S`) read out by CP-8, the standard twin (`--method standard --model "
-             "didirn_small --epochs 8`) by softmax; clean and at severity 5 of each corruption. The stem-once row "
-             "is the full DiDiRN's network, hence its accuracy."]
-    report("late-conditioning", "Late conditioning: the image prefix once per image", args.repeats,
-           markdown_table(columns, rows), notes, args.write_docs)
+        rows.append(
+            [
+                sampler_label,
+                label,
+                f"{flops[i] / 1e6:,.0f}",
+                f"{t:.3f}",
+                f"{args.batch / t:,.0f}",
+                f"{t / twin_time:.2f}×",
+                f"{before[sampler_label] / t:.2f}×" if i else "",
+                *accuracy,
+            ]
+        )
+    columns = [
+        "sampler",
+        "network",
+        "MFLOP per image",
+        "seconds per call",
+        "images/s",
+        "time ÷ twin's",
+        "speed-up over before",
+        "top-1 clean",
+        *(f"{c.replace('_', ' ')} 5" for c in CORRUPTIONS),
+        f"all {len(CORRUPTION_NAMES)} corruptions at 5 (mean)",
+    ]
+    notes = [
+        f"Batch {args.batch}, 32 px, K = {args.classes}, didirn_small geometry; untrained networks with fixed "
+        "seeds on random inputs for the times and FLOPs (time does not depend on the weights). "
+        "Top-1 (mnist5k test, 1,000 images, mean of seeds 0 and 1) of the networks that "
+        "benchmarks/late_conditioning_runs.py trains and evaluates: DiDiCM (`diffcls train --method didicm "
+        "--model NAME --epochs 20 --seed S`) read out by CP-8, the standard twin (`--method standard --model "
+        "didirn_small --epochs 8`) by softmax; clean and at severity 5 of each corruption. The stem-once row "
+        "is the full DiDiRN's network, hence its accuracy."
+    ]
+    report(
+        "late-conditioning",
+        "Late conditioning: the image prefix once per image",
+        args.repeats,
+        markdown_table(columns, rows),
+        notes,
+        args.write_docs,
+    )
 
 
 if __name__ == "__main__":

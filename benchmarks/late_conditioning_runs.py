@@ -20,8 +20,12 @@ from diffcls.data.corruptions import CORRUPTION_NAMES
 from diffcls.didicm import SamplerConfig
 from diffcls.eval.evaluate import EvalConfig, evaluate_classifier, write_results
 
-RUNS = (("didicm", "didirn_small", 20), ("didicm", "didirn_small_late2", 20), ("didicm", "didirn_small_late1", 20),
-        ("standard", "didirn_small", 8))
+RUNS = (
+    ("didicm", "didirn_small", 20),
+    ("didicm", "didirn_small_late2", 20),
+    ("didicm", "didirn_small_late1", 20),
+    ("standard", "didirn_small", 8),
+)
 
 
 def run_name(method: str, model: str, seed: int) -> str:
@@ -32,8 +36,27 @@ def train(out: Path, method: str, model: str, epochs: int, seed: int) -> None:
     """``diffcls train`` into ``out`` unless a finished run is there."""
     if (out / "model.safetensors").exists():
         return
-    subprocess.run([sys.executable, "-m", "diffcls", "train", "--data", "mnist5k", "--method", method, "--model",
-                    model, "--epochs", str(epochs), "--seed", str(seed), "--output", str(out)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "diffcls",
+            "train",
+            "--data",
+            "mnist5k",
+            "--method",
+            method,
+            "--model",
+            model,
+            "--epochs",
+            str(epochs),
+            "--seed",
+            str(seed),
+            "--output",
+            str(out),
+        ],
+        check=True,
+    )
 
 
 def evaluate(run: Path) -> None:
@@ -43,8 +66,14 @@ def evaluate(run: Path) -> None:
         if out.exists():
             continue
         corrupted = name != "clean"
-        cfg = EvalConfig(str(run), "mnist5k", sampler=SamplerConfig("cp", steps=8), workers=1,
-                         corruption=name if corrupted else None, severity=5 if corrupted else None)
+        cfg = EvalConfig(
+            str(run),
+            "mnist5k",
+            sampler=SamplerConfig("cp", steps=8),
+            workers=1,
+            corruption=name if corrupted else None,
+            severity=5 if corrupted else None,
+        )
         results, probs = evaluate_classifier(cfg, progress=False)
         write_results(results, probs, str(out), None)
         print(f"{run.name} {name}: top-1 {results['top1']:.3f}", flush=True)
@@ -55,8 +84,11 @@ def main() -> None:
     ap.add_argument("--output", type=Path, default=Path("runs/late"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     args = ap.parse_args()
-    runs = [(args.output / run_name(method, model, seed), method, model, epochs, seed)
-            for seed in args.seeds for method, model, epochs in RUNS]
+    runs = [
+        (args.output / run_name(method, model, seed), method, model, epochs, seed)
+        for seed in args.seeds
+        for method, model, epochs in RUNS
+    ]
     for out, method, model, epochs, seed in runs:
         train(out, method, model, epochs, seed)
     for out, *_ in runs:

@@ -48,14 +48,15 @@ import argparse
 import contextlib
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn as nn
 
+from _harness import interleaved_medians, markdown_table, random_images, report, seconds  # benchmarks/_harness.py
 from diffcls.data import ImageDataset, ImageTransform, TransformConfig, load_source
 from diffcls.didicm import SamplerConfig
 from diffcls.eval.evaluate import select_split
@@ -63,11 +64,13 @@ from diffcls.inference.predict import batch_seed
 from diffcls.methods import get_method, load_classifier
 from diffcls.train.config import TrainConfig
 
-from _harness import interleaved_medians, markdown_table, random_images, report, seconds  # benchmarks/_harness.py
-
 REFERENCE = "fp32 eager"
-VARIANTS = {REFERENCE: (False, False), "bf16 autocast": (True, False), "fp32 compile": (False, True),
-            "bf16 autocast + compile": (True, True)}  # name -> (bf16, compiled)
+VARIANTS = {
+    REFERENCE: (False, False),
+    "bf16 autocast": (True, False),
+    "fp32 compile": (False, True),
+    "bf16 autocast + compile": (True, True),
+}  # name -> (bf16, compiled)
 CASES = ("twin", "cp8", "twin-train", "didicm-train")
 CP8 = SamplerConfig(sampler="cp", steps=8)
 
@@ -91,7 +94,7 @@ class Compiled:
     def training(self) -> bool:
         return self.model.training
 
-    def eval(self) -> "Compiled":
+    def eval(self) -> Compiled:
         """Eval mode of the model (a method's ``readout`` sets it on what it reads out)."""
         self.model.eval()
         return self
@@ -141,6 +144,7 @@ def synced(fn: Callable[[], object], device: torch.device) -> Callable[[], objec
         out = fn()
         torch.cuda.synchronize(device)
         return out
+
     return run
 
 
@@ -157,8 +161,9 @@ def seeded_classifier(method: str, model_name: str, classes: int, device: torch.
     return get_method(method).create_network(model_name, classes).to(device)
 
 
-def predictor(model: nn.Module, method: str, sampler: SamplerConfig | None, bf16: bool,
-              device: torch.device) -> Callable[..., torch.Tensor]:
+def predictor(
+    model: nn.Module, method: str, sampler: SamplerConfig | None, bf16: bool, device: torch.device
+) -> Callable[..., torch.Tensor]:
     """``predict(images, seed=0) -> probs``: the method's readout under the variant's precision (and
     ``torch.inference_mode``), seeded sampler."""
     readout = get_method(method).readout(model, sampler)
@@ -166,29 +171,47 @@ def predictor(model: nn.Module, method: str, sampler: SamplerConfig | None, bf16
     def predict(images: torch.Tensor, seed: int = 0) -> torch.Tensor:
         with precision(device, bf16), torch.inference_mode():
             return readout(images, torch.Generator(device).manual_seed(seed))
+
     return predict
 
 
-def inference_case(label: str, model: nn.Module, method: str, sampler: SamplerConfig | None,
-                   images: torch.Tensor, device: torch.device,
-                   data: tuple[torch.Tensor, torch.Tensor] | None = None) -> Case:
+def inference_case(
+    label: str,
+    model: nn.Module,
+    method: str,
+    sampler: SamplerConfig | None,
+    images: torch.Tensor,
+    device: torch.device,
+    data: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> Case:
     """All variants of the method's readout on one eval-mode model (the compiled ones share its weights)."""
     model.eval()
     compiled = Compiled(model)
-    predictors = {name: predictor(compiled if comp else model, method, sampler, bf16, device)
-                  for name, (bf16, comp) in VARIANTS.items()}
+    predictors = {
+        name: predictor(compiled if comp else model, method, sampler, bf16, device)
+        for name, (bf16, comp) in VARIANTS.items()
+    }
     runs = {name: synced(partial(p, images), device) for name, p in predictors.items()}
     return Case(label, len(images), runs, predictors, data)
 
 
-def train_step(method: str, model_name: str, classes: int, images: torch.Tensor, labels: torch.Tensor,
-               bf16: bool, compiled: bool, device: torch.device) -> Callable[[], None]:
+def train_step(
+    method: str,
+    model_name: str,
+    classes: int,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    bf16: bool,
+    compiled: bool,
+    device: torch.device,
+) -> Callable[[], None]:
     """One optimisation step on a fixed batch, with its own seeded network and AdamW: the objective's forward
     under the variant's precision, backward and optimiser step outside it."""
     model = seeded_classifier(method, model_name, classes, device).train()
     net = Compiled(model) if compiled else model
-    objective = get_method(method).objective(TrainConfig(data="", method=method, model=model_name, output=""),
-                                             classes)  # diffcls train's defaults
+    objective = get_method(method).objective(
+        TrainConfig(data="", method=method, model=model_name, output=""), classes
+    )  # diffcls train's defaults
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def run() -> None:
@@ -197,6 +220,7 @@ def train_step(method: str, model_name: str, classes: int, images: torch.Tensor,
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+
     return synced(run, device)
 
 
@@ -205,8 +229,10 @@ def training_case(label: str, method: str, args, device: torch.device) -> Case:
     g = torch.Generator().manual_seed(0)
     images = (torch.rand(args.train_batch, 3, 32, 32, generator=g) * 2 - 1).to(device)
     labels = torch.randint(0, args.classes, (args.train_batch,), generator=g).to(device)
-    runs = {name: train_step(method, args.model, args.classes, images, labels, bf16, comp, device)
-            for name, (bf16, comp) in VARIANTS.items()}
+    runs = {
+        name: train_step(method, args.model, args.classes, images, labels, bf16, comp, device)
+        for name, (bf16, comp) in VARIANTS.items()
+    }
     return Case(label, args.train_batch, runs)
 
 
@@ -215,8 +241,9 @@ def checkpoint_test_set(config: dict, spec: str, limit: int | None) -> tuple[tor
     source = load_source(spec)
     if source.num_classes > config["num_classes"]:
         raise SystemExit(f"data {spec} has {source.num_classes} classes, the checkpoint {config['num_classes']}")
-    dataset = ImageDataset(select_split(source, "test", limit), ImageTransform(TransformConfig.from_dict(
-        config["transform"])))
+    dataset = ImageDataset(
+        select_split(source, "test", limit), ImageTransform(TransformConfig.from_dict(config["transform"]))
+    )
     images, labels = zip(*(dataset[i] for i in range(len(dataset))))
     return torch.stack(images), torch.tensor(labels)
 
@@ -236,22 +263,29 @@ def build_cases(args, device: torch.device) -> list[Case]:
     """The chosen cases, in CASES order; inference cases on a checkpoint's network and test images if given."""
     checkpoints = load_checkpoints(args.checkpoint, device)
     cases = []
-    for key, method, sampler, what in (("twin", "standard", None, "standard twin forward"),
-                                       ("cp8", "didicm", CP8, "DiDiCM CP-8 (predict_proba)")):
+    for key, method, sampler, what in (
+        ("twin", "standard", None, "standard twin forward"),
+        ("cp8", "didicm", CP8, "DiDiCM CP-8 (predict_proba)"),
+    ):
         if key not in args.cases:
             continue
         if method in checkpoints:
             model, config = checkpoints[method]
             data = checkpoint_test_set(config, args.data, args.limit)
-            timing = padded(data[0], args.batch)[:args.batch].to(device)
+            timing = padded(data[0], args.batch)[: args.batch].to(device)
             label = f"{what}, {config['model']} from {config['folder']}, {args.data} test"
             cases.append(inference_case(label, model, method, sampler, timing, device, data))
         else:
             model = seeded_classifier(method, args.model, args.classes, device)
-            cases.append(inference_case(f"{what}, {args.model}", model, method, sampler,
-                                        random_images(args.batch).to(device), device))
-    for key, method, what in (("twin-train", "standard", "standard twin training step"),
-                              ("didicm-train", "didicm", "DiDiCM training step")):
+            cases.append(
+                inference_case(
+                    f"{what}, {args.model}", model, method, sampler, random_images(args.batch).to(device), device
+                )
+            )
+    for key, method, what in (
+        ("twin-train", "standard", "standard twin training step"),
+        ("didicm-train", "didicm", "DiDiCM training step"),
+    ):
         if key in args.cases:
             cases.append(training_case(f"{what}, {args.model}", method, args, device))
     return cases
@@ -263,13 +297,16 @@ def padded(images: torch.Tensor, batch: int) -> torch.Tensor:
     return images[torch.arange(total) % len(images)]
 
 
-def predict_all(predict: Callable[..., torch.Tensor], images: torch.Tensor, batch: int,
-                device: torch.device) -> torch.Tensor:
+def predict_all(
+    predict: Callable[..., torch.Tensor], images: torch.Tensor, batch: int, device: torch.device
+) -> torch.Tensor:
     """Probabilities of all ``images`` in batches of exactly ``batch`` (seeded per batch as ``diffcls eval``)."""
     full = padded(images, batch)
-    parts = [predict(full[i:i + batch].to(device), batch_seed(0, j)).cpu()
-             for j, i in enumerate(range(0, len(full), batch))]
-    return torch.cat(parts)[:len(images)]
+    parts = [
+        predict(full[i : i + batch].to(device), batch_seed(0, j)).cpu()
+        for j, i in enumerate(range(0, len(full), batch))
+    ]
+    return torch.cat(parts)[: len(images)]
 
 
 def first_calls(runs: dict[str, Callable[[], object]]) -> dict[str, Result]:
@@ -279,7 +316,7 @@ def first_calls(runs: dict[str, Callable[[], object]]) -> dict[str, Result]:
     for name, run in runs.items():
         box: list = []
         try:
-            results[name] = Result(first=seconds(lambda: box.append(run())), output=box[0])
+            results[name] = Result(first=seconds(lambda box=box, run=run: box.append(run())), output=box[0])
         except Exception as e:  # no compiler, unsupported op, out of memory: report it and go on
             if name == REFERENCE:
                 raise
@@ -305,14 +342,16 @@ def output_effect(case: Case, results: dict[str, Result], batch: int, device: to
         labels = None
     else:
         images, labels = case.data
-        probs = {name: predict_all(case.predictors[name], images, batch, device)
-                 for name, r in results.items() if not r.failed}
+        probs = {
+            name: predict_all(case.predictors[name], images, batch, device)
+            for name, r in results.items()
+            if not r.failed
+        }
     ref = probs[REFERENCE]
     effect = {name: ["—", "—", "—"] for name in results}
     for name, p in probs.items():
         top1 = "—" if labels is None else f"{(p.argmax(1) == labels).float().mean():.4f}"
-        effect[name] = [f"{(p - ref).abs().max():.1e}", f"{(p.argmax(1) == ref.argmax(1)).float().mean():.4f}",
-                        top1]
+        effect[name] = [f"{(p - ref).abs().max():.1e}", f"{(p.argmax(1) == ref.argmax(1)).float().mean():.4f}", top1]
     return effect
 
 
@@ -325,8 +364,17 @@ def table_rows(case: Case, results: dict[str, Result], effect: dict[str, list[st
             rows.append([case.label, name, f"failed: {r.failed}", "—", "—", "—", "—", "—", "—"])
             continue
         compile_s = f"{max(r.first - r.median, 0.0):.1f}" if VARIANTS[name][1] else "—"
-        rows.append([case.label, name, compile_s, f"{r.median:.4f}", f"{case.images / r.median:,.0f}",
-                     f"{ref / r.median:.2f}×", *effect[name]])
+        rows.append(
+            [
+                case.label,
+                name,
+                compile_s,
+                f"{r.median:.4f}",
+                f"{case.images / r.median:,.0f}",
+                f"{ref / r.median:.2f}×",
+                *effect[name],
+            ]
+        )
     return rows
 
 
@@ -382,12 +430,20 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
     ap.add_argument("--model", default="didirn_small")
     ap.add_argument("--classes", type=int, default=10)
-    ap.add_argument("--checkpoint", nargs="+", default=[], metavar="DIR",
-                    help="trained classifiers (diffcls train folders) for the inference cases")
+    ap.add_argument(
+        "--checkpoint",
+        nargs="+",
+        default=[],
+        metavar="DIR",
+        help="trained classifiers (diffcls train folders) for the inference cases",
+    )
     ap.add_argument("--data", default="mnist5k", help="data spec whose test split a --checkpoint runs on")
     ap.add_argument("--limit", type=int, default=None, help="use only this many test images (stratified)")
-    ap.add_argument("--keep-compile-cache", action="store_true",
-                    help="use the usual inductor cache instead of a fresh one (compile times may then be warm)")
+    ap.add_argument(
+        "--keep-compile-cache",
+        action="store_true",
+        help="use the usual inductor cache instead of a fresh one (compile times may then be warm)",
+    )
     ap.add_argument("--quick", action="store_true", help="smoke test: batch 8, 1 repeat")
     ap.add_argument("--write-docs", action="store_true", help="write the table into docs/performance.md")
     args = ap.parse_args()
@@ -406,21 +462,42 @@ def main() -> None:
         for case in build_cases(args, device):
             results = measure(case, args.repeats)
             rows += table_rows(case, results, output_effect(case, results, args.batch, device))
-    columns = ["case", "variant", "one-off compile (s)", "seconds per call", "images/s", "speed-up vs fp32 eager",
-               "max abs Δ probability vs fp32 eager", "argmax agreement with fp32 eager", "top-1"]
-    notes = [device_note(device),
-             (f"Inference batch {args.batch}, training batch {args.train_batch}, K = {args.classes}; speed-up: fp32 "
-              "eager's median ÷ the variant's, within one case. One-off compile: the variant's first call minus its "
-              f"median, compiling into {cache}, after inductor's start-up (a one-op function compiled first: "
-              f"{start_up}). Compiled: torch.compile default mode on the network (for DiDiCM also its "
-              "forward_prefix and forward_conditioned); the CP sampler and the AdamW step stay eager. Training uses "
-              "untrained networks with fixed seeds on random images and labels; bf16 autocast covers its forward and "
-              "loss."),
-             ("Output effect: on the same inputs and sampler seed as fp32 eager. Untrained networks on random "
-              "inputs give near-uniform probabilities, where argmax agreement is a strict test (near ties flip); "
-              "rows from a checkpoint run on its test images and give top-1.")]
-    report("precision-compile", "bf16 autocast and torch.compile", args.repeats, markdown_table(columns, rows),
-           notes, args.write_docs)
+    columns = [
+        "case",
+        "variant",
+        "one-off compile (s)",
+        "seconds per call",
+        "images/s",
+        "speed-up vs fp32 eager",
+        "max abs Δ probability vs fp32 eager",
+        "argmax agreement with fp32 eager",
+        "top-1",
+    ]
+    notes = [
+        device_note(device),
+        (
+            f"Inference batch {args.batch}, training batch {args.train_batch}, K = {args.classes}; speed-up: fp32 "
+            "eager's median ÷ the variant's, within one case. One-off compile: the variant's first call minus its "
+            f"median, compiling into {cache}, after inductor's start-up (a one-op function compiled first: "
+            f"{start_up}). Compiled: torch.compile default mode on the network (for DiDiCM also its "
+            "forward_prefix and forward_conditioned); the CP sampler and the AdamW step stay eager. Training uses "
+            "untrained networks with fixed seeds on random images and labels; bf16 autocast covers its forward and "
+            "loss."
+        ),
+        (
+            "Output effect: on the same inputs and sampler seed as fp32 eager. Untrained networks on random "
+            "inputs give near-uniform probabilities, where argmax agreement is a strict test (near ties flip); "
+            "rows from a checkpoint run on its test images and give top-1."
+        ),
+    ]
+    report(
+        "precision-compile",
+        "bf16 autocast and torch.compile",
+        args.repeats,
+        markdown_table(columns, rows),
+        notes,
+        args.write_docs,
+    )
 
 
 if __name__ == "__main__":

@@ -17,16 +17,15 @@ docs/performance.md.
 from __future__ import annotations
 
 import argparse
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from _harness import interleaved_medians, markdown_table, report  # benchmarks/_harness.py
 from diffcls.methods import get_method
 from diffcls.train.config import TrainConfig
-
-from _harness import interleaved_medians, markdown_table, report  # benchmarks/_harness.py
 
 CONTENDERS = (("standard twin", "standard", "cross-entropy"), ("DiDiCM", "didicm", "score entropy"))
 
@@ -40,6 +39,7 @@ def train_step(model: nn.Module, objective, images: torch.Tensor, labels: torch.
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+
     return run
 
 
@@ -73,16 +73,44 @@ def main() -> None:
         steps[label] = train_step(model, objective, images, labels)
     medians = interleaved_medians(steps, args.repeats)
     twin = CONTENDERS[0][0]
-    rows = [[label, f"{args.model}, {args.img_size} px", loss, f"{flops[label] / 1e9:.2f}", f"{medians[label]:.3f}",
-             f"{args.batch / medians[label]:.0f}", f"{flops[label] / flops[twin]:.3f}×",
-             f"{medians[label] / medians[twin]:.3f}×"] for label, _, loss in CONTENDERS]
-    columns = ["model", "network, input", "objective", "forward GFLOP per batch", "seconds per step",
-               "images/s", "FLOPs ÷ twin's", "step time ÷ twin's"]
-    notes = [(f"Batch {args.batch}, K = {args.classes}, AdamW; random inputs and labels, untrained networks with "
-              "fixed seeds. FLOPs: the objective's forward pass (FlopCounterMode counts matrix products and "
-              "convolutions); a step (forward, backward, optimiser) costs about three forward passes.")]
-    report("train-throughput", "Training throughput: DiDiCM against its standard twin", args.repeats,
-           markdown_table(columns, rows), notes, args.write_docs)
+    rows = [
+        [
+            label,
+            f"{args.model}, {args.img_size} px",
+            loss,
+            f"{flops[label] / 1e9:.2f}",
+            f"{medians[label]:.3f}",
+            f"{args.batch / medians[label]:.0f}",
+            f"{flops[label] / flops[twin]:.3f}×",
+            f"{medians[label] / medians[twin]:.3f}×",
+        ]
+        for label, _, loss in CONTENDERS
+    ]
+    columns = [
+        "model",
+        "network, input",
+        "objective",
+        "forward GFLOP per batch",
+        "seconds per step",
+        "images/s",
+        "FLOPs ÷ twin's",
+        "step time ÷ twin's",
+    ]
+    notes = [
+        (
+            f"Batch {args.batch}, K = {args.classes}, AdamW; random inputs and labels, untrained networks with "
+            "fixed seeds. FLOPs: the objective's forward pass (FlopCounterMode counts matrix products and "
+            "convolutions); a step (forward, backward, optimiser) costs about three forward passes."
+        )
+    ]
+    report(
+        "train-throughput",
+        "Training throughput: DiDiCM against its standard twin",
+        args.repeats,
+        markdown_table(columns, rows),
+        notes,
+        args.write_docs,
+    )
 
 
 if __name__ == "__main__":

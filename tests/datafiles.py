@@ -9,7 +9,6 @@ import numpy as np
 from PIL import Image
 
 
-
 def blob_images(n_per_class: int, num_classes: int, size: int, channels: int, seed: int = 0):
     """Class-dependent images: class c is a bright square at a class-specific position, plus noise."""
     rng = np.random.default_rng(seed)
@@ -19,7 +18,7 @@ def blob_images(n_per_class: int, num_classes: int, size: int, channels: int, se
             img = rng.integers(0, 40, size=(size, size, channels))
             r, col = divmod(c, 2)
             s = size // 2
-            img[r * s:(r + 1) * s, col * s:(col + 1) * s] += 180
+            img[r * s : (r + 1) * s, col * s : (col + 1) * s] += 180
             images.append(img.clip(0, 255).astype(np.uint8))
             labels.append(c)
     return np.stack(images), np.asarray(labels, dtype=np.int64)

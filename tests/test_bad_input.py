@@ -25,7 +25,6 @@ from diffcls.errors import DiffclsError
 from diffcls.methods import trainer
 from diffcls.train.config import TrainConfig
 
-
 # ----------------------------------------------------------------------------------------------------- helpers
 
 
@@ -56,18 +55,36 @@ def truncate(path: Path, keep: float = 0.5) -> None:
 
 def png_bomb(path: Path, width: int = 30_000, height: int = 30_000) -> Path:
     """A tiny PNG whose header claims ``width × height`` 8-bit grayscale pixels (a decompression bomb)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
     return path
 
 
 def train_argv(data: str, output: Path, *extra: str) -> list[str]:
-    return ["train", "--data", data, "--method", "standard", "--model", "didirn_small", "--output", str(output),
-            "--epochs", "1", "--img-size", "16", "-b", "32", *extra]
+    return [
+        "train",
+        "--data",
+        data,
+        "--method",
+        "standard",
+        "--model",
+        "didirn_small",
+        "--output",
+        str(output),
+        "--epochs",
+        "1",
+        "--img-size",
+        "16",
+        "-b",
+        "32",
+        *extra,
+    ]
 
 
 def eval_argv(checkpoint: Path, data: str, results: Path, *extra: str) -> list[str]:
@@ -104,8 +121,12 @@ def standard_ckpt(tmp_path_factory, data4) -> Path:
     """A standard didirn_small checkpoint for 4 classes at 16 px, trained 1 epoch (so it has a training_state.pt);
     ``STANDARD`` are its training flags."""
     out = tmp_path_factory.mktemp("ckpt") / "std"
-    trainer(TrainConfig(data=f"npz:{data4}", method="standard", model="didirn_small", output=str(out), epochs=1,
-                        img_size=16), progress=False).fit()
+    trainer(
+        TrainConfig(
+            data=f"npz:{data4}", method="standard", model="didirn_small", output=str(out), epochs=1, img_size=16
+        ),
+        progress=False,
+    ).fit()
     return out
 
 
@@ -113,8 +134,10 @@ def standard_ckpt(tmp_path_factory, data4) -> Path:
 def ddpm_ckpt(tmp_path_factory, data4) -> Path:
     """An untrained (0-epoch) class-conditional unet_tiny (a DDPMPipeline folder) for 4 classes at 16 px."""
     out = tmp_path_factory.mktemp("ckpt") / "ddpm"
-    trainer(TrainConfig(data=f"npz:{data4}", method="ddpm", model="unet_tiny", output=str(out), epochs=0,
-                        img_size=16), progress=False).fit()
+    trainer(
+        TrainConfig(data=f"npz:{data4}", method="ddpm", model="unet_tiny", output=str(out), epochs=0, img_size=16),
+        progress=False,
+    ).fit()
     return out
 
 
@@ -181,11 +204,14 @@ def test_corrupt_cifar10_batch(tmp_path, capsys):
 
 def test_truncated_model_safetensors(ckpt_copy, ddpm_copy, data4, tmp_path, capsys):
     results = tmp_path / "results" / "r.json"
-    for weights, extra in ((ckpt_copy / "model.safetensors", []),
-                           (ddpm_copy / "unet" / "diffusion_pytorch_model.safetensors", ["--schedule", "flat-2"])):
+    for weights, extra in (
+        (ckpt_copy / "model.safetensors", []),
+        (ddpm_copy / "unet" / "diffusion_pytorch_model.safetensors", ["--schedule", "flat-2"]),
+    ):
         truncate(weights, 0.9)  # the header is intact, the tensors are cut short
-        err = run_error(eval_argv(weights.parents[1] if extra else weights.parent, f"npz:{data4}", results, *extra),
-                        capsys)
+        err = run_error(
+            eval_argv(weights.parents[1] if extra else weights.parent, f"npz:{data4}", results, *extra), capsys
+        )
         assert f"cannot read weights {weights}: " in err and "(truncated?)" in err
     assert_no_results(results)
 
@@ -281,8 +307,22 @@ def test_class_count_differs_between_checkpoint_and_data(standard_ckpt, ddpm_ckp
 
 def test_unknown_noise_predictor(data4, tmp_path, capsys):
     out = tmp_path / "run"
-    err = run_error(["train", "--data", f"npz:{data4}", "--method", "ddpm", "--model", "unet_huge",
-                     "--output", str(out), "--img-size", "16"], capsys)
+    err = run_error(
+        [
+            "train",
+            "--data",
+            f"npz:{data4}",
+            "--method",
+            "ddpm",
+            "--model",
+            "unet_huge",
+            "--output",
+            str(out),
+            "--img-size",
+            "16",
+        ],
+        capsys,
+    )
     assert "unknown noise predictor 'unet_huge'" in err and "unet_tiny" in err
     assert files_in(out) == []
 
@@ -316,8 +356,10 @@ def test_unknown_sampler(standard_ckpt, data4, tmp_path, capsys):
 def test_standard_checkpoint_given_to_the_diffusion_classifier(standard_ckpt, data4, tmp_path, capsys):
     results = tmp_path / "results" / "r.json"
     err = run_error(eval_argv(standard_ckpt, f"npz:{data4}", results, "--method", "diffusion-classifier"), capsys)
-    assert f"{standard_ckpt} holds a 'standard' model; the Diffusion Classifier needs one trained with " \
-           "--method ddpm" in err
+    assert (
+        f"{standard_ckpt} holds a 'standard' model; the Diffusion Classifier needs one trained with "
+        "--method ddpm" in err
+    )
     assert_no_results(results)
 
 
@@ -328,17 +370,20 @@ def test_ddpm_checkpoint_given_to_predict(ddpm_ckpt, tmp_path, capsys):
     assert f"{ddpm_ckpt} holds a 'ddpm' model, not a classifier" in err
 
 
-# ----------------------------------------------------------------------------- 8. a pickle where safetensors is expected
+# ------------------------------------------------------------------------- 8. a pickle where safetensors is expected
 
 
 def test_pickle_named_model_safetensors(ckpt_copy, ddpm_copy, data4, tmp_path, capsys):
     results = tmp_path / "results" / "r.json"
-    for weights, extra in ((ckpt_copy / "model.safetensors", []),
-                           (ddpm_copy / "unet" / "diffusion_pytorch_model.safetensors", ["--schedule", "flat-2"])):
+    for weights, extra in (
+        (ckpt_copy / "model.safetensors", []),
+        (ddpm_copy / "unet" / "diffusion_pytorch_model.safetensors", ["--schedule", "flat-2"]),
+    ):
         tensors = load(weights.read_bytes())  # in memory: load_file would map the file being overwritten
         torch.save(tensors, weights)  # the same tensors, pickled by torch.save
-        err = run_error(eval_argv(weights.parents[1] if extra else weights.parent, f"npz:{data4}", results, *extra),
-                        capsys)
+        err = run_error(
+            eval_argv(weights.parents[1] if extra else weights.parent, f"npz:{data4}", results, *extra), capsys
+        )
         assert f"cannot read weights {weights}: " in err and "pickled weights are never loaded" in err
     assert_no_results(results)
 

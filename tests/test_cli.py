@@ -20,25 +20,71 @@ from diffcls.data import load_source, stratified_order
 def trained(tmp_path_factory):
     """A standard didirn_small trained 2 epochs on digits at 16 px."""
     out = tmp_path_factory.mktemp("run") / "std"
-    code = main(["train", "--data", "digits", "--method", "standard", "--model", "didirn_small", "--epochs", "2",
-                 "--img-size", "16", "--lr", "4e-3", "--output", str(out)])
+    code = main(
+        [
+            "train",
+            "--data",
+            "digits",
+            "--method",
+            "standard",
+            "--model",
+            "didirn_small",
+            "--epochs",
+            "2",
+            "--img-size",
+            "16",
+            "--lr",
+            "4e-3",
+            "--output",
+            str(out),
+        ]
+    )
     assert code == 0
     return out
 
 
 def test_train_writes_the_checkpoint_folder(trained):
-    assert {"config.json", "model.safetensors", "metrics.csv", "training_state.pt"} <= {p.name for p in trained.iterdir()}
+    assert {"config.json", "model.safetensors", "metrics.csv", "training_state.pt"} <= {
+        p.name for p in trained.iterdir()
+    }
     lines = (trained / "metrics.csv").read_text().splitlines()
     assert lines[0] == "epoch,train_loss,lr,val_top1,seconds" and len(lines) == 3
 
 
 def test_eval_results_and_probs_agree(trained, tmp_path, capsys):
     results, probs_file = tmp_path / "r.json", tmp_path / "p.npy"
-    assert main(["eval", "--checkpoint", str(trained), "--data", "digits", "--results-file", str(results),
-                 "--save-probs", str(probs_file)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                str(trained),
+                "--data",
+                "digits",
+                "--results-file",
+                str(results),
+                "--save-probs",
+                str(probs_file),
+            ]
+        )
+        == 0
+    )
     r = json.loads(results.read_text())
-    for key in ("top1", "top5", "nll", "ece", "num_samples", "nfe_per_image", "seconds", "method", "sampler",
-                "steps", "corruption", "severity", "per_class_top1"):
+    for key in (
+        "top1",
+        "top5",
+        "nll",
+        "ece",
+        "num_samples",
+        "nfe_per_image",
+        "seconds",
+        "method",
+        "sampler",
+        "steps",
+        "corruption",
+        "severity",
+        "per_class_top1",
+    ):
         assert key in r, key
     probs = np.load(probs_file)
     labels = load_source("digits").test.labels
@@ -57,8 +103,21 @@ def test_predict_matches_eval_probabilities(trained, tmp_path, capsys):
         Image.fromarray(test.images[i][..., 0]).save(p)
         paths.append(str(p))
     probs_file = tmp_path / "p.npy"
-    main(["eval", "--checkpoint", str(trained), "--data", "digits", "--results-file", str(tmp_path / "r.json"),
-          "--save-probs", str(probs_file), "--limit", "3"])
+    main(
+        [
+            "eval",
+            "--checkpoint",
+            str(trained),
+            "--data",
+            "digits",
+            "--results-file",
+            str(tmp_path / "r.json"),
+            "--save-probs",
+            str(probs_file),
+            "--limit",
+            "3",
+        ]
+    )
     capsys.readouterr()
     assert main(["predict", "--checkpoint", str(trained), "--top-k", "3", "--json", *paths]) == 0
     rows = json.loads(capsys.readouterr().out)
@@ -84,14 +143,26 @@ def test_error_cases_are_one_line(trained, tmp_path, capsys, npz_path):
     train = ["train", "--method", "standard", "--model", "didirn_small", "--output", out, "--epochs", "1"]
     assert "unknown data spec" in run_error([*train, "--data", "imagenet"], capsys)
     assert "does not exist" in run_error([*train, "--data", "npz:/no/such.npz"], capsys)
-    assert "unknown model" in run_error(["train", "--data", "digits", "--method", "standard", "--model", "nonet",
-                                         "--output", out], capsys)
+    assert "unknown model" in run_error(
+        ["train", "--data", "digits", "--method", "standard", "--model", "nonet", "--output", out], capsys
+    )
     assert "--epochs must be >= 0" in run_error([*train, "--data", "digits", "--epochs", "-3"], capsys)
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     assert "cannot create output folder" in run_error(
-        ["train", "--data", "digits", "--method", "standard", "--model", "didirn_small",
-         "--output", str(blocker / "sub")], capsys)
+        [
+            "train",
+            "--data",
+            "digits",
+            "--method",
+            "standard",
+            "--model",
+            "didirn_small",
+            "--output",
+            str(blocker / "sub"),
+        ],
+        capsys,
+    )
     bad = np.load(npz_path)
     arrays = dict(bad)
     arrays["y_test"] = arrays["y_test"] + 10
@@ -110,10 +181,20 @@ def test_error_cases_are_one_line(trained, tmp_path, capsys, npz_path):
     x = np.zeros((13, 8, 8), np.uint8)
     np.savez(tmp_path / "k13.npz", x_train=x, y_train=np.arange(13), x_test=x, y_test=np.arange(13))
     assert "has 13 classes but the checkpoint was trained on 10" in run_error(
-        ["eval", "--checkpoint", str(trained), "--data", f"npz:{tmp_path / 'k13.npz'}", "--results-file",
-         str(tmp_path / "r.json")], capsys)
+        [
+            "eval",
+            "--checkpoint",
+            str(trained),
+            "--data",
+            f"npz:{tmp_path / 'k13.npz'}",
+            "--results-file",
+            str(tmp_path / "r.json"),
+        ],
+        capsys,
+    )
     assert "cannot create output folder" in run_error(
-        ["eval", "--checkpoint", str(trained), "--data", "digits", "--results-file", str(blocker / "r.json")], capsys)
+        ["eval", "--checkpoint", str(trained), "--data", "digits", "--results-file", str(blocker / "r.json")], capsys
+    )
     assert "cannot decode image" in run_error(["predict", "--checkpoint", str(trained), str(blocker)], capsys)
 
 
@@ -122,11 +203,41 @@ def test_unknown_method_and_flags_of_other_methods_are_one_line_errors(tmp_path,
     err = run_error(["train", "--data", "digits", "--method", "magic", "--model", "x", "--output", str(out)], capsys)
     assert "unknown method 'magic'; choose from" in err and "standard" in err and "didicm" in err
     # A flag that the chosen method would ignore is refused, before any work (TrainConfig.from_dict dropped it)
-    err = run_error(["train", "--data", "digits", "--method", "didicm", "--model", "didirn_small", "--vae", "v",
-                     "--label-dropout", "0.1", "--output", str(out)], capsys)
+    err = run_error(
+        [
+            "train",
+            "--data",
+            "digits",
+            "--method",
+            "didicm",
+            "--model",
+            "didirn_small",
+            "--vae",
+            "v",
+            "--label-dropout",
+            "0.1",
+            "--output",
+            str(out),
+        ],
+        capsys,
+    )
     assert "--label-dropout, --vae do not apply to --method didicm" in err
-    err = run_error(["train", "--data", "digits", "--method", "repcond-tune", "--pretrained", "p", "--smoothing",
-                     "0.1", "--output", str(out)], capsys)
+    err = run_error(
+        [
+            "train",
+            "--data",
+            "digits",
+            "--method",
+            "repcond-tune",
+            "--pretrained",
+            "p",
+            "--smoothing",
+            "0.1",
+            "--output",
+            str(out),
+        ],
+        capsys,
+    )
     assert "--smoothing does not apply to --method repcond-tune" in err
     assert not out.exists()
 
@@ -151,8 +262,9 @@ def test_eval_under_a_corruption_reads_back(trained, tmp_path, capsys):
     c = json.loads(clean.read_text())
     assert r["top1"] < c["top1"] - 0.2 and r["nll"] > c["nll"]  # the corruption reached the model and hurt it
     assert len(list(cache.rglob("*.npy"))) == 1  # the corrupted test set is cached for the next run
-    assert "unknown corruption" in run_error([*base, "--corruption", "rain", "--severity", "2",
-                                              "--results-file", str(noisy)], capsys)
+    assert "unknown corruption" in run_error(
+        [*base, "--corruption", "rain", "--severity", "2", "--results-file", str(noisy)], capsys
+    )
     assert "1..5" in run_error([*base, "--corruption", "fog", "--severity", "6", "--results-file", str(noisy)], capsys)
     assert "--severity" in run_error([*base, "--corruption", "fog", "--results-file", str(noisy)], capsys)
     assert "--corruption" in run_error([*base, "--severity", "2", "--results-file", str(noisy)], capsys)

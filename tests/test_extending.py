@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 import diffcls.data.corruptions as corruptions
+from diffcls.bench import PRESETS
+from diffcls.bench.contenders import DIDICM
 from diffcls.cli import main
 from diffcls.didicm import SAMPLERS, SamplerConfig, SamplerSpec, onepass_readout
 from diffcls.methods import METHODS, get_method
@@ -45,19 +47,48 @@ class SmoothedStandardMethod(StandardMethod):
 
 
 def train_argv(npz_path, method, model, out):
-    return ["train", "--data", f"npz:{npz_path}", "--method", method, "--model", model, "--img-size", "16",
-            "--epochs", "1", "--output", str(out)]
+    return [
+        "train",
+        "--data",
+        f"npz:{npz_path}",
+        "--method",
+        method,
+        "--model",
+        model,
+        "--img-size",
+        "16",
+        "--epochs",
+        "1",
+        "--output",
+        str(out),
+    ]
 
 
 def test_a_new_sampler_is_one_entry(npz_path, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(SAMPLERS, "twopass", TwoPassReadout())
     assert main(train_argv(npz_path, "didicm", "didirn_small", tmp_path / "d") + ["--val-sampler", "twopass"]) == 0
     results = tmp_path / "r.json"
-    assert main(["eval", "--checkpoint", str(tmp_path / "d"), "--data", f"npz:{npz_path}", "--sampler", "twopass",
-                 "--results-file", str(results)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--checkpoint",
+                str(tmp_path / "d"),
+                "--data",
+                f"npz:{npz_path}",
+                "--sampler",
+                "twopass",
+                "--results-file",
+                str(results),
+            ]
+        )
+        == 0
+    )
     r = json.loads(results.read_text())
     assert (r["sampler"], r["nfe_per_image"]) == ("twopass", 2)
     assert SamplerConfig("twopass").label == "twopass" and SamplerConfig("twopass").fields()["steps"] is None
+    # The bench's DiDiCM contender meets the NFE sweep with it (and its plot reads the spec's group and marker)
+    assert SamplerConfig("twopass") in DIDICM.sweep_readouts(PRESETS["quick"])
     capsys.readouterr()
     with pytest.raises(SystemExit):
         main(["eval", "--help"])
@@ -80,8 +111,9 @@ def test_a_new_method_is_one_module(npz_path, tmp_path, monkeypatch, capsys):
 
 
 def test_a_new_corruption_is_one_entry(monkeypatch):
-    shifted = corruptions.Corruption(name="shift", family="digital",
-                                     cifar_params=(1, 2, 3, 4, 5), cifar_fn=lambda x, c, rng: np.roll(x, c, axis=1))
+    shifted = corruptions.Corruption(
+        name="shift", family="digital", cifar_params=(1, 2, 3, 4, 5), cifar_fn=lambda x, c, rng: np.roll(x, c, axis=1)
+    )
     monkeypatch.setitem(corruptions.CORRUPTIONS, "shift", shifted)
     corruptions.check_corruption("shift", 3, "cifar")
     image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)

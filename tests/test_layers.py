@@ -53,7 +53,7 @@ def imported_units(path: Path) -> list[tuple[str, ast.AST]]:
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
-            base = package[:len(package) - node.level + 1] if node.level else []
+            base = package[: len(package) - node.level + 1] if node.level else []
             module = ".".join(base + ([node.module] if node.module else []))
             names = [module] if node.module else [f"{module}.{a.name}" for a in node.names]
         else:
@@ -83,8 +83,9 @@ def test_no_cycle_between_packages_of_one_layer():
         assert (b, a) not in edges, f"{a} and {b} import each other"
 
 
-@pytest.mark.parametrize("path", [p for p in modules() if unit(p) not in LAZY_IMPORTS_ALLOWED],
-                         ids=lambda p: str(p.relative_to(SRC)))
+@pytest.mark.parametrize(
+    "path", [p for p in modules() if unit(p) not in LAZY_IMPORTS_ALLOWED], ids=lambda p: str(p.relative_to(SRC))
+)
 def test_no_diffcls_import_inside_a_function(path: Path):
     tree = ast.parse(path.read_text())
     inside = []
@@ -120,22 +121,26 @@ def method_name_comparisons(path: Path, names: set[str]) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("path", [p for p in modules() if unit(p) not in ("methods", "cli")],
-                         ids=lambda p: str(p.relative_to(SRC)))
+@pytest.mark.parametrize(
+    "path", [p for p in modules() if unit(p) not in ("methods", "cli")], ids=lambda p: str(p.relative_to(SRC))
+)
 def test_only_the_method_modules_compare_method_names(path: Path):
     lines = method_name_comparisons(path, set(diffcls.methods.METHODS))
-    assert not lines, (f"{path.relative_to(SRC)} compares method names at lines {lines}: ask the method "
-                       f"(diffcls.methods.get_method(name)) instead")
+    assert not lines, (
+        f"{path.relative_to(SRC)} compares method names at lines {lines}: ask the method "
+        f"(diffcls.methods.get_method(name)) instead"
+    )
 
 
 def test_readme_lists_the_layers_in_order():
     text = README.read_text()
-    layout = text[text.index("## Layout"):]
-    block = layout[layout.index("```") + 3:]
-    block = block[:block.index("```")]
+    layout = text[text.index("## Layout") :]
+    block = layout[layout.index("```") + 3 :]
+    block = block[: block.index("```")]
     listed = [m.group(1) for line in block.splitlines() if (m := re.match(r"\s*(\w+)(?:/|\.py)\s", line))]
     order = [name for name in listed if name in LAYER_OF]
-    assert [LAYER_OF[n] for n in order] == sorted((LAYER_OF[n] for n in order), reverse=True), \
+    assert [LAYER_OF[n] for n in order] == sorted((LAYER_OF[n] for n in order), reverse=True), (
         f"the README lists the layers out of order: {order}"
+    )
     missing = {n for n in LAYER_OF if n not in ("__main__",)} - set(order)
     assert not missing, f"the README's Layout section does not list {sorted(missing)}"

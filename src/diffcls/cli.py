@@ -14,11 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from diffcls.errors import DiffclsError
-
 
 
 class RegistryHelp:
@@ -41,8 +40,11 @@ def _methods_help() -> str:
 def _models_help() -> str:
     from diffcls.methods import METHODS
 
-    return "model name, per method: " + "; ".join(f"{m.name}: {m.models_help}" for m in METHODS.values()
-                                                  if m.models_help) + " (default: the method's, where it has one)"
+    return (
+        "model name, per method: "
+        + "; ".join(f"{m.name}: {m.models_help}" for m in METHODS.values() if m.models_help)
+        + " (default: the method's, where it has one)"
+    )
 
 
 def _data_help() -> str:
@@ -93,10 +95,18 @@ def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sampler", default="cp", metavar="NAME", help=RegistryHelp(_sampler_help))
     g.add_argument("--steps", type=int, default=8, help="diffusion steps for cp and cl (default: 8)")
     g.add_argument("--chains", type=int, default=10, help="label chains per image for cl (default: 10)")
-    g.add_argument("--cp-update", choices=["euler", "analytic"], default="euler",
-                   help="cp step: euler (the paper's) or analytic (exact Tweedie step of the uniform process)")
-    g.add_argument("--cp-reference", choices=["min", "max", "random"], default="min",
-                   help="label fed to the network at each cp step: argmin p, argmax p or sampled (default: min)")
+    g.add_argument(
+        "--cp-update",
+        choices=["euler", "analytic"],
+        default="euler",
+        help="cp step: euler (the paper's) or analytic (exact Tweedie step of the uniform process)",
+    )
+    g.add_argument(
+        "--cp-reference",
+        choices=["min", "max", "random"],
+        default="min",
+        help="label fed to the network at each cp step: argmin p, argmax p or sampled (default: min)",
+    )
 
 
 def _sampler_config(args: argparse.Namespace):
@@ -106,8 +116,13 @@ def _sampler_config(args: argparse.Namespace):
         raise DiffclsError(f"unknown --sampler {args.sampler!r}; choose from {', '.join(SAMPLERS)}")
     if args.steps < 1 or args.chains < 1:
         raise DiffclsError("--steps and --chains must be >= 1")
-    return SamplerConfig(sampler=args.sampler, steps=args.steps, chains=args.chains, cp_update=args.cp_update,
-                         cp_reference=args.cp_reference)
+    return SamplerConfig(
+        sampler=args.sampler,
+        steps=args.steps,
+        chains=args.chains,
+        cp_update=args.cp_update,
+        cp_reference=args.cp_reference,
+    )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -124,8 +139,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="diffcls", description="Diffusion-based image classification: train, "
-                                     "evaluate and compare DiDiCM, diffusion classifiers and standard classifiers.")
+    parser = _Parser(
+        prog="diffcls",
+        description="Diffusion-based image classification: train, "
+        "evaluate and compare DiDiCM, diffusion classifiers and standard classifiers.",
+    )
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train_parser(sub)
@@ -144,11 +162,16 @@ def _version() -> str:
 def _add_train_parser(sub) -> None:
     # Only the flags given reach the method (argument_default=SUPPRESS), which fills in its own defaults and
     # refuses a flag it would ignore. The defaults quoted in the help are the methods'.
-    p = sub.add_parser("train", help="train a classifier on a data spec", epilog=EPILOG_TRAIN,
-                       formatter_class=argparse.RawDescriptionHelpFormatter, argument_default=argparse.SUPPRESS,
-                       description="Train a model and write OUTPUT/config.json, its weights, metrics.csv and a "
-                                   "resumable training_state.pt. A flag that the chosen --method does not read is "
-                                   "an error.")
+    p = sub.add_parser(
+        "train",
+        help="train a classifier on a data spec",
+        epilog=EPILOG_TRAIN,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        argument_default=argparse.SUPPRESS,
+        description="Train a model and write OUTPUT/config.json, its weights, metrics.csv and a "
+        "resumable training_state.pt. A flag that the chosen --method does not read is "
+        "an error.",
+    )
     p.add_argument("--data", required=True, help=DATA_HELP)
     p.add_argument("--method", required=True, metavar="NAME", help=RegistryHelp(_methods_help))
     p.add_argument("--model", help=RegistryHelp(_models_help))
@@ -168,30 +191,45 @@ def _add_train_parser(sub) -> None:
     g.add_argument("--smoothing", type=float, help="label smoothing (default: 0)")
     g.add_argument("--mixup", type=float, help="mixup alpha (timm Mixup; soft targets)")
     g.add_argument("--cutmix", type=float, help="cutmix alpha (timm Mixup; soft targets)")
-    g.add_argument("--augment", choices=["none", "crop", "crop-flip", "rrc-flip"],
-                   help="default: the data kind's (crop for digits, crop-flip for cifar10, rrc-flip for folders); "
-                        "none for repcond")
+    g.add_argument(
+        "--augment",
+        choices=["none", "crop", "crop-flip", "rrc-flip"],
+        help="default: the data kind's (crop for digits, crop-flip for cifar10, rrc-flip for folders); "
+        "none for repcond",
+    )
     g = p.add_argument_group("data")
-    g.add_argument("--data-ratio", type=float,
-                   help="keep floor(n_c·R) training images per class (at least one), fixed seed (default: 1)")
-    g.add_argument("--equal-steps", action="store_true",
-                   help="with --data-ratio < 1, repeat the kept images so an epoch has as many steps as on the "
-                        "full data (the same optimisation budget for every fraction)")
+    g.add_argument(
+        "--data-ratio",
+        type=float,
+        help="keep floor(n_c·R) training images per class (at least one), fixed seed (default: 1)",
+    )
+    g.add_argument(
+        "--equal-steps",
+        action="store_true",
+        help="with --data-ratio < 1, repeat the kept images so an epoch has as many steps as on the "
+        "full data (the same optimisation budget for every fraction)",
+    )
     g.add_argument("--img-size", type=int, help="model input size (default: 32; 224 for folders)")
     g.add_argument("--fit", choices=["auto", "resize", "pad"], help="how images reach --img-size (default: auto)")
-    g.add_argument("--low-res", type=int,
-                   help="train on a low-resolution view: downsample to S×S, then back to --img-size")
+    g.add_argument(
+        "--low-res", type=int, help="train on a low-resolution view: downsample to S×S, then back to --img-size"
+    )
     g.add_argument("-j", "--workers", type=int, help="data-loading worker processes (default: 0)")
     g = p.add_argument_group("DiDiCM")
     g.add_argument("--noise", choices=["loglinear", "geometric"], help="noise schedule (default: loglinear)")
     g.add_argument("--sampling-eps", type=float, help="t ~ U(eps, 1) during training (default: 1e-5)")
     g.add_argument("--val-sampler", metavar="NAME", help="sampler for the per-epoch validation accuracy (default: cp)")
-    g.add_argument("--val-steps", type=int,
-                   help="steps of the validation sampler; for ddpm, timesteps of the validation classifier "
-                        "(default: 8)")
+    g.add_argument(
+        "--val-steps",
+        type=int,
+        help="steps of the validation sampler; for ddpm, timesteps of the validation classifier (default: 8)",
+    )
     g = p.add_argument_group("ddpm (Diffusion Classifier models)")
-    g.add_argument("--label-dropout", type=float,
-                   help="train with the label replaced by a null class with this probability (default: 0)")
+    g.add_argument(
+        "--label-dropout",
+        type=float,
+        help="train with the label replaced by a null class with this probability (default: 0)",
+    )
     g.add_argument("--val-images", type=int, help="validate on the first N test images (default: 200)")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, help="(default: 0)")
@@ -200,97 +238,175 @@ def _add_train_parser(sub) -> None:
     g = p.add_argument_group("repcond (representation-conditioned DiT; see docs/results.md)")
     g.add_argument("--pretrained", metavar="DIR", help="repcond-tune: the *-pretrain folder")
     g.add_argument("--encoder", help="ViT preset over the clean latent (default: paired with --model)")
-    g.add_argument("--vae", metavar="DIR",
-                   help="a diffusers AutoencoderKL folder on local disk: train in its latent space (default: pixels)")
+    g.add_argument(
+        "--vae",
+        metavar="DIR",
+        help="a diffusers AutoencoderKL folder on local disk: train in its latent space (default: pixels)",
+    )
     g.add_argument("--d-r", type=int, help="width of the representation r (default: 64)")
-    g.add_argument("--cond-dropout", type=float,
-                   help="probability of replacing r (or the label) by its null vector (default: 0.1)")
-    g.add_argument("--val-holdout", type=int,
-                   help="training images held out of every phase for validation and the t-sweep (default: 0)")
+    g.add_argument(
+        "--cond-dropout", type=float, help="probability of replacing r (or the label) by its null vector (default: 0.1)"
+    )
+    g.add_argument(
+        "--val-holdout",
+        type=int,
+        help="training images held out of every phase for validation and the t-sweep (default: 0)",
+    )
     g.add_argument("--val-t", type=int, help="repcond-tune: DC Zero validation timestep (default: 500)")
     p.set_defaults(func=cmd_train)
 
 
 def _add_eval_parser(sub) -> None:
-    p = sub.add_parser("eval", help="evaluate a checkpoint on a data spec", epilog=EPILOG_EVAL,
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Evaluate a trained classifier: top-1, top-5, NLL, ECE (15 bins), per-class "
-                                   "accuracy, NFE per image and seconds, written to --results-file as JSON.")
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a checkpoint on a data spec",
+        epilog=EPILOG_EVAL,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Evaluate a trained classifier: top-1, top-5, NLL, ECE (15 bins), per-class "
+        "accuracy, NFE per image and seconds, written to --results-file as JSON.",
+    )
     p.add_argument("--checkpoint", default=None, help="folder written by diffcls train")
-    p.add_argument("--pretrained", default=None, metavar="DIR",
-                   help="a diffusers pipeline folder, read locally: DDPMPipeline (class-conditional UNet), "
-                        "DiTPipeline, or StableDiffusionPipeline (zero-shot, with prompts)")
-    p.add_argument("--method", choices=["auto", "diffusion-classifier"], default="auto",
-                   help="auto: the checkpoint's own method (a ddpm checkpoint or --pretrained folder is scored by "
-                        "the Diffusion Classifier)")
+    p.add_argument(
+        "--pretrained",
+        default=None,
+        metavar="DIR",
+        help="a diffusers pipeline folder, read locally: DDPMPipeline (class-conditional UNet), "
+        "DiTPipeline, or StableDiffusionPipeline (zero-shot, with prompts)",
+    )
+    p.add_argument(
+        "--method",
+        choices=["auto", "diffusion-classifier"],
+        default="auto",
+        help="auto: the checkpoint's own method (a ddpm checkpoint or --pretrained folder is scored by "
+        "the Diffusion Classifier)",
+    )
     p.add_argument("--data", required=True, help=DATA_HELP)
     p.add_argument("--split", choices=["train", "test"], default="test")
     p.add_argument("--results-file", required=True, help="JSON file to write")
     p.add_argument("--save-probs", default=None, help="write predicted probabilities, float32 N×K .npy")
     p.add_argument("-b", "--batch-size", type=int, default=256)
     p.add_argument("--low-res", type=int, default=None, help="evaluate on a low-resolution view (S×S and back)")
-    p.add_argument("--limit", type=int, default=None,
-                   help="evaluate only N images: a fixed stratified subset (the first N of a class-interleaved order)")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="evaluate only N images: a fixed stratified subset (the first N of a class-interleaved order)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the samplers' randomness")
     p.add_argument("--device", default="auto")
-    p.add_argument("-j", "--workers", type=int, default=0,
-                   help="data-loading worker processes (corruptions use at least one process)")
+    p.add_argument(
+        "-j",
+        "--workers",
+        type=int,
+        default=0,
+        help="data-loading worker processes (corruptions use at least one process)",
+    )
     _add_corruption_flags(p)
     _add_sampler_flags(p)
     _add_diffusion_classifier_flags(p)
     g = p.add_argument_group("Diffusion Classifier Zero (repcond-tune checkpoints)")
-    g.add_argument("--timesteps", default=None, metavar="T1,T2,..",
-                   help="score at these timesteps (one t: argmin of the error; several: combined by --aggregate; "
-                        "default: 500)")
-    g.add_argument("--t-sweep", action="store_true",
-                   help="first measure top-1 at t = 50, 100, .., 950 on the held-out training images "
-                        "(--val-holdout at training), then evaluate at the best t; writes RESULTS.tsweep.png")
-    g.add_argument("--aggregate", choices=["relative", "mean", "vote"], default="relative",
-                   help="how several timesteps combine (default: relative: each t's errors over their class mean)")
+    g.add_argument(
+        "--timesteps",
+        default=None,
+        metavar="T1,T2,..",
+        help="score at these timesteps (one t: argmin of the error; several: combined by --aggregate; default: 500)",
+    )
+    g.add_argument(
+        "--t-sweep",
+        action="store_true",
+        help="first measure top-1 at t = 50, 100, .., 950 on the held-out training images "
+        "(--val-holdout at training), then evaluate at the best t; writes RESULTS.tsweep.png",
+    )
+    g.add_argument(
+        "--aggregate",
+        choices=["relative", "mean", "vote"],
+        default="relative",
+        help="how several timesteps combine (default: relative: each t's errors over their class mean)",
+    )
     p.set_defaults(func=cmd_eval)
 
 
 def _add_diffusion_classifier_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("Diffusion Classifier (ddpm checkpoints, --pretrained folders)")
-    g.add_argument("--schedule", default=None, metavar="NAME",
-                   help="the paper's elimination schedules: cifar10 (default), stl10, pets, food101, aircraft, "
-                        "flowers102, imagenet, objectnet; or flat-N (every class on N timesteps)")
-    g.add_argument("--n-samples", default=None, metavar="N1,N2,..",
-                   help="timesteps scored per surviving class after each stage, e.g. 50,500")
+    g.add_argument(
+        "--schedule",
+        default=None,
+        metavar="NAME",
+        help="the paper's elimination schedules: cifar10 (default), stl10, pets, food101, aircraft, "
+        "flowers102, imagenet, objectnet; or flat-N (every class on N timesteps)",
+    )
+    g.add_argument(
+        "--n-samples",
+        default=None,
+        metavar="N1,N2,..",
+        help="timesteps scored per surviving class after each stage, e.g. 50,500",
+    )
     g.add_argument("--to-keep", default=None, metavar="K1,K2,..", help="classes kept after each stage, e.g. 5,1")
     g.add_argument("--loss", choices=["l2", "l1", "huber"], default="l2", help="per-pixel error (default: l2)")
-    g.add_argument("--temperature", type=float, default=None,
-                   help="lambda of softmax(-lambda * error) (default: the model's calibration.json, else 1)")
-    g.add_argument("--fit-temperature", action="store_true",
-                   help="fit lambda by NLL on the evaluated images and store it in the model folder; use "
-                        "held-out images (e.g. --split test --limit 200, then evaluate with --start 200)")
-    g.add_argument("--prompt-template", default="a photo of a {}.",
-                   help="text-conditional models: one prompt per class name (default: 'a photo of a {}.')")
-    g.add_argument("--prompts", default=None, metavar="CSV",
-                   help="text-conditional models: prompts from a CSV with columns prompt,classname,classidx "
-                        "(several prompts per class allowed; a class's probability sums over its prompts)")
-    g.add_argument("--start", type=int, default=0,
-                   help="skip the first I images of the fixed stratified order that --limit takes from (default: 0)")
-    g.add_argument("--per-image", default=None, metavar="FILE",
-                   help="JSONL of per-image outcomes, appended as images finish; a rerun resumes from it "
-                        "(default: the results file with .images.jsonl)")
+    g.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="lambda of softmax(-lambda * error) (default: the model's calibration.json, else 1)",
+    )
+    g.add_argument(
+        "--fit-temperature",
+        action="store_true",
+        help="fit lambda by NLL on the evaluated images and store it in the model folder; use "
+        "held-out images (e.g. --split test --limit 200, then evaluate with --start 200)",
+    )
+    g.add_argument(
+        "--prompt-template",
+        default="a photo of a {}.",
+        help="text-conditional models: one prompt per class name (default: 'a photo of a {}.')",
+    )
+    g.add_argument(
+        "--prompts",
+        default=None,
+        metavar="CSV",
+        help="text-conditional models: prompts from a CSV with columns prompt,classname,classidx "
+        "(several prompts per class allowed; a class's probability sums over its prompts)",
+    )
+    g.add_argument(
+        "--start",
+        type=int,
+        default=0,
+        help="skip the first I images of the fixed stratified order that --limit takes from (default: 0)",
+    )
+    g.add_argument(
+        "--per-image",
+        default=None,
+        metavar="FILE",
+        help="JSONL of per-image outcomes, appended as images finish; a rerun resumes from it "
+        "(default: the results file with .images.jsonl)",
+    )
 
 
 def _add_corruption_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("corruptions (ImageNet-C / CIFAR-10-C)")
     g.add_argument("--corruption", default=None, metavar="NAME", help=RegistryHelp(_corruption_help))
     g.add_argument("--severity", type=int, default=None, help="corruption severity, 1..5")
-    g.add_argument("--corruption-set", choices=["imagenet", "cifar"], default=None,
-                   help="parameter set: ImageNet-C's (for 224 px) or CIFAR-10-C's (milder, for 32 px); "
-                        "default: cifar for images of at most 64 px, imagenet otherwise")
-    g.add_argument("--corruption-cache", default=None, metavar="DIR",
-                   help="cache of corrupted test sets (default: $DIFFCLS_CACHE/corruptions or "
-                        "~/.cache/diffcls/corruptions)")
+    g.add_argument(
+        "--corruption-set",
+        choices=["imagenet", "cifar"],
+        default=None,
+        help="parameter set: ImageNet-C's (for 224 px) or CIFAR-10-C's (milder, for 32 px); "
+        "default: cifar for images of at most 64 px, imagenet otherwise",
+    )
+    g.add_argument(
+        "--corruption-cache",
+        default=None,
+        metavar="DIR",
+        help="cache of corrupted test sets (default: $DIFFCLS_CACHE/corruptions or ~/.cache/diffcls/corruptions)",
+    )
 
 
 def _add_predict_parser(sub) -> None:
-    p = sub.add_parser("predict", help="classify image files with a checkpoint",
-                       description="Print the top-k classes of each image with their probabilities.")
+    p = sub.add_parser(
+        "predict",
+        help="classify image files with a checkpoint",
+        description="Print the top-k classes of each image with their probabilities.",
+    )
     p.add_argument("--checkpoint", required=True, help="folder written by diffcls train")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (png, jpg, ...)")
     p.add_argument("--top-k", type=int, default=5)
@@ -314,24 +430,34 @@ Outputs in --output: results.csv, results.json, report.md, plots/*.png, models/,
 
 
 def _add_bench_parser(sub) -> None:
-    p = sub.add_parser("bench", help="compare DiDiCM with its standard twin under corruption, scarce data and "
-                                     "low resolution", epilog=EPILOG_BENCH,
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Train the standard twin, a plain ResNet and DiDiCM with one recipe and seed, "
-                                   "evaluate them on a grid of conditions, and write tables, a report and plots.")
+    p = sub.add_parser(
+        "bench",
+        help="compare DiDiCM with its standard twin under corruption, scarce data and low resolution",
+        epilog=EPILOG_BENCH,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train the standard twin, a plain ResNet and DiDiCM with one recipe and seed, "
+        "evaluate them on a grid of conditions, and write tables, a report and plots.",
+    )
     p.add_argument("--preset", choices=["quick", "full"], default="quick", help="what to run (default: quick)")
     p.add_argument("--data", default="mnist5k", help=RegistryHelp(_data_help, " (default: mnist5k)"))
     p.add_argument("--output", required=True, help="benchmark folder (created; reused to resume)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("-j", "--workers", type=int, default=2, help="processes that build corrupted test sets")
     dc = p.add_argument_group("Diffusion Classifier (a fourth contender; may join a finished benchmark)")
-    dc.add_argument("--diffusion-classifier", action="store_true",
-                    help="also train a class-conditional UNet (DDPM) at every data fraction (first seed) and "
-                         "classify a fixed test subset under every condition by its noise-prediction errors")
+    dc.add_argument(
+        "--diffusion-classifier",
+        action="store_true",
+        help="also train a class-conditional UNet (DDPM) at every data fraction (first seed) and "
+        "classify a fixed test subset under every condition by its noise-prediction errors",
+    )
     dc.add_argument("--dc-model", default="unet_small", help="noise predictor: unet_tiny, unet_small, unet_base")
     dc.add_argument("--dc-epochs", type=int, default=None, help="its training budget (default: the preset's)")
-    dc.add_argument("--dc-images", type=int, default=50,
-                    help="test images it classifies per condition (a fixed stratified subset; default 50)")
+    dc.add_argument(
+        "--dc-images",
+        type=int,
+        default=50,
+        help="test images it classifies per condition (a fixed stratified subset; default 50)",
+    )
     dc.add_argument("--dc-n-samples", default="4,16", help="timesteps per elimination stage (default 4,16)")
     dc.add_argument("--dc-to-keep", default="2,1", help="classes kept after each stage (default 2,1)")
     p.set_defaults(func=cmd_bench)
@@ -362,8 +488,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     check_output_paths(args.results_file, args.save_probs)
     dist = init_distributed(args.device)
     device = str(resolve_device(rank_device(args.device, dist)))
-    runners = {"classifier": _eval_classifier, "diffusion-classifier": _eval_diffusion_classifier,
-               "dc-zero": _eval_dc_zero}
+    runners = {
+        "classifier": _eval_classifier,
+        "diffusion-classifier": _eval_diffusion_classifier,
+        "dc-zero": _eval_dc_zero,
+    }
     return runners[_evaluation(args)](args, dist, device)
 
 
@@ -387,10 +516,22 @@ def _eval_classifier(args: argparse.Namespace, dist, device: str) -> int:
 
     if args.start:
         raise DiffclsError("--start applies to the Diffusion Classifier; use --limit for classifiers")
-    cfg = EvalConfig(checkpoint=args.checkpoint, data=args.data, split=args.split, sampler=_sampler_config(args),
-                     batch_size=args.batch_size, low_res=args.low_res, limit=args.limit, seed=args.seed,
-                     device=device, workers=args.workers, corruption=args.corruption,
-                     severity=args.severity, corruption_set=args.corruption_set, cache_dir=args.corruption_cache)
+    cfg = EvalConfig(
+        checkpoint=args.checkpoint,
+        data=args.data,
+        split=args.split,
+        sampler=_sampler_config(args),
+        batch_size=args.batch_size,
+        low_res=args.low_res,
+        limit=args.limit,
+        seed=args.seed,
+        device=device,
+        workers=args.workers,
+        corruption=args.corruption,
+        severity=args.severity,
+        corruption_set=args.corruption_set,
+        cache_dir=args.corruption_cache,
+    )
     results, probs = evaluate_classifier(cfg, dist=dist)
     if not dist.is_main:
         return 0
@@ -420,19 +561,38 @@ def _eval_dc_zero(args: argparse.Namespace, dist, device: str) -> int:
         except ValueError:
             raise DiffclsError(f"--timesteps takes integers like 300,500, got {args.timesteps!r}") from None
     if args.t_sweep:
-        sweep = run_t_sweep(args.checkpoint, args.data, split="val", limit=None, seed=args.seed,
-                            batch_size=args.batch_size, device=device)
+        sweep = run_t_sweep(
+            args.checkpoint,
+            args.data,
+            split="val",
+            limit=None,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            device=device,
+        )
         timesteps, sweep_rows = [sweep.best_t], sweep.rows()
         temperature = args.temperature or sweep_temperature(sweep)
         plot_t_sweep({args.checkpoint: sweep}, Path(args.results_file).with_suffix(".tsweep.png"))
-    results = evaluate_dc_zero(args.checkpoint, args.data, split=args.split, timesteps=timesteps,
-                               aggregate=args.aggregate, limit=args.limit, temperature=temperature, seed=args.seed,
-                               batch_size=args.batch_size, device=device)
+    results = evaluate_dc_zero(
+        args.checkpoint,
+        args.data,
+        split=args.split,
+        timesteps=timesteps,
+        aggregate=args.aggregate,
+        limit=args.limit,
+        temperature=temperature,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        device=device,
+    )
     probs = results.pop("probs")
     results.update(checkpoint=args.checkpoint, data=args.data, t_sweep=sweep_rows)
     write_results(results, probs, args.results_file, args.save_probs)
-    print(json.dumps({k: results[k] for k in ("top1", "f1_macro", "nll", "ece", "num_samples", "nfe_per_image",
-                                              "timesteps")}))
+    print(
+        json.dumps(
+            {k: results[k] for k in ("top1", "f1_macro", "nll", "ece", "num_samples", "nfe_per_image", "timesteps")}
+        )
+    )
     return 0
 
 
@@ -443,22 +603,54 @@ def _eval_diffusion_classifier(args: argparse.Namespace, dist, device: str) -> i
 
     if args.schedule and args.n_samples:
         raise DiffclsError("give either --schedule or --n-samples/--to-keep, not both")
-    schedule = parse_schedule(args.n_samples, args.to_keep, preset=None if args.n_samples else args.schedule or "cifar10")
-    cfg = DCEvalConfig(data=args.data, checkpoint=args.checkpoint, pretrained=args.pretrained, split=args.split,
-                       schedule=schedule, loss=args.loss, batch_size=args.batch_size, start=args.start,
-                       limit=args.limit, seed=args.seed, device=device, low_res=args.low_res,
-                       corruption=args.corruption, severity=args.severity, corruption_set=args.corruption_set,
-                       cache_dir=args.corruption_cache, temperature=args.temperature,
-                       fit_temperature=args.fit_temperature, prompt_template=args.prompt_template,
-                       prompts_csv=args.prompts)
+    schedule = parse_schedule(
+        args.n_samples, args.to_keep, preset=None if args.n_samples else args.schedule or "cifar10"
+    )
+    cfg = DCEvalConfig(
+        data=args.data,
+        checkpoint=args.checkpoint,
+        pretrained=args.pretrained,
+        split=args.split,
+        schedule=schedule,
+        loss=args.loss,
+        batch_size=args.batch_size,
+        start=args.start,
+        limit=args.limit,
+        seed=args.seed,
+        device=device,
+        low_res=args.low_res,
+        corruption=args.corruption,
+        severity=args.severity,
+        corruption_set=args.corruption_set,
+        cache_dir=args.corruption_cache,
+        temperature=args.temperature,
+        fit_temperature=args.fit_temperature,
+        prompt_template=args.prompt_template,
+        prompts_csv=args.prompts,
+    )
     per_image = args.per_image or str(Path(args.results_file).with_suffix(".images.jsonl"))
     evaluated = evaluate_diffusion_classifier(cfg, per_image, dist=dist)
     if evaluated is None:  # a rank other than 0 under torchrun: rank 0 writes
         return 0
     results, probs = evaluated
     write_results(results, probs, args.results_file, args.save_probs)
-    print(json.dumps({k: results[k] for k in ("top1", "top5", "nll", "ece", "num_samples", "nfe_per_image",
-                                              "seconds_per_image", "temperature")}))
+    print(
+        json.dumps(
+            {
+                k: results[k]
+                for k in (
+                    "top1",
+                    "top5",
+                    "nll",
+                    "ece",
+                    "num_samples",
+                    "nfe_per_image",
+                    "seconds_per_image",
+                    "temperature",
+                )
+            }
+        )
+    )
     return 0
 
 
@@ -466,8 +658,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from diffcls.eval.evaluate import predict_files
     from diffcls.runtime.device import resolve_device
 
-    rows = predict_files(args.checkpoint, args.images, args.top_k, _sampler_config(args),
-                         str(resolve_device(args.device)), args.seed)
+    rows = predict_files(
+        args.checkpoint, args.images, args.top_k, _sampler_config(args), str(resolve_device(args.device)), args.seed
+    )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -478,7 +671,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from diffcls.eval.benchmark import DCSettings, run_benchmark
+    from diffcls.bench import DCSettings, run_benchmark
     from diffcls.generative import parse_schedule
     from diffcls.runtime.distributed import init_distributed
 
@@ -487,12 +680,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if args.dc_images < 1 or (args.dc_epochs is not None and args.dc_epochs < 1):
             raise DiffclsError("--dc-images and --dc-epochs must be >= 1")
         schedule = parse_schedule(args.dc_n_samples, args.dc_to_keep)
-        dc = DCSettings(model=args.dc_model, epochs=args.dc_epochs, test_images=args.dc_images,
-                        n_samples=schedule.n_samples, to_keep=schedule.to_keep)
+        dc = DCSettings(
+            model=args.dc_model,
+            epochs=args.dc_epochs,
+            test_images=args.dc_images,
+            n_samples=schedule.n_samples,
+            to_keep=schedule.to_keep,
+        )
     command = "diffcls " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("diffcls") else None
     dist = init_distributed(args.device)
-    paths = run_benchmark(args.preset, args.data, args.output, args.device, args.workers, command=command,
-                          diffusion_classifier=dc, dist=dist)
+    paths = run_benchmark(
+        args.preset,
+        args.data,
+        args.output,
+        args.device,
+        args.workers,
+        command=command,
+        diffusion_classifier=dc,
+        dist=dist,
+    )
     if not dist.is_main:
         return 0
     print(f"report: {paths['report']}")

@@ -40,9 +40,18 @@ def test_names_families_and_parameter_table():
     assert set(C.CORRUPTION_FAMILIES) == set(C.CORRUPTION_NAMES)
     assert set(C.CORRUPTION_FAMILIES.values()) == set(C.FAMILY_NAMES)
     assert [C.CORRUPTION_FAMILIES[n] for n in ("speckle_noise", "gaussian_blur", "spatter", "saturate")] == [
-        "noise", "blur", "weather", "digital"]
-    assert {n for n, f in C.CORRUPTION_FAMILIES.items() if f == "weather"} == {"snow", "frost", "fog", "brightness",
-                                                                                "spatter"}
+        "noise",
+        "blur",
+        "weather",
+        "digital",
+    ]
+    assert {n for n, f in C.CORRUPTION_FAMILIES.items() if f == "weather"} == {
+        "snow",
+        "frost",
+        "fog",
+        "brightness",
+        "spatter",
+    }
     assert set(C.CIFAR_PARAMS) == set(C.CORRUPTION_NAMES)
     assert all(len(levels) == 5 for levels in C.CIFAR_PARAMS.values())
 
@@ -153,8 +162,16 @@ def test_shared_parameters_give_the_imagecorruptions_result(name, cifar_severity
 
 def test_same_seed_same_image_other_seed_other_image():
     for corruption_set in C.CORRUPTION_SETS:
-        for name in ("gaussian_noise", "impulse_noise", "glass_blur", "snow", "frost", "fog", "spatter",
-                     "elastic_transform"):
+        for name in (
+            "gaussian_noise",
+            "impulse_noise",
+            "glass_blur",
+            "snow",
+            "frost",
+            "fog",
+            "spatter",
+            "elastic_transform",
+        ):
             a = C.corrupt_image(IMG, name, 4, corruption_set, seed=21)
             np.testing.assert_array_equal(a, C.corrupt_image(IMG, name, 4, corruption_set, seed=21))
             assert (a != C.corrupt_image(IMG, name, 4, corruption_set, seed=22)).any(), (name, corruption_set)
@@ -205,8 +222,10 @@ def test_corrupt_images_uses_one_seed_per_index():
     out = C.corrupt_images(SPLIT, "gaussian_noise", 3, corruption_set="cifar", progress=False, dataset_key="k")
     assert out.shape == SPLIT.shape and out.dtype == np.uint8
     for i in (0, 3):
-        np.testing.assert_array_equal(out[i], C.corrupt_image(SPLIT[i], "gaussian_noise", 3, "cifar",
-                                                              C.corruption_seed("k", "gaussian_noise", 3, i)))
+        np.testing.assert_array_equal(
+            out[i],
+            C.corrupt_image(SPLIT[i], "gaussian_noise", 3, "cifar", C.corruption_seed("k", "gaussian_noise", 3, i)),
+        )
     assert (out[0] != out[5]).any()  # same clean image, other index: other noise
 
 
@@ -244,20 +263,31 @@ def test_file_split_gives_cached_pngs(tmp_path, monkeypatch):
         Image.fromarray(textured_image(*size, seed=i)).save(path)
         paths.append(str(path))
     cache = tmp_path / "cache"
-    out = C.corrupt_images(paths, "gaussian_noise", 5, corruption_set="cifar", cache_dir=cache, progress=False,
-                           workers=2, dataset_key="files")
+    out = C.corrupt_images(
+        paths,
+        "gaussian_noise",
+        5,
+        corruption_set="cifar",
+        cache_dir=cache,
+        progress=False,
+        workers=2,
+        dataset_key="files",
+    )
     folder = cache / f"v{C.CACHE_VERSION}" / "files" / "cifar" / "gaussian_noise-5"
     assert out == [str(folder / f"{i:06d}.png") for i in range(3)]
     assert sorted(os.listdir(folder.parent)) == ["gaussian_noise-5"]  # the temporary folder was renamed
     for path, size in zip(out, ((32, 32), (24, 20), (40, 36))):
         back = np.asarray(Image.open(path))
         assert back.shape == (*size, 3) and back.dtype == np.uint8
-    expected = C.corrupt_image(textured_image(32, 32, seed=0), "gaussian_noise", 5, "cifar",
-                               C.corruption_seed("files", "gaussian_noise", 5, 0))
+    expected = C.corrupt_image(
+        textured_image(32, 32, seed=0), "gaussian_noise", 5, "cifar", C.corruption_seed("files", "gaussian_noise", 5, 0)
+    )
     np.testing.assert_array_equal(np.asarray(Image.open(out[0])), expected)
     monkeypatch.setattr(C, "corrupt_image", lambda *a, **k: pytest.fail("recomputed a cached split"))
-    assert C.corrupt_images(paths, "gaussian_noise", 5, corruption_set="cifar", cache_dir=cache,
-                            dataset_key="files") == out
+    assert (
+        C.corrupt_images(paths, "gaussian_noise", 5, corruption_set="cifar", cache_dir=cache, dataset_key="files")
+        == out
+    )
 
 
 def test_fingerprint_follows_content(tmp_path):

@@ -10,8 +10,17 @@ import pytest
 from PIL import Image
 
 from datafiles import write_cifar_folder, write_image_folder
-from diffcls.data import (DATA_KINDS, DataKind, DataSource, Split, data_spec_help, default_augment, load_source,
-                          read_image_file, register_data_kind)
+from diffcls.data import (
+    DATA_KINDS,
+    DataKind,
+    DataSource,
+    Split,
+    data_spec_help,
+    default_augment,
+    load_source,
+    read_image_file,
+    register_data_kind,
+)
 from diffcls.errors import DiffclsError
 
 
@@ -41,19 +50,57 @@ def test_npz_spec_accepts_nhw_and_nhwc(npz_path, tmp_path):
     assert load_source(f"npz:{rgb}").channels == 3
 
 
-@pytest.mark.parametrize("arrays, message", [
-    (dict(x_train=np.zeros((4, 8, 8)), y_train=np.array([0, 1, 0, 1]), x_test=np.zeros((2, 8, 8))), "lacks keys"),
-    (dict(x_train=np.zeros((4, 8, 8)), y_train=np.array([0, 1, 0]), x_test=np.zeros((2, 8, 8)),
-          y_test=np.array([0, 1])), "4 images but 3 labels"),
-    (dict(x_train=np.zeros((4, 8, 8)), y_train=np.array([0, 1, 0, 1]), x_test=np.zeros((2, 8, 8)),
-          y_test=np.array([0, 5])), "labels must lie in 0..1"),
-    (dict(x_train=np.zeros((4, 8, 8)), y_train=np.array([0, -1, 0, 1]), x_test=np.zeros((2, 8, 8)),
-          y_test=np.array([0, 1])), "labels must lie in 0..K-1"),
-    (dict(x_train=np.full((4, 8, 8), np.nan), y_train=np.array([0, 1, 0, 1]), x_test=np.zeros((2, 8, 8)),
-          y_test=np.array([0, 1])), "NaN"),
-    (dict(x_train=np.zeros((4, 8)), y_train=np.array([0, 1, 0, 1]), x_test=np.zeros((2, 8, 8)),
-          y_test=np.array([0, 1])), "must be N×H×W"),
-])
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        (dict(x_train=np.zeros((4, 8, 8)), y_train=np.array([0, 1, 0, 1]), x_test=np.zeros((2, 8, 8))), "lacks keys"),
+        (
+            dict(
+                x_train=np.zeros((4, 8, 8)),
+                y_train=np.array([0, 1, 0]),
+                x_test=np.zeros((2, 8, 8)),
+                y_test=np.array([0, 1]),
+            ),
+            "4 images but 3 labels",
+        ),
+        (
+            dict(
+                x_train=np.zeros((4, 8, 8)),
+                y_train=np.array([0, 1, 0, 1]),
+                x_test=np.zeros((2, 8, 8)),
+                y_test=np.array([0, 5]),
+            ),
+            "labels must lie in 0..1",
+        ),
+        (
+            dict(
+                x_train=np.zeros((4, 8, 8)),
+                y_train=np.array([0, -1, 0, 1]),
+                x_test=np.zeros((2, 8, 8)),
+                y_test=np.array([0, 1]),
+            ),
+            "labels must lie in 0..K-1",
+        ),
+        (
+            dict(
+                x_train=np.full((4, 8, 8), np.nan),
+                y_train=np.array([0, 1, 0, 1]),
+                x_test=np.zeros((2, 8, 8)),
+                y_test=np.array([0, 1]),
+            ),
+            "NaN",
+        ),
+        (
+            dict(
+                x_train=np.zeros((4, 8)),
+                y_train=np.array([0, 1, 0, 1]),
+                x_test=np.zeros((2, 8, 8)),
+                y_test=np.array([0, 1]),
+            ),
+            "must be N×H×W",
+        ),
+    ],
+)
 def test_npz_bad_input(tmp_path, arrays, message):
     path = tmp_path / "bad.npz"
     np.savez(path, **arrays)
@@ -119,10 +166,17 @@ def test_cifar10_refuses_code_in_pickles(tmp_path):
         load_source(f"cifar10:{root}")
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("imagenet", "unknown data spec"), ("npz:", "needs a path"), ("npz:/no/such/file.npz", "does not exist"),
-    ("folder:/no/such/dir", "does not exist"), ("mnist5k:foo", "takes no path"), ("cifar10:/tmp", "missing"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("imagenet", "unknown data spec"),
+        ("npz:", "needs a path"),
+        ("npz:/no/such/file.npz", "does not exist"),
+        ("folder:/no/such/dir", "does not exist"),
+        ("mnist5k:foo", "takes no path"),
+        ("cifar10:/tmp", "missing"),
+    ],
+)
 def test_bad_specs(spec, message):
     with pytest.raises(DiffclsError, match=message):
         load_source(spec)
@@ -142,8 +196,9 @@ def _toy_source(path: str) -> DataSource:
 @pytest.fixture
 def toy_kind():
     """A ``toy`` kind registered for one test, and removed again after it."""
-    kind = register_data_kind(DataKind("toy", _toy_source, takes_path=True, default_augment="none",
-                                       help="in-memory toy images"))
+    kind = register_data_kind(
+        DataKind("toy", _toy_source, takes_path=True, default_augment="none", help="in-memory toy images")
+    )
     yield kind
     del DATA_KINDS["toy"]
 
@@ -169,9 +224,11 @@ def test_a_kind_registered_in_a_test_is_gone_afterwards():
 def test_data_spec_help_lists_every_kind():
     text = data_spec_help()
     assert all(f"{kind.usage} ({kind.help})" in text for kind in DATA_KINDS.values())
-    assert text == ("data spec: mnist5k (bundled MNIST, 4,000/1,000), digits (scikit-learn 8×8), npz:PATH (x_train, "
-                    "y_train, x_test, y_test), folder:PATH (train/ and val/ with a folder per class), "
-                    "cifar10:PATH (the cifar-10-batches-py folder)")
+    assert text == (
+        "data spec: mnist5k (bundled MNIST, 4,000/1,000), digits (scikit-learn 8×8), npz:PATH (x_train, "
+        "y_train, x_test, y_test), folder:PATH (train/ and val/ with a folder per class), "
+        "cifar10:PATH (the cifar-10-batches-py folder)"
+    )
 
 
 def test_default_augment_per_kind():
@@ -182,5 +239,6 @@ def test_default_augment_per_kind():
 def test_unknown_spec_error_lists_the_kinds():
     with pytest.raises(DiffclsError) as info:
         load_source("hdf5:/data/train.h5")
-    assert str(info.value) == ("unknown data spec 'hdf5:/data/train.h5': expected mnist5k, digits, npz:PATH, "
-                               "folder:PATH or cifar10:PATH")
+    assert str(info.value) == (
+        "unknown data spec 'hdf5:/data/train.h5': expected mnist5k, digits, npz:PATH, folder:PATH or cifar10:PATH"
+    )

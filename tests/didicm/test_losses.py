@@ -34,7 +34,9 @@ def random_case(n, seed, sigmas=None):
 def test_closed_form_equals_generic_formula():
     s, c_t, c_0, sigma = random_case(400, 0)
     assert (c_t == c_0).any() and (c_t != c_0).any()
-    torch.testing.assert_close(denoising_score_entropy(s, c_t, c_0, sigma), generic_dse(s, c_t, c_0, sigma), rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(
+        denoising_score_entropy(s, c_t, c_0, sigma), generic_dse(s, c_t, c_0, sigma), rtol=1e-6, atol=1e-8
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -62,7 +64,9 @@ def test_reference_column_is_ignored():
     s, c_t, c_0, sigma = random_case(32, 3)
     s2 = s.clone()
     s2[torch.arange(32), c_t] = 123.0
-    torch.testing.assert_close(denoising_score_entropy(s2, c_t, c_0, sigma), denoising_score_entropy(s, c_t, c_0, sigma))
+    torch.testing.assert_close(
+        denoising_score_entropy(s2, c_t, c_0, sigma), denoising_score_entropy(s, c_t, c_0, sigma)
+    )
     p_t = UniformProcess(K).marginal(c_0, sigma)
     torch.testing.assert_close(soft_score_entropy(s2, c_t, p_t), soft_score_entropy(s, c_t, p_t))
 
@@ -72,7 +76,9 @@ def test_soft_with_one_hot_target_equals_closed_form():
     s, c_t, c_0, _ = random_case(300, 4)
     sigma = torch.logspace(-3, math.log10(SIGMA_1), 300, dtype=torch.float64)
     p_t = UniformProcess(K).marginal(torch.eye(K, dtype=torch.float64)[c_0], sigma)
-    torch.testing.assert_close(soft_score_entropy(s, c_t, p_t), denoising_score_entropy(s, c_t, c_0, sigma), rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(
+        soft_score_entropy(s, c_t, p_t), denoising_score_entropy(s, c_t, c_0, sigma), rtol=1e-9, atol=1e-9
+    )
 
 
 def constant_score_fn(batch, seed=0):
@@ -84,7 +90,10 @@ def test_didicm_loss_hard_and_soft_paths():
     noise, n = LogLinearNoise(), 16
     labels = torch.randint(K, (n,), generator=torch.Generator().manual_seed(0))
     w = torch.zeros(K, requires_grad=True)
-    score_fn = lambda c_t, sigma: constant_score_fn(n)(c_t, sigma) + w
+
+    def score_fn(c_t, sigma):
+        return constant_score_fn(n)(c_t, sigma) + w
+
     for target in (labels, torch.softmax(torch.randn(n, K), -1)):
         loss = didicm_loss(score_fn, target, K, noise, generator=torch.Generator().manual_seed(5))
         again = didicm_loss(score_fn, target, K, noise, generator=torch.Generator().manual_seed(5))
@@ -100,9 +109,14 @@ def test_soft_one_hot_matches_hard_in_expectation():
     noise, n = LogLinearNoise(), 200_000
     labels = torch.randint(K, (n,), generator=torch.Generator().manual_seed(1))
     logits = torch.randn(K, generator=torch.Generator().manual_seed(2))
-    score_fn = lambda c_t, sigma: logits.expand(len(c_t), K) * sigma.clamp_max(1)[:, None]
+
+    def score_fn(c_t, sigma):
+        return logits.expand(len(c_t), K) * sigma.clamp_max(1)[:, None]
+
     hard = didicm_loss(score_fn, labels, K, noise, sampling_eps=0.01, generator=torch.Generator().manual_seed(3))
-    soft = didicm_loss(score_fn, torch.eye(K)[labels], K, noise, sampling_eps=0.01, generator=torch.Generator().manual_seed(4))
+    soft = didicm_loss(
+        score_fn, torch.eye(K)[labels], K, noise, sampling_eps=0.01, generator=torch.Generator().manual_seed(4)
+    )
     assert soft.item() == pytest.approx(hard.item(), rel=0.03)
 
 

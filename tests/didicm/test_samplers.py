@@ -40,7 +40,9 @@ def l1(p):
 @pytest.mark.parametrize("reference", ["min", "max", "random"])
 @pytest.mark.parametrize("steps", [1, 2, 4, 8, 32])
 def test_analytic_cp_recovers_p0_with_exact_score(steps, reference):
-    out = cp_sample(oracle(P0), 3, K, steps, update="analytic", reference=reference, generator=torch.Generator().manual_seed(0))
+    out = cp_sample(
+        oracle(P0), 3, K, steps, update="analytic", reference=reference, generator=torch.Generator().manual_seed(0)
+    )
     assert out.shape == (3, K) and out.dtype == torch.float32
     assert torch.all(l1(out) < 1e-3), l1(out)
 
@@ -114,7 +116,9 @@ class BlobScoreNet(nn.Module):
     def __init__(self, k=4, width=64):
         super().__init__()
         self.embed = nn.Embedding(k, 16)
-        self.net = nn.Sequential(nn.Linear(2 + 16 + 1, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, k))
+        self.net = nn.Sequential(
+            nn.Linear(2 + 16 + 1, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, k)
+        )
 
     def forward(self, x, c_t, sigma):
         return self.net(torch.cat([x, self.embed(c_t), sigma.log()[:, None] / 5], dim=-1))
@@ -138,14 +142,17 @@ def test_end_to_end_learning_on_gaussian_blobs():
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iters)
     for _ in range(iters):
         x, y = blobs(256, g)
-        loss = didicm_loss(lambda c, s: model(x, c, s), y, 4, noise, generator=g)
+        loss = didicm_loss(lambda c, s, x=x: model(x, c, s), y, 4, noise, generator=g)
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
     model.eval()
     x, y = blobs(1000, g)
-    score_fn = lambda c, s: model(x, c, s)
+
+    def score_fn(c, s):
+        return model(x, c, s)
+
     acc = {
         "analytic": cp_sample(score_fn, 1000, 4, 8, update="analytic"),
         "euler": cp_sample(score_fn, 1000, 4, 8),

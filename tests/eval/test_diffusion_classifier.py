@@ -20,8 +20,10 @@ from tiny_pipelines import write_ddpm_pipeline, write_dit_pipeline, write_stable
 def ddpm_checkpoint(tmp_path, npz_path):
     """An untrained (epochs=0) unet_tiny ddpm checkpoint for the 4-class blobs, 16 px."""
     out = tmp_path / "ddpm"
-    trainer(TrainConfig(data=f"npz:{npz_path}", method="ddpm", model="unet_tiny", output=str(out), epochs=0,
-                        img_size=16), progress=False).fit()
+    trainer(
+        TrainConfig(data=f"npz:{npz_path}", method="ddpm", model="unet_tiny", output=str(out), epochs=0, img_size=16),
+        progress=False,
+    ).fit()
     return out
 
 
@@ -31,8 +33,23 @@ def run_eval(*args) -> int:
 
 def test_eval_of_a_ddpm_checkpoint_writes_results_and_per_image_rows(tmp_path, npz_path, ddpm_checkpoint, capsys):
     results_file = tmp_path / "dc.json"
-    assert run_eval("--checkpoint", ddpm_checkpoint, "--data", f"npz:{npz_path}", "--schedule", "flat-4",
-                    "--limit", 6, "--results-file", results_file, "--save-probs", tmp_path / "p.npy") == 0
+    assert (
+        run_eval(
+            "--checkpoint",
+            ddpm_checkpoint,
+            "--data",
+            f"npz:{npz_path}",
+            "--schedule",
+            "flat-4",
+            "--limit",
+            6,
+            "--results-file",
+            results_file,
+            "--save-probs",
+            tmp_path / "p.npy",
+        )
+        == 0
+    )
     results = json.loads(results_file.read_text())
     assert results["method"] == "diffusion-classifier" and results["num_samples"] == 6
     assert results["nfe_per_image"] == 4 * 4 and results["temperature"] == 1.0
@@ -46,8 +63,18 @@ def test_eval_of_a_ddpm_checkpoint_writes_results_and_per_image_rows(tmp_path, n
 
 
 def test_killed_evaluation_resumes_without_redoing_or_duplicating(tmp_path, npz_path, ddpm_checkpoint, monkeypatch):
-    common = ["--checkpoint", ddpm_checkpoint, "--data", f"npz:{npz_path}", "--n-samples", "2,6", "--to-keep",
-              "2,1", "--limit", 9]
+    common = [
+        "--checkpoint",
+        ddpm_checkpoint,
+        "--data",
+        f"npz:{npz_path}",
+        "--n-samples",
+        "2,6",
+        "--to-keep",
+        "2,1",
+        "--limit",
+        9,
+    ]
     monkeypatch.setattr(dc_eval, "IMAGES_PER_BATCH", 2)
     assert run_eval(*common, "--results-file", tmp_path / "straight.json") == 0
 
@@ -76,8 +103,18 @@ def test_killed_evaluation_resumes_without_redoing_or_duplicating(tmp_path, npz_
 
 
 def test_a_changed_run_refuses_the_old_per_image_file(tmp_path, npz_path, ddpm_checkpoint, capsys):
-    common = ["--checkpoint", ddpm_checkpoint, "--data", f"npz:{npz_path}", "--limit", 2,
-              "--per-image", tmp_path / "rows.jsonl", "--results-file", tmp_path / "r.json"]
+    common = [
+        "--checkpoint",
+        ddpm_checkpoint,
+        "--data",
+        f"npz:{npz_path}",
+        "--limit",
+        2,
+        "--per-image",
+        tmp_path / "rows.jsonl",
+        "--results-file",
+        tmp_path / "r.json",
+    ]
     assert run_eval(*common, "--schedule", "flat-2") == 0
     assert run_eval(*common, "--schedule", "flat-3") == 2
     assert "another run" in capsys.readouterr().err
@@ -96,25 +133,43 @@ def test_fitted_temperature_is_stored_and_reused(tmp_path, npz_path, ddpm_checkp
 
 def test_pretrained_diffusers_folder(tmp_path, npz_path, capsys):
     folder = write_ddpm_pipeline(tmp_path / "pipe", num_class_embeds=4)  # written by diffusers itself
-    assert run_eval("--pretrained", folder, "--data", f"npz:{npz_path}", "--schedule", "flat-2", "--limit", 3,
-                    "--results-file", tmp_path / "r.json") == 0
+    assert (
+        run_eval(
+            "--pretrained",
+            folder,
+            "--data",
+            f"npz:{npz_path}",
+            "--schedule",
+            "flat-2",
+            "--limit",
+            3,
+            "--results-file",
+            tmp_path / "r.json",
+        )
+        == 0
+    )
     results = json.loads((tmp_path / "r.json").read_text())
     assert results["model_kind"] == "DDPMPipeline" and results["num_samples"] == 3
 
     unconditional = write_ddpm_pipeline(tmp_path / "uncond", num_class_embeds=None)
     too_few = write_ddpm_pipeline(tmp_path / "few", num_class_embeds=3)
-    for bad, message in [(unconditional, "not class-conditional"), (too_few, "embeds only 3"),
-                         (tmp_path, "no model_index.json")]:
+    for bad, message in [
+        (unconditional, "not class-conditional"),
+        (too_few, "embeds only 3"),
+        (tmp_path, "no model_index.json"),
+    ]:
         assert run_eval("--pretrained", bad, "--data", f"npz:{npz_path}", "--results-file", tmp_path / "x.json") == 2
         assert message in capsys.readouterr().err
 
 
 def test_bad_diffusion_classifier_options(tmp_path, npz_path, ddpm_checkpoint, capsys):
     base = ["--checkpoint", ddpm_checkpoint, "--data", f"npz:{npz_path}", "--results-file", tmp_path / "r.json"]
-    for extra, message in [(["--schedule", "mnist"], "unknown schedule"),
-                           (["--n-samples", "10,5", "--to-keep", "2,1"], "increase"),
-                           (["--schedule", "cifar10", "--n-samples", "5"], "not both"),
-                           (["--start", "999"], "--start")]:
+    for extra, message in [
+        (["--schedule", "mnist"], "unknown schedule"),
+        (["--n-samples", "10,5", "--to-keep", "2,1"], "increase"),
+        (["--schedule", "cifar10", "--n-samples", "5"], "not both"),
+        (["--start", "999"], "--start"),
+    ]:
         assert run_eval(*base, *extra) == 2
         assert message in capsys.readouterr().err
 
@@ -126,8 +181,21 @@ def test_pretrained_dit_scores_latents_with_the_epsilon_half(tmp_path, npz_path)
     from diffcls.generative.pretrained import load_pretrained
 
     folder = write_dit_pipeline(tmp_path / "dit")
-    assert run_eval("--pretrained", folder, "--data", f"npz:{npz_path}", "--schedule", "flat-1", "--limit", 2,
-                    "--results-file", tmp_path / "dit.json") == 0
+    assert (
+        run_eval(
+            "--pretrained",
+            folder,
+            "--data",
+            f"npz:{npz_path}",
+            "--schedule",
+            "flat-1",
+            "--limit",
+            2,
+            "--results-file",
+            tmp_path / "dit.json",
+        )
+        == 0
+    )
     results = json.loads((tmp_path / "dit.json").read_text())
     assert results["model_kind"] == "DiTPipeline" and results["nfe_per_image"] == 4
     rows = [json.loads(line) for line in (tmp_path / "dit.images.jsonl").read_text().splitlines()[1:]]
@@ -137,14 +205,23 @@ def test_pretrained_dit_scores_latents_with_the_epsilon_half(tmp_path, npz_path)
     transformer = DiTTransformer2DModel.from_pretrained(folder / "transformer").eval()
     vae = AutoencoderKL.from_pretrained(folder / "vae").eval()
     model = load_pretrained(folder)
-    image = ImageDataset(load_source(f"npz:{npz_path}").test, ImageTransform(model.transform))[rows[0]["index"]][0][None]
+    image = ImageDataset(load_source(f"npz:{npz_path}").test, ImageTransform(model.transform))[rows[0]["index"]][0][
+        None
+    ]
     with torch.no_grad():
         x0 = vae.encode(image).latent_dist.mean * vae.config.scaling_factor
         noise = torch.randn(1, *x0.shape[1:], generator=torch.Generator().manual_seed(0))
         abar = DDPMScheduler(num_train_timesteps=1000).alphas_cumprod[500]
         x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
-        expected = [((noise - transformer(x_t, timestep=torch.tensor([500]), class_labels=torch.tensor([c])).sample[:, :4])
-                     ** 2).mean().item() for c in range(4)]
+        expected = [
+            (
+                (noise - transformer(x_t, timestep=torch.tensor([500]), class_labels=torch.tensor([c])).sample[:, :4])
+                ** 2
+            )
+            .mean()
+            .item()
+            for c in range(4)
+        ]
     assert rows[0]["stage_means"][0] == pytest.approx(expected, rel=1e-4)
 
 
@@ -156,8 +233,23 @@ def test_zero_shot_text_conditional_pipeline_scores_each_prompt(tmp_path, npz_pa
     from diffcls.generative.pretrained import load_pretrained
 
     folder = write_stable_diffusion_pipeline(tmp_path / "sd")
-    assert run_eval("--pretrained", folder, "--data", f"npz:{npz_path}", "--schedule", "flat-1", "--limit", 2,
-                    "--prompt-template", "a blurry photo of a {}.", "--results-file", tmp_path / "sd.json") == 0
+    assert (
+        run_eval(
+            "--pretrained",
+            folder,
+            "--data",
+            f"npz:{npz_path}",
+            "--schedule",
+            "flat-1",
+            "--limit",
+            2,
+            "--prompt-template",
+            "a blurry photo of a {}.",
+            "--results-file",
+            tmp_path / "sd.json",
+        )
+        == 0
+    )
     results = json.loads((tmp_path / "sd.json").read_text())
     assert results["model_kind"] == "StableDiffusionPipeline" and results["candidates"] == 4
     rows = [json.loads(line) for line in (tmp_path / "sd.images.jsonl").read_text().splitlines()]
@@ -172,8 +264,13 @@ def test_zero_shot_text_conditional_pipeline_scores_each_prompt(tmp_path, npz_pa
     transform = load_pretrained(folder, prompts=[("x", 0)]).transform
     image = ImageDataset(source.test, ImageTransform(transform))[rows[1]["index"]][0][None]
     with torch.no_grad():
-        ids = tokenizer([f"a blurry photo of a {source.class_names[2]}."], padding="max_length",
-                        max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
+        ids = tokenizer(
+            [f"a blurry photo of a {source.class_names[2]}."],
+            padding="max_length",
+            max_length=tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
         x0 = vae.encode(image).latent_dist.mean * vae.config.scaling_factor
         noise = torch.randn(1, *x0.shape[1:], generator=torch.Generator().manual_seed(0))
         abar = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012).alphas_cumprod[500]
@@ -185,11 +282,30 @@ def test_zero_shot_text_conditional_pipeline_scores_each_prompt(tmp_path, npz_pa
 def test_prompts_csv_pools_several_prompts_per_class(tmp_path, npz_path):
     folder = write_stable_diffusion_pipeline(tmp_path / "sd")
     prompts = tmp_path / "prompts.csv"
-    prompts.write_text("prompt,classname,classidx\na zero,zero,0\nthe digit zero,zero,0\na one,one,1\n"
-                       "a two,two,2\na three,three,3\n")
-    assert run_eval("--pretrained", folder, "--data", f"npz:{npz_path}", "--schedule", "flat-2", "--limit", 3,
-                    "--prompts", prompts, "--temperature", 300, "--results-file", tmp_path / "r.json",
-                    "--save-probs", tmp_path / "p.npy") == 0
+    prompts.write_text(
+        "prompt,classname,classidx\na zero,zero,0\nthe digit zero,zero,0\na one,one,1\na two,two,2\na three,three,3\n"
+    )
+    assert (
+        run_eval(
+            "--pretrained",
+            folder,
+            "--data",
+            f"npz:{npz_path}",
+            "--schedule",
+            "flat-2",
+            "--limit",
+            3,
+            "--prompts",
+            prompts,
+            "--temperature",
+            300,
+            "--results-file",
+            tmp_path / "r.json",
+            "--save-probs",
+            tmp_path / "p.npy",
+        )
+        == 0
+    )
     results = json.loads((tmp_path / "r.json").read_text())
     assert results["candidates"] == 5 and results["nfe_per_image"] == 5 * 2
     import numpy as np
@@ -198,15 +314,20 @@ def test_prompts_csv_pools_several_prompts_per_class(tmp_path, npz_path):
     rows = [json.loads(line) for line in (tmp_path / "r.images.jsonl").read_text().splitlines()[1:]]
     means = torch.tensor([r["stage_means"][0] for r in rows], dtype=torch.float64)
     per_prompt = torch.softmax(-300 * means, 1)
-    expected = torch.stack([per_prompt[:, 0] + per_prompt[:, 1], per_prompt[:, 2], per_prompt[:, 3],
-                            per_prompt[:, 4]], 1)
+    expected = torch.stack(
+        [per_prompt[:, 0] + per_prompt[:, 1], per_prompt[:, 2], per_prompt[:, 3], per_prompt[:, 4]], 1
+    )
     np.testing.assert_allclose(probs, expected.numpy(), rtol=1e-5, atol=1e-6)
     assert [r["prediction"] for r in rows] == expected.argmax(1).tolist()
 
     bad = tmp_path / "bad.csv"
     bad.write_text("text,label\nhello,0\n")
-    assert run_eval("--pretrained", folder, "--data", f"npz:{npz_path}", "--prompts", bad,
-                    "--results-file", tmp_path / "x.json") == 2
+    assert (
+        run_eval(
+            "--pretrained", folder, "--data", f"npz:{npz_path}", "--prompts", bad, "--results-file", tmp_path / "x.json"
+        )
+        == 2
+    )
 
 
 def test_v_prediction_output_is_converted_to_epsilon():

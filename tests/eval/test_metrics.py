@@ -28,6 +28,7 @@ def test_top2_and_absent_class():
     m = classification_metrics(probs, torch.tensor([1, 0]))
     assert m["top1"] == 0.0 and m["per_class_top1"][2] is None and m["per_class_top1"][3] is None
     from diffcls.inference.metrics import topk_accuracy
+
     assert topk_accuracy(probs, torch.tensor([1, 0]), 2) == 0.5
 
 

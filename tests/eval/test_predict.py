@@ -7,8 +7,7 @@ import timm
 import torch
 
 import diffcls.models  # noqa: F401  (registers the DiDiRN family)
-from diffcls.didicm import cl_sample, cp_sample
-from diffcls.didicm import SamplerConfig
+from diffcls.didicm import SamplerConfig, cl_sample, cp_sample
 from diffcls.inference.predict import bind_image, sample_proba
 
 
@@ -39,8 +38,9 @@ def test_cp_with_the_cached_prefix_equals_full_forwards_per_step(name, prefix_ru
 def test_cl_chains_repeat_the_prefix_in_the_chain_layout():
     net, images = _net("didirn_small_late2"), torch.randn(10, 3, 32, 32)
     stem_calls = _count_stem_calls(net)
-    cached = sample_proba(net, images, SamplerConfig("cl", steps=3, chains=5),
-                           generator=torch.Generator().manual_seed(1))
+    cached = sample_proba(
+        net, images, SamplerConfig("cl", steps=3, chains=5), generator=torch.Generator().manual_seed(1)
+    )
     assert stem_calls[0] == 5  # sample_proba splits CL into len(images) // chains = 2 images per call
     generator = torch.Generator().manual_seed(1)
     parts = []

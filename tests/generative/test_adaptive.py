@@ -12,9 +12,16 @@ from oracle_diffusion import ALPHAS_CUMPROD, oracle_eps_fn
 
 # Network evaluations per image that the paper reports (Table 6), by schedule and number of classes. Pets is
 # listed as 1,890 in the paper, a slip: 37 * 25 + 5 * 225 = 2,050.
-PAPER_NFE = {"cifar10": (10, 2750), "stl10": (10, 3000), "pets": (37, 2050), "food101": (101, 5120),
-             "aircraft": (100, 5100), "flowers102": (102, 5140), "objectnet": (113, 13400),
-             "imagenet": (1000, 100000)}
+PAPER_NFE = {
+    "cifar10": (10, 2750),
+    "stl10": (10, 3000),
+    "pets": (37, 2050),
+    "food101": (101, 5120),
+    "aircraft": (100, 5100),
+    "flowers102": (102, 5140),
+    "objectnet": (113, 13400),
+    "imagenet": (1000, 100000),
+}
 
 
 @pytest.mark.parametrize("name", sorted(PAPER_NFE))
@@ -29,8 +36,15 @@ def test_nfe_of_the_paper_schedules_is_exact(name):
         rows += len(x_t)
         return torch.zeros_like(x_t)
 
-    result = classify(counting_eps_fn, torch.zeros(2, 1, 1, 1), num_classes, ALPHAS_CUMPROD, schedule,
-                      torch.randn(schedule.num_timesteps, 1, 1, 1), batch_size=4096)
+    result = classify(
+        counting_eps_fn,
+        torch.zeros(2, 1, 1, 1),
+        num_classes,
+        ALPHAS_CUMPROD,
+        schedule,
+        torch.randn(schedule.num_timesteps, 1, 1, 1),
+        batch_size=4096,
+    )
     assert rows == 2 * paper and result.nfe == paper
     scored = (~result.errors.isnan()).sum(-1)  # timesteps per class: n_s for a class eliminated after stage s
     counts = sorted(scored[0].tolist())
@@ -81,8 +95,9 @@ def test_flat_schedule_probabilities_are_a_softmax_of_mean_errors():
     torch.manual_seed(1)
     prototypes = torch.randn(4, 1, 3, 3)
     x0 = prototypes[[1, 2]] + 0.3 * torch.randn(2, 1, 3, 3)
-    result = classify(oracle_eps_fn(prototypes), x0, 4, ALPHAS_CUMPROD, parse_schedule(preset="flat-8"),
-                      torch.randn(2, 8, 1, 3, 3))
+    result = classify(
+        oracle_eps_fn(prototypes), x0, 4, ALPHAS_CUMPROD, parse_schedule(preset="flat-8"), torch.randn(2, 8, 1, 3, 3)
+    )
     assert (~result.errors.isnan()).all() and result.nfe == 4 * 8
     torch.testing.assert_close(result.probabilities(3.0), torch.softmax(-3.0 * result.mean_errors(), 1))
 

@@ -38,7 +38,7 @@ def test_two_classes_with_a_constant_gap_recover_the_logistic_optimum():
     # NLL(lambda) = -q log sigmoid(lambda d) - (1 - q) log sigmoid(-lambda d), minimal at lambda d = logit(q).
     d, q, n = 0.01, 0.8, 1000
     labels = torch.zeros(n, dtype=torch.long)
-    labels[int(q * n):] = 1
+    labels[int(q * n) :] = 1
     means = torch.tensor([[0.5, 0.5 + d]]).repeat(n, 1)[:, None, :]
     assert fit_temperature(means, labels) == pytest.approx(math.log(q / (1 - q)) / d, rel=1e-2)
 

@@ -10,6 +10,7 @@ from diffcls.errors import DiffclsError
 from diffcls.generative.scoring import noise_prediction_errors, per_sample_error, timestep_grid
 from oracle_diffusion import ALPHAS_CUMPROD, oracle_eps_fn
 
+
 def test_timestep_grid_matches_the_reference_rule():
     assert timestep_grid(500).tolist() == list(range(1, 1000, 2))
     assert timestep_grid(1000).tolist() == list(range(1000))
@@ -23,9 +24,9 @@ def test_timestep_grid_matches_the_reference_rule():
 def test_per_sample_error_losses():
     a, b = torch.randn(3, 2, 4, 4), torch.randn(3, 2, 4, 4) * 2
     d = (a - b).flatten(1)
-    torch.testing.assert_close(per_sample_error(a, b, "l2"), (d ** 2).mean(1))
+    torch.testing.assert_close(per_sample_error(a, b, "l2"), (d**2).mean(1))
     torch.testing.assert_close(per_sample_error(a, b, "l1"), d.abs().mean(1))
-    huber = torch.where(d.abs() < 1, 0.5 * d ** 2, d.abs() - 0.5).mean(1)
+    huber = torch.where(d.abs() < 1, 0.5 * d**2, d.abs() - 0.5).mean(1)
     torch.testing.assert_close(per_sample_error(a, b, "huber"), huber)
     with pytest.raises(DiffclsError, match="unknown loss"):
         per_sample_error(a, b, "l3")
@@ -40,9 +41,12 @@ def test_oracle_errors_match_the_closed_form():
     noise = torch.randn(2, 3, 1, 6, 6)
     errors = noise_prediction_errors(oracle_eps_fn(prototypes), x0, classes, t, noise, ALPHAS_CUMPROD)
     abar = ALPHAS_CUMPROD[t].float()
-    expected = torch.stack([
-        torch.stack([abar / (1 - abar) * (x0[b] - prototypes[c]).square().mean() for c in classes[b]])
-        for b in range(2)])
+    expected = torch.stack(
+        [
+            torch.stack([abar / (1 - abar) * (x0[b] - prototypes[c]).square().mean() for c in classes[b]])
+            for b in range(2)
+        ]
+    )
     assert errors.shape == (2, 4, 3)
     torch.testing.assert_close(errors, expected, rtol=1e-4, atol=1e-6)
     assert errors[0].mean(-1).argmin() == 2 and classes[1, errors[1].mean(-1).argmin()] == 0
@@ -79,15 +83,20 @@ def test_chunking_and_learned_variance_channels_do_not_change_errors():
     x0, classes = torch.randn(2, 3, 4, 4), torch.tensor([[0, 1, 2, 3, 4]] * 2)
     t, noise = timestep_grid(7), torch.randn(2, 7, 3, 4, 4)
     a = noise_prediction_errors(oracle, x0, classes, t, noise, ALPHAS_CUMPROD, batch_size=1)
-    b = noise_prediction_errors(with_variance_head, x0, classes, t, noise, ALPHAS_CUMPROD, batch_size=1000,
-                                loss="l2")
+    b = noise_prediction_errors(with_variance_head, x0, classes, t, noise, ALPHAS_CUMPROD, batch_size=1000, loss="l2")
     torch.testing.assert_close(a, b)
 
 
 def test_wrong_noise_shape_is_a_clear_error():
     with pytest.raises(DiffclsError, match="noise must have shape"):
-        noise_prediction_errors(lambda x, t, c: x, torch.zeros(2, 1, 4, 4), torch.zeros(2, 3, dtype=torch.long),
-                                torch.tensor([1, 2]), torch.zeros(2, 3, 1, 4, 4), ALPHAS_CUMPROD)
+        noise_prediction_errors(
+            lambda x, t, c: x,
+            torch.zeros(2, 1, 4, 4),
+            torch.zeros(2, 3, dtype=torch.long),
+            torch.tensor([1, 2]),
+            torch.zeros(2, 3, 1, 4, 4),
+            ALPHAS_CUMPROD,
+        )
 
 
 def test_huber_equals_torch_on_large_errors():

@@ -56,9 +56,7 @@ def test_twin_is_didirn_minus_exactly_the_conditioning(name: str) -> None:
     twin_shapes = {n: p.shape for n, p in twin.named_parameters()}
     assert twin_shapes == {n: s for n, s in full_shapes.items() if not _is_cond(n)}
     # conditioning = label embedding + sigma-MLP (256->128->128) + one Linear(128->C) per block
-    expected = k * cond + (256 * cond + cond + cond * cond + cond) + sum(
-        (cond + 1) * c for c in BLOCK_OUT_WIDTHS[name]
-    )
+    expected = k * cond + (256 * cond + cond + cond * cond + cond) + sum((cond + 1) * c for c in BLOCK_OUT_WIDTHS[name])
     assert sum(p.numel() for _, p in full.conditioning_parameters()) == expected
     assert count_parameters(full) - count_parameters(twin) == expected
     gn = [m for m in twin.modules() if isinstance(m, nn.GroupNorm)]
@@ -89,8 +87,10 @@ def test_norm_groups_avoid_single_channel_groups() -> None:
 def test_didirn_small_output_shapes(batch: int) -> None:
     registered = set(timm.list_models("didirn*") + timm.list_models("resnet_small"))
     late = {f"{base}_late{n}" for base in ("didirn_small", "didirn18", "didirn50") for n in (1, 2)}
-    assert registered == {"didirn18", "didirn34", "didirn50", "didirn101", "didirn152", "didirn_small",
-                          "resnet_small"} | late
+    assert (
+        registered
+        == {"didirn18", "didirn34", "didirn50", "didirn101", "didirn152", "didirn_small", "resnet_small"} | late
+    )
     x, c_t, sigma = _inputs(batch)
     model = timm.create_model("didirn_small", num_classes=10).eval()
     twin = timm.create_model("didirn_small", num_classes=10, conditional=False).eval()
@@ -193,8 +193,10 @@ def test_channels_last_activations_give_the_same_scores_as_nchw():
 
 # ---- late conditioning (cond_stages): the image prefix runs once per image ----
 
-@pytest.mark.parametrize("name, prefix_stages", [("didirn_small", 0), ("didirn_small_late2", 2),
-                                                 ("didirn_small_late1", 3)])
+
+@pytest.mark.parametrize(
+    "name, prefix_stages", [("didirn_small", 0), ("didirn_small_late2", 2), ("didirn_small_late1", 3)]
+)
 def test_prefix_then_conditioned_stages_equal_the_full_forward(name: str, prefix_stages: int) -> None:
     torch.manual_seed(0)
     net = timm.create_model(name, num_classes=10).eval()

@@ -21,9 +21,18 @@ def test_identity_codec_keeps_the_first_channels():
 
 def test_vae_codec_encodes_to_the_scaled_posterior_mean(tmp_path):
     torch.manual_seed(0)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 8), layers_per_block=1,
-                        latent_channels=4, norm_num_groups=4, sample_size=16, scaling_factor=0.5).eval()
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 8),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=16,
+        scaling_factor=0.5,
+    ).eval()
     (tmp_path / "pipe").mkdir()
     vae.save_pretrained(tmp_path / "pipe" / "vae")  # a pipeline folder holding vae/
     images = torch.rand(2, 3, 16, 16) * 2 - 1

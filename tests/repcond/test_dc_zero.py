@@ -6,8 +6,14 @@ import pytest
 import torch
 
 from diffcls.generative.scoring import noise_prediction_errors
-from diffcls.repcond.dc_zero import (classification_scores, dc_zero_errors, dc_zero_predict, sweep_timesteps,
-                                     t_sweep, timestep_noise)
+from diffcls.repcond.dc_zero import (
+    classification_scores,
+    dc_zero_errors,
+    dc_zero_predict,
+    sweep_timesteps,
+    t_sweep,
+    timestep_noise,
+)
 from oracle_diffusion import ALPHAS_CUMPROD, oracle_eps_fn
 
 
@@ -17,6 +23,7 @@ def random_eps_fn(num_classes: int, shape: tuple[int, ...], seed: int = 0):
 
     def eps_fn(x_t, t, labels):
         return torch.tanh(x_t + bias[labels]) * (1 + t.view(-1, 1, 1, 1) / 1000)
+
     return eps_fn
 
 
@@ -37,8 +44,9 @@ def test_errors_are_the_reconstruction_errors_of_z0():
             expected = (z0 - z0_hat).square().flatten(1).mean(1)
             torch.testing.assert_close(errors[:, c, j].double(), expected, rtol=1e-5, atol=1e-9)
     # The identity z0 - z0_hat = (delta / gamma)(eps_hat - eps): at one t the argmin is the eps-error argmin.
-    eps_errors = noise_prediction_errors(eps_fn, z0, torch.arange(k).expand(5, -1), timesteps,
-                                         noise[None].expand(5, -1, -1, -1, -1), ALPHAS_CUMPROD)
+    eps_errors = noise_prediction_errors(
+        eps_fn, z0, torch.arange(k).expand(5, -1), timesteps, noise[None].expand(5, -1, -1, -1, -1), ALPHAS_CUMPROD
+    )
     for j in range(3):
         assert torch.equal(dc_zero_predict(errors[:, :, [j]]), eps_errors[:, :, j].argmin(1))
 
@@ -78,8 +86,12 @@ def test_t_sweep_gives_one_accuracy_per_t_and_picks_the_best():
 
 def test_multi_t_aggregation():
     # 2 images, 3 classes, 3 timesteps; the last t has errors 1000x larger (high t)
-    errors = torch.tensor([[[1.0, 2.0, 3000.0], [2.0, 1.0, 1000.0], [3.0, 3.0, 2000.0]],
-                           [[1.0, 1.0, 1000.0], [2.0, 2.0, 1000.0], [0.5, 3.0, 1100.0]]])
+    errors = torch.tensor(
+        [
+            [[1.0, 2.0, 3000.0], [2.0, 1.0, 1000.0], [3.0, 3.0, 2000.0]],
+            [[1.0, 1.0, 1000.0], [2.0, 2.0, 1000.0], [0.5, 3.0, 1100.0]],
+        ]
+    )
     assert dc_zero_predict(errors, "mean").tolist() == [1, 0]  # dominated by the last t
     assert dc_zero_predict(errors, "vote").tolist() == [1, 0]  # image 0: votes 0, 1, 1
     assert dc_zero_predict(errors, "relative").tolist() == [1, 0]

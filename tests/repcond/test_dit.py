@@ -77,5 +77,6 @@ def test_bad_configurations():
     with pytest.raises(DiffclsError, match="multiple of the patch size"):
         dit_config("dit_small", 30, 1)
     with pytest.raises(DiffclsError, match="without injection points"):
-        DiT(dit_config("dit_tiny", 8, 1, d_r=None))(torch.zeros(1, 1, 8, 8), torch.zeros(1, dtype=torch.long),
-                                                       torch.zeros(1, 16))
+        DiT(dit_config("dit_tiny", 8, 1, d_r=None))(
+            torch.zeros(1, 1, 8, 8), torch.zeros(1, dtype=torch.long), torch.zeros(1, 16)
+        )

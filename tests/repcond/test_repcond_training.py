@@ -8,24 +8,37 @@ import pytest
 import torch
 
 from diffcls.errors import DiffclsError
-from diffcls.repcond.evaluate import evaluate_dc_zero, leakage_check, probe_encoder, run_t_sweep
-from diffcls.repcond.model import build_model, load_model, model_spec, save_model
 from diffcls.methods.repcond import RepCondTrainConfig, RepCondTrainer, pretrain, tune
 from diffcls.repcond import load_checkpoint
+from diffcls.repcond.evaluate import evaluate_dc_zero, leakage_check, probe_encoder, run_t_sweep
+from diffcls.repcond.model import build_model, load_model, model_spec, save_model
 from diffcls.runtime.checkpoint import STATE_NAME, WEIGHTS_NAME, load_training_state, load_weights
 
 
 def config(npz_path, output, method, **kw) -> RepCondTrainConfig:
-    base = dict(data=f"npz:{npz_path}", method=method, output=str(output), model="dit_tiny", img_size=12,
-                batch_size=8, lr=2e-3, epochs=4, seed=0, device="cpu", val_images=20, val_holdout=16)
+    base = dict(
+        data=f"npz:{npz_path}",
+        method=method,
+        output=str(output),
+        model="dit_tiny",
+        img_size=12,
+        batch_size=8,
+        lr=2e-3,
+        epochs=4,
+        seed=0,
+        device="cpu",
+        val_images=20,
+        val_holdout=16,
+    )
     return RepCondTrainConfig(**{**base, **kw})
 
 
 def test_pretrain_tune_classify_learns_the_blobs(tmp_path, npz_path):
     pretrain(config(npz_path, tmp_path / "pre", "repcond-pretrain"), progress=False)
     pretrain(config(npz_path, tmp_path / "uncond", "uncond-pretrain"), progress=False)
-    last = tune(config(npz_path, tmp_path / "tune", "repcond-tune", pretrained=str(tmp_path / "pre"), epochs=18),
-                progress=False)
+    last = tune(
+        config(npz_path, tmp_path / "tune", "repcond-tune", pretrained=str(tmp_path / "pre"), epochs=18), progress=False
+    )
     assert 0.0 <= last["val_top1"] <= 1.0 and last["val_loss"] < 0.3
 
     sweep = run_t_sweep(tmp_path / "tune", split="val", timesteps=[100, 300, 500, 700, 900])  # 16 held-out images
@@ -106,21 +119,29 @@ def test_leakage_check_flags_a_loss_far_below_the_unconditional_one(tmp_path):
         (tmp_path / name).mkdir()
         (tmp_path / name / "metrics.csv").write_text(
             "epoch,train_loss,lr,val_top1,seconds,val_loss,val_loss_null\n"
-            f"1,0.5,0.001,,1.0,0.4,0.4\n2,0.3,0.001,,1.0,{loss},0.3\n")
-    assert leakage_check(tmp_path / "rep", tmp_path / "unc") == {"repcond_loss": 0.01, "uncond_loss": 0.2,
-                                                                 "ratio": 0.05, "leak": True}
+            f"1,0.5,0.001,,1.0,0.4,0.4\n2,0.3,0.001,,1.0,{loss},0.3\n"
+        )
+    assert leakage_check(tmp_path / "rep", tmp_path / "unc") == {
+        "repcond_loss": 0.01,
+        "uncond_loss": 0.2,
+        "ratio": 0.05,
+        "leak": True,
+    }
     assert leakage_check(tmp_path / "ok", tmp_path / "unc")["leak"] is False
     with pytest.raises(DiffclsError, match="no val_loss"):
         leakage_check(tmp_path, tmp_path / "unc")
 
 
-@pytest.mark.parametrize("options, message", [
-    (dict(method="repcond-tune"), "needs a pretrained folder"),
-    (dict(method="ddpm"), "unknown method"),
-    (dict(cond_dropout=1.0), "dropout"),
-    (dict(d_r=512), "narrow"),
-    (dict(model="dit_huge"), "unknown DiT"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(method="repcond-tune"), "needs a pretrained folder"),
+        (dict(method="ddpm"), "unknown method"),
+        (dict(cond_dropout=1.0), "dropout"),
+        (dict(d_r=512), "narrow"),
+        (dict(model="dit_huge"), "unknown DiT"),
+    ],
+)
 def test_bad_options(tmp_path, npz_path, options, message):
     with pytest.raises(DiffclsError, match=message):
         RepCondTrainer(config(npz_path, tmp_path / "x", **{"method": "repcond-pretrain", **options}), progress=False)

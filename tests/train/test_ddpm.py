@@ -9,15 +9,26 @@ import torch
 from diffusers import DDPMPipeline
 
 from diffcls.errors import DiffclsError
-from diffcls.models.noise_predictors import create_noise_predictor, load_pipeline_unet
 from diffcls.methods import trainer
-from diffcls.train.config import TrainConfig
 from diffcls.methods.ddpm import DDPMObjective
+from diffcls.models.noise_predictors import create_noise_predictor, load_pipeline_unet
+from diffcls.train.config import TrainConfig
 
 
 def ddpm_config(tmp_path, npz_path, **kw) -> TrainConfig:
-    base = dict(data=f"npz:{npz_path}", method="ddpm", model="unet_tiny", output=str(tmp_path / "ddpm"), epochs=2,
-                batch_size=16, img_size=16, warmup_epochs=0, val_steps=2, val_images=8, augment="none")
+    base = dict(
+        data=f"npz:{npz_path}",
+        method="ddpm",
+        model="unet_tiny",
+        output=str(tmp_path / "ddpm"),
+        epochs=2,
+        batch_size=16,
+        img_size=16,
+        warmup_epochs=0,
+        val_steps=2,
+        val_images=8,
+        augment="none",
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -68,12 +79,15 @@ def test_label_dropout_feeds_the_null_class():
     assert 0.4 < dropped < 0.6 and set(seen[0].tolist()) == {0, 3}
 
 
-@pytest.mark.parametrize("options, message", [
-    (dict(mixup=0.2), "hard labels"),
-    (dict(label_dropout=1.0), "label-dropout"),
-    (dict(model="resnet18"), "unknown noise predictor"),
-    (dict(img_size=15), "multiple of 2"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(mixup=0.2), "hard labels"),
+        (dict(label_dropout=1.0), "label-dropout"),
+        (dict(model="resnet18"), "unknown noise predictor"),
+        (dict(img_size=15), "multiple of 2"),
+    ],
+)
 def test_bad_ddpm_options(tmp_path, npz_path, options, message):
     with pytest.raises(DiffclsError, match=message):
         trainer(ddpm_config(tmp_path, npz_path, **options), progress=False)

@@ -22,18 +22,22 @@ import torch
 from safetensors import safe_open
 
 import diffcls.runtime.io as runtime_io
-from diffcls.cli import main
-from diffcls.runtime.checkpoint import STATE_NAME, WEIGHTS_NAME, load_training_state, load_weights
-from diffcls.methods import trainer
-from diffcls.train.config import TrainConfig
 from datafiles import blob_images
+from diffcls.cli import main
+from diffcls.methods import trainer
+from diffcls.runtime.checkpoint import STATE_NAME, WEIGHTS_NAME, load_training_state, load_weights
+from diffcls.train.config import TrainConfig
 
 
 def kill_when(args: list, ready, timeout: float = 120.0) -> None:
     """Run ``python -m diffcls.cli ARGS`` and SIGKILL it once ``ready()`` holds; fail if it ends first."""
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    proc = subprocess.Popen([sys.executable, "-m", "diffcls.cli", *map(str, args)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "diffcls.cli", *map(str, args)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + timeout
     while not ready():
         assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read()[-2000:]!r}"
@@ -54,8 +58,21 @@ def jsonl_rows(path: Path) -> int:
 
 
 def test_training_killed_with_sigkill_resumes_to_the_same_weights(tmp_path, npz_path):
-    common = ["train", "--data", f"npz:{npz_path}", "--method", "didicm", "--model", "didirn_small",
-              "--img-size", "16", "-b", "16", "--epochs", "4"]
+    common = [
+        "train",
+        "--data",
+        f"npz:{npz_path}",
+        "--method",
+        "didicm",
+        "--model",
+        "didirn_small",
+        "--img-size",
+        "16",
+        "-b",
+        "16",
+        "--epochs",
+        "4",
+    ]
     assert main([*common, "--output", str(tmp_path / "straight")]) == 0
 
     killed = tmp_path / "killed"
@@ -79,8 +96,10 @@ def test_diffusion_classifier_killed_with_sigkill_resumes_without_lost_or_duplic
     data = tmp_path / "blobs.npz"
     np.savez(data, x_train=x_tr[..., 0], y_train=y_tr, x_test=x_te[..., 0], y_test=y_te)
     ckpt = tmp_path / "ddpm"
-    trainer(TrainConfig(data=f"npz:{data}", method="ddpm", model="unet_tiny", output=str(ckpt), epochs=0,
-                        img_size=16), progress=False).fit()
+    trainer(
+        TrainConfig(data=f"npz:{data}", method="ddpm", model="unet_tiny", output=str(ckpt), epochs=0, img_size=16),
+        progress=False,
+    ).fit()
     common = ["eval", "--checkpoint", ckpt, "--data", f"npz:{data}", "--schedule", "flat-60", "-b", "128"]
     assert main([*map(str, common), "--results-file", str(tmp_path / "straight.json")]) == 0
 
@@ -112,11 +131,25 @@ def failing_fsync(after: int):
     return fsync
 
 
-def test_a_full_disk_stops_training_with_a_clear_error_and_keeps_the_last_checkpoint(tmp_path, npz_path,
-                                                                                      monkeypatch, capsys):
+def test_a_full_disk_stops_training_with_a_clear_error_and_keeps_the_last_checkpoint(
+    tmp_path, npz_path, monkeypatch, capsys
+):
     out = tmp_path / "run"
-    args = ["train", "--data", f"npz:{npz_path}", "--method", "standard", "--model", "didirn_small",
-            "--img-size", "16", "--epochs", "2", "--output", str(out)]
+    args = [
+        "train",
+        "--data",
+        f"npz:{npz_path}",
+        "--method",
+        "standard",
+        "--model",
+        "didirn_small",
+        "--img-size",
+        "16",
+        "--epochs",
+        "2",
+        "--output",
+        str(out),
+    ]
     # Epoch 1's checkpoint takes 4 writes (state, weights, config, metrics); epoch 2's first write fails.
     monkeypatch.setattr(runtime_io.os, "fsync", failing_fsync(after=4))
     assert main(args) == 2
@@ -134,8 +167,12 @@ def test_a_full_disk_stops_training_with_a_clear_error_and_keeps_the_last_checkp
 
 def test_a_full_disk_keeps_an_earlier_results_file(tmp_path, npz_path, monkeypatch, capsys):
     ckpt = tmp_path / "std"
-    trainer(TrainConfig(data=f"npz:{npz_path}", method="standard", model="didirn_small", output=str(ckpt),
-                        epochs=0, img_size=16), progress=False).fit()
+    trainer(
+        TrainConfig(
+            data=f"npz:{npz_path}", method="standard", model="didirn_small", output=str(ckpt), epochs=0, img_size=16
+        ),
+        progress=False,
+    ).fit()
     results = tmp_path / "results.json"
     args = ["eval", "--checkpoint", str(ckpt), "--data", f"npz:{npz_path}", "--results-file", str(results)]
     assert main(args) == 0
@@ -150,7 +187,21 @@ def test_a_full_disk_keeps_an_earlier_results_file(tmp_path, npz_path, monkeypat
 def test_an_output_folder_that_cannot_be_created_fails_before_any_work(tmp_path, npz_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    assert main(["train", "--data", f"npz:{npz_path}", "--method", "standard", "--model", "didirn_small",
-                 "--output", str(blocker / "run")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                f"npz:{npz_path}",
+                "--method",
+                "standard",
+                "--model",
+                "didirn_small",
+                "--output",
+                str(blocker / "run"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith("diffcls: error: cannot create output folder") and len(err.strip().splitlines()) == 1

@@ -8,15 +8,25 @@ import pytest
 import torch
 
 from diffcls.errors import DiffclsError
-from diffcls.runtime.checkpoint import STATE_NAME, WEIGHTS_NAME, load_training_state, load_weights
 from diffcls.methods import load_classifier, trainer
-from diffcls.train.loop import Trainer
+from diffcls.runtime.checkpoint import STATE_NAME, WEIGHTS_NAME, load_training_state, load_weights
 from diffcls.train.config import TrainConfig
+from diffcls.train.loop import Trainer
 
 
 def tiny_config(tmp_path, method="standard", **kw) -> TrainConfig:
-    base = dict(data="digits", method=method, model="didirn_small", output=str(tmp_path / method), epochs=2,
-                batch_size=64, img_size=16, data_ratio=0.2, val_sampler="cp", val_steps=2)
+    base = dict(
+        data="digits",
+        method=method,
+        model="didirn_small",
+        output=str(tmp_path / method),
+        epochs=2,
+        batch_size=64,
+        img_size=16,
+        data_ratio=0.2,
+        val_sampler="cp",
+        val_steps=2,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -63,12 +73,15 @@ def test_training_state_loads_weights_only_and_config_is_json(tmp_path):
     assert all(torch.equal(exported[k], state["ema"][k]) for k in exported)
 
 
-@pytest.mark.parametrize("method, options", [
-    ("standard", dict(mixup=0.2, cutmix=1.0, smoothing=0.1, opt="lamb", clip_grad=1.0)),
-    ("standard", dict(opt="sgd", sched="step", low_res=8)),
-    ("didicm", dict(mixup=0.2, smoothing=0.1, clip_grad=1.0)),
-    ("didicm", dict(smoothing=0.1, noise="geometric")),
-])
+@pytest.mark.parametrize(
+    "method, options",
+    [
+        ("standard", dict(mixup=0.2, cutmix=1.0, smoothing=0.1, opt="lamb", clip_grad=1.0)),
+        ("standard", dict(opt="sgd", sched="step", low_res=8)),
+        ("didicm", dict(mixup=0.2, smoothing=0.1, clip_grad=1.0)),
+        ("didicm", dict(smoothing=0.1, noise="geometric")),
+    ],
+)
 def test_option_paths_train_without_error(tmp_path, method, options):
     row = trainer(tiny_config(tmp_path, method, epochs=1, **options), progress=False).fit()
     assert row["epoch"] == 1 and row["train_loss"] > 0

@@ -20,7 +20,7 @@ import functools
 import importlib.resources
 import io
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -122,9 +122,9 @@ def _clipped_zoom(img: np.ndarray, factor: float) -> np.ndarray:
     h, w = img.shape[:2]
     ch, cw = math.ceil(h / factor), math.ceil(w / factor)
     top, left = (h - ch) // 2, (w - cw) // 2
-    zoomed = scipy_zoom(img[top:top + ch, left:left + cw], (factor, factor, 1), order=1)
+    zoomed = scipy_zoom(img[top : top + ch, left : left + cw], (factor, factor, 1), order=1)
     top, left = (zoomed.shape[0] - h) // 2, (zoomed.shape[1] - w) // 2
-    return zoomed[top:top + h, left:left + w]
+    return zoomed[top : top + h, left : left + w]
 
 
 def snow(x: np.ndarray, c: tuple, rng: np.random.RandomState) -> np.ndarray:
@@ -147,7 +147,7 @@ def frost(x: np.ndarray, c: tuple, rng: np.random.RandomState) -> np.ndarray:
     index = rng.randint(5)  # the reference picks among the first 5 of the 6 frost pictures
     picture = _frost_picture(index, 0.2 * max(h, w) / 32)  # 0.2 at 32 px, as in the reference
     top, left = rng.randint(0, picture.shape[0] - h), rng.randint(0, picture.shape[1] - w)
-    crop = picture[top:top + h, left:left + w, ::-1]  # BGR -> RGB
+    crop = picture[top : top + h, left : left + w, ::-1]  # BGR -> RGB
     return np.clip(c[0] * x + c[1] * crop, 0, 255)
 
 

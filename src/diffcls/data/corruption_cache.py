@@ -22,9 +22,9 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -121,7 +121,7 @@ def _corrupt_array(images: np.ndarray, job: SplitJob, cache_dir: str | Path | No
         return cached
     out = np.empty_like(images)
     for start, chunk in _map_chunks(_array_chunk, images, len(images), job):
-        out[start:start + len(chunk)] = chunk
+        out[start : start + len(chunk)] = chunk
     if path is not None:
         _atomic_save_npy(path, out)
     return out
@@ -172,8 +172,8 @@ def _map_chunks(fn: Callable, data, n: int, job: SplitJob):
 
     def piece(start: int):
         if isinstance(data, tuple):
-            return data[0][start:start + size], data[1]
-        return data[start:start + size]
+            return data[0][start : start + size], data[1]
+        return data[start : start + size]
 
     bar = tqdm(total=n, desc=f"{job.name} s{job.severity}", disable=None if job.progress is None else not job.progress)
     with bar, contextlib.ExitStack() as stack:

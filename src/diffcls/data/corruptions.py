@@ -35,9 +35,9 @@ Whole splits (:func:`corrupt_images`) run in parallel and are cached on disk by 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import imagecorruptions
 import numpy as np
@@ -48,9 +48,21 @@ from diffcls.data.corruption_cache import CACHE_VERSION, SplitJob, corrupt_split
 from diffcls.errors import DiffclsError
 
 __all__ = [
-    "CACHE_VERSION", "CIFAR_PARAMS", "CORRUPTIONS", "CORRUPTION_FAMILIES", "CORRUPTION_NAMES", "CORRUPTION_SETS",
-    "FAMILY_NAMES", "MIN_CORRUPTION_SIZE", "Corruption", "check_corruption", "corrupt_image", "corrupt_images",
-    "corruption_seed", "dataset_fingerprint", "default_corruption_set",
+    "CACHE_VERSION",
+    "CIFAR_PARAMS",
+    "CORRUPTIONS",
+    "CORRUPTION_FAMILIES",
+    "CORRUPTION_NAMES",
+    "CORRUPTION_SETS",
+    "FAMILY_NAMES",
+    "MIN_CORRUPTION_SIZE",
+    "Corruption",
+    "check_corruption",
+    "corrupt_image",
+    "corrupt_images",
+    "corruption_seed",
+    "dataset_fingerprint",
+    "default_corruption_set",
 ]
 
 CORRUPTION_SETS: tuple[str, ...] = ("imagenet", "cifar")
@@ -106,65 +118,99 @@ class Corruption:
 
 # The 19 corruptions in imagecorruptions' order (15 benchmark ones, then 4 held-out ones); each comment says what a
 # severity's CIFAR-10-C parameters mean.
-CORRUPTIONS: dict[str, Corruption] = {c.name: c for c in (
-    Corruption("gaussian_noise", "noise", (0.04, 0.06, 0.08, 0.09, 0.10), cifar_c.gaussian_noise),  # std in [0, 1]
-    Corruption("shot_noise", "noise", (500, 250, 100, 75, 50), cifar_c.shot_noise),  # photons at full intensity
-    Corruption(  # fraction of salt-and-pepper values
-        "impulse_noise", "noise", (0.01, 0.02, 0.03, 0.05, 0.07), cifar_c.impulse_noise, imagenet_seed=_global_stream,
-    ),
-    Corruption(  # disk radius, anti-alias sigma
-        "defocus_blur", "blur", ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1)), cifar_c.defocus_blur,
-    ),
-    Corruption(  # sigma, max shift, iterations
-        "glass_blur", "blur", ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)),
-        cifar_c.glass_blur, imagenet_seed=_numba_seed,
-    ),
-    Corruption(  # kernel radius, sigma (ImageMagick convention)
-        "motion_blur", "blur", ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)), cifar_c.motion_blur,
-    ),
-    Corruption(  # np.arange(start, stop, step) of zoom factors
-        "zoom_blur", "blur", ((1, 1.06, 0.01), (1, 1.11, 0.01), (1, 1.16, 0.01), (1, 1.21, 0.01), (1, 1.26, 0.01)),
-        cifar_c.zoom_blur,
-    ),
-    Corruption(  # flake mean, std, zoom, threshold, motion radius, motion sigma, image weight
-        "snow", "weather", (
-            (0.1, 0.2, 1, 0.6, 8, 3, 0.95),
-            (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
-            (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
-            (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
-            (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
-        ), cifar_c.snow,
-    ),
-    Corruption(  # image weight, frost weight
-        "frost", "weather", ((1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45)), cifar_c.frost,
-    ),
-    Corruption(  # fog strength, plasma wibble decay
-        "fog", "weather", ((0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)), cifar_c.fog,
-    ),
-    Corruption("brightness", "weather", (0.05, 0.1, 0.15, 0.2, 0.3), cifar_c.brightness),  # added to HSV value
-    Corruption("contrast", "digital", (0.75, 0.5, 0.4, 0.3, 0.15), cifar_c.contrast),  # factor on the deviation
-    Corruption(  # alpha, sigma, affine jitter, as fractions of the image size
-        "elastic_transform", "digital",
-        ((0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03)),
-        cifar_c.elastic_transform,
-    ),
-    Corruption("pixelate", "digital", (0.95, 0.9, 0.85, 0.75, 0.65), cifar_c.pixelate),  # downscale factor
-    Corruption("jpeg_compression", "digital", (80, 65, 58, 50, 40), cifar_c.jpeg_compression),  # JPEG quality
-    Corruption("speckle_noise", "noise", (0.06, 0.1, 0.12, 0.16, 0.2), cifar_c.speckle_noise),  # multiplicative std
-    Corruption("gaussian_blur", "blur", (0.4, 0.6, 0.7, 0.8, 1), cifar_c.gaussian_blur),  # sigma
-    Corruption(  # liquid mean, std, blur sigma, threshold, water intensity / mud blur sigma, 0 = water / 1 = mud
-        "spatter", "weather", (
-            (0.62, 0.1, 0.7, 0.7, 0.5, 0),
-            (0.65, 0.1, 0.8, 0.7, 0.5, 0),
-            (0.65, 0.3, 1, 0.69, 0.5, 0),
-            (0.65, 0.1, 0.7, 0.69, 0.6, 1),
-            (0.65, 0.1, 0.5, 0.68, 0.6, 1),
-        ), cifar_c.spatter,
-    ),
-    Corruption(  # HSV saturation factor, offset
-        "saturate", "digital", ((0.3, 0), (0.1, 0), (1.5, 0), (2, 0.1), (2.5, 0.2)), cifar_c.saturate,
-    ),
-)}
+CORRUPTIONS: dict[str, Corruption] = {
+    c.name: c
+    for c in (
+        Corruption("gaussian_noise", "noise", (0.04, 0.06, 0.08, 0.09, 0.10), cifar_c.gaussian_noise),  # std in [0, 1]
+        Corruption("shot_noise", "noise", (500, 250, 100, 75, 50), cifar_c.shot_noise),  # photons at full intensity
+        Corruption(  # fraction of salt-and-pepper values
+            "impulse_noise",
+            "noise",
+            (0.01, 0.02, 0.03, 0.05, 0.07),
+            cifar_c.impulse_noise,
+            imagenet_seed=_global_stream,
+        ),
+        Corruption(  # disk radius, anti-alias sigma
+            "defocus_blur",
+            "blur",
+            ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1)),
+            cifar_c.defocus_blur,
+        ),
+        Corruption(  # sigma, max shift, iterations
+            "glass_blur",
+            "blur",
+            ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)),
+            cifar_c.glass_blur,
+            imagenet_seed=_numba_seed,
+        ),
+        Corruption(  # kernel radius, sigma (ImageMagick convention)
+            "motion_blur",
+            "blur",
+            ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)),
+            cifar_c.motion_blur,
+        ),
+        Corruption(  # np.arange(start, stop, step) of zoom factors
+            "zoom_blur",
+            "blur",
+            ((1, 1.06, 0.01), (1, 1.11, 0.01), (1, 1.16, 0.01), (1, 1.21, 0.01), (1, 1.26, 0.01)),
+            cifar_c.zoom_blur,
+        ),
+        Corruption(  # flake mean, std, zoom, threshold, motion radius, motion sigma, image weight
+            "snow",
+            "weather",
+            (
+                (0.1, 0.2, 1, 0.6, 8, 3, 0.95),
+                (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
+                (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
+                (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
+                (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
+            ),
+            cifar_c.snow,
+        ),
+        Corruption(  # image weight, frost weight
+            "frost",
+            "weather",
+            ((1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45)),
+            cifar_c.frost,
+        ),
+        Corruption(  # fog strength, plasma wibble decay
+            "fog",
+            "weather",
+            ((0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)),
+            cifar_c.fog,
+        ),
+        Corruption("brightness", "weather", (0.05, 0.1, 0.15, 0.2, 0.3), cifar_c.brightness),  # added to HSV value
+        Corruption("contrast", "digital", (0.75, 0.5, 0.4, 0.3, 0.15), cifar_c.contrast),  # factor on the deviation
+        Corruption(  # alpha, sigma, affine jitter, as fractions of the image size
+            "elastic_transform",
+            "digital",
+            ((0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03)),
+            cifar_c.elastic_transform,
+        ),
+        Corruption("pixelate", "digital", (0.95, 0.9, 0.85, 0.75, 0.65), cifar_c.pixelate),  # downscale factor
+        Corruption("jpeg_compression", "digital", (80, 65, 58, 50, 40), cifar_c.jpeg_compression),  # JPEG quality
+        Corruption("speckle_noise", "noise", (0.06, 0.1, 0.12, 0.16, 0.2), cifar_c.speckle_noise),  # multiplicative std
+        Corruption("gaussian_blur", "blur", (0.4, 0.6, 0.7, 0.8, 1), cifar_c.gaussian_blur),  # sigma
+        Corruption(  # liquid mean, std, blur sigma, threshold, water intensity / mud blur sigma, 0 = water / 1 = mud
+            "spatter",
+            "weather",
+            (
+                (0.62, 0.1, 0.7, 0.7, 0.5, 0),
+                (0.65, 0.1, 0.8, 0.7, 0.5, 0),
+                (0.65, 0.3, 1, 0.69, 0.5, 0),
+                (0.65, 0.1, 0.7, 0.69, 0.6, 1),
+                (0.65, 0.1, 0.5, 0.68, 0.6, 1),
+            ),
+            cifar_c.spatter,
+        ),
+        Corruption(  # HSV saturation factor, offset
+            "saturate",
+            "digital",
+            ((0.3, 0), (0.1, 0), (1.5, 0), (2, 0.1), (2.5, 0.2)),
+            cifar_c.saturate,
+        ),
+    )
+}
 
 CORRUPTION_NAMES: tuple[str, ...] = tuple(CORRUPTIONS)
 FAMILY_NAMES: tuple[str, ...] = tuple(dict.fromkeys(c.family for c in CORRUPTIONS.values()))  # order of first use

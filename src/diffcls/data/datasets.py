@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -37,8 +37,12 @@ class ImageDataset(Dataset):
     corruption benchmark plugs in there.
     """
 
-    def __init__(self, split: Split, transform: Callable[[torch.Tensor], torch.Tensor],
-                 image_fn: Callable[[np.ndarray, int], np.ndarray] | None = None):
+    def __init__(
+        self,
+        split: Split,
+        transform: Callable[[torch.Tensor], torch.Tensor],
+        image_fn: Callable[[np.ndarray, int], np.ndarray] | None = None,
+    ):
         self.split = split
         self.transform = transform
         self.image_fn = image_fn
@@ -112,13 +116,29 @@ def subset_split(split: Split, indices: np.ndarray) -> Split:
     return Split(images, split.labels[indices])
 
 
-def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, workers: int = 0, seed: int = 0,
-                drop_last: bool = False, sampler: torch.utils.data.Sampler | None = None) -> DataLoader:
+def make_loader(
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    workers: int = 0,
+    seed: int = 0,
+    drop_last: bool = False,
+    sampler: torch.utils.data.Sampler | None = None,
+) -> DataLoader:
     """A DataLoader whose shuffling order depends only on ``seed`` (the training loop passes seed + epoch)."""
     generator = torch.Generator().manual_seed(seed) if shuffle and sampler is None else None
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-                      num_workers=workers, generator=generator, drop_last=drop_last,
-                      persistent_workers=False, worker_init_fn=_seed_worker if workers else None)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
+        num_workers=workers,
+        generator=generator,
+        drop_last=drop_last,
+        persistent_workers=False,
+        worker_init_fn=_seed_worker if workers else None,
+    )
 
 
 def _seed_worker(worker_id: int) -> None:

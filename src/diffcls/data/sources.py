@@ -17,9 +17,9 @@ import os
 import pickle
 import tokenize
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -311,9 +311,15 @@ def _unpickle_cifar_batch(path: Path) -> dict:
 
     class _DataOnly(pickle.Unpickler):
         # The CIFAR batches are Python pickles; allow only numpy's array reconstruction, never arbitrary code.
-        _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                    ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-                    ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
+        _ALLOWED = {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("numpy.core.multiarray", "scalar"),
+            ("numpy._core.multiarray", "scalar"),
+            ("_codecs", "encode"),
+        }
 
         def find_class(self, module: str, name: str):
             if (module, name) in self._ALLOWED:
@@ -369,16 +375,27 @@ def _load_cifar10(path: str) -> DataSource:
 # ------------------------------------------------------------------------------------------------- built-in kinds
 
 # Digits must not be flipped; photographs are, and ImageNet-sized folders get RandomResizedCrop at ImageNet scale.
-register_data_kind(DataKind("mnist5k", _load_mnist5k, takes_path=False, default_augment="crop",
-                            help="bundled MNIST, 4,000/1,000"))
-register_data_kind(DataKind("digits", _load_digits, takes_path=False, default_augment="crop",
-                            help="scikit-learn 8×8"))
-register_data_kind(DataKind("npz", _load_npz, takes_path=True, default_augment="crop",
-                            help="x_train, y_train, x_test, y_test"))
-register_data_kind(DataKind("folder", _load_folder, takes_path=True, default_augment="rrc-flip",
-                            help="train/ and val/ with a folder per class"))
-register_data_kind(DataKind("cifar10", _load_cifar10, takes_path=True, default_augment="crop-flip",
-                            help="the cifar-10-batches-py folder"))
+register_data_kind(
+    DataKind("mnist5k", _load_mnist5k, takes_path=False, default_augment="crop", help="bundled MNIST, 4,000/1,000")
+)
+register_data_kind(DataKind("digits", _load_digits, takes_path=False, default_augment="crop", help="scikit-learn 8×8"))
+register_data_kind(
+    DataKind("npz", _load_npz, takes_path=True, default_augment="crop", help="x_train, y_train, x_test, y_test")
+)
+register_data_kind(
+    DataKind(
+        "folder",
+        _load_folder,
+        takes_path=True,
+        default_augment="rrc-flip",
+        help="train/ and val/ with a folder per class",
+    )
+)
+register_data_kind(
+    DataKind(
+        "cifar10", _load_cifar10, takes_path=True, default_augment="crop-flip", help="the cifar-10-batches-py folder"
+    )
+)
 
 
 # ----------------------------------------------------------------------------------------------------------- images
@@ -399,8 +416,9 @@ def read_image_file(path: str) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 if im.width * im.height > MAX_IMAGE_PIXELS:
-                    raise DiffclsError(f"{path}: image of {im.width}×{im.height} pixels exceeds the "
-                                       f"{MAX_IMAGE_PIXELS:,} limit")
+                    raise DiffclsError(
+                        f"{path}: image of {im.width}×{im.height} pixels exceeds the {MAX_IMAGE_PIXELS:,} limit"
+                    )
                 return np.array(im.convert("RGB"))  # a writable copy
     except DiffclsError:
         raise

@@ -34,7 +34,7 @@ class TransformConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TransformConfig":
+    def from_dict(cls, d: dict) -> TransformConfig:
         d = dict(d)
         d["mean"], d["std"] = tuple(d["mean"]), tuple(d["std"])
         return cls(**d)

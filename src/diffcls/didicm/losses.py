@@ -8,7 +8,7 @@ objective weights it by sigma'(t) with t ~ U(sampling_eps, 1) (SEDD's ELBO weigh
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

@@ -71,9 +71,7 @@ class UniformProcess:
         sigma = _column(sigma, torch.empty(0, device=c_t.device)).squeeze(-1)
         return torch.exp(-sigma) * (c_t == c_0) - torch.expm1(-sigma) / self.num_classes
 
-    def sample_transition(
-        self, c_0: Tensor, sigma: Tensor | float, generator: torch.Generator | None = None
-    ) -> Tensor:
+    def sample_transition(self, c_0: Tensor, sigma: Tensor | float, generator: torch.Generator | None = None) -> Tensor:
         """Noisy labels c_t ~ q_sigma(. | c_0) -> LongTensor (B,).
 
         With probability 1 - e^{-sigma} the label is redrawn uniformly over all K

@@ -13,8 +13,9 @@ dt = (1 - eps) / steps, and no final denoising step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -25,8 +26,17 @@ from .noise import LogLinearNoise, Noise
 from .process import LOG_SCORE_CLAMP, UniformProcess, mask_reference, sample_categorical
 
 __all__ = [
-    "ScoreFn", "time_grid", "repeat_for_chains", "cp_sample", "cl_sample",
-    "onepass_readout", "SamplerConfig", "SamplerSpec", "SAMPLERS", "get_sampler", "nfe_per_image",
+    "ScoreFn",
+    "time_grid",
+    "repeat_for_chains",
+    "cp_sample",
+    "cl_sample",
+    "onepass_readout",
+    "SamplerConfig",
+    "SamplerSpec",
+    "SAMPLERS",
+    "get_sampler",
+    "nfe_per_image",
 ]
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
@@ -236,7 +246,7 @@ class SamplerConfig:
     cp_reference: Literal["min", "max", "random"] = "min"
 
     @property
-    def spec(self) -> "SamplerSpec":
+    def spec(self) -> SamplerSpec:
         return get_sampler(self.sampler)
 
     def nfe(self) -> int:
@@ -256,11 +266,15 @@ class SamplerConfig:
     def fields(self) -> dict:
         """``sampler``, ``cp_update``, ``steps``, ``chains``: None where the sampler does not read one."""
         read = self.spec.options
-        return {"sampler": self.sampler, "cp_update": self.cp_update if "cp_update" in read else None,
-                "steps": self.steps if "steps" in read else None, "chains": self.chains if "chains" in read else None}
+        return {
+            "sampler": self.sampler,
+            "cp_update": self.cp_update if "cp_update" in read else None,
+            "steps": self.steps if "steps" in read else None,
+            "chains": self.chains if "chains" in read else None,
+        }
 
     @classmethod
-    def from_fields(cls, fields: dict) -> "SamplerConfig":
+    def from_fields(cls, fields: dict) -> SamplerConfig:
         """The inverse of :meth:`fields` (a results row's fields); options a sampler does not read take defaults."""
         given = {k: fields[k] for k in ("sampler", "cp_update", "steps", "chains") if fields.get(k) is not None}
         return cls(**given)

@@ -20,22 +20,28 @@ from tqdm.auto import tqdm
 from diffcls.data import ImageDataset, ImageTransform, TransformConfig, load_source, stratified_order
 from diffcls.errors import DiffclsError
 from diffcls.eval.evaluate import corrupt_split, select_split
-from diffcls.inference.metrics import classification_metrics
 from diffcls.generative import Schedule, classify, parse_schedule
 from diffcls.generative.adaptive import pool_candidates, stagewise_probabilities
 from diffcls.generative.calibration import fit_temperature
-from diffcls.generative.pretrained import (TEXT_CONDITIONAL, NoiseModel, class_prompts, load_pretrained,
-                                          pipeline_kind, read_prompt_csv)
+from diffcls.generative.pretrained import (
+    TEXT_CONDITIONAL,
+    NoiseModel,
+    class_prompts,
+    load_pretrained,
+    pipeline_kind,
+    read_prompt_csv,
+)
+from diffcls.inference.metrics import classification_metrics
 from diffcls.methods import METHODS, method_of
 from diffcls.models.noise_predictors import load_pipeline_unet
-from diffcls.runtime.io import JsonlLog, write_json
 from diffcls.runtime.distributed import SINGLE_PROCESS, Dist
+from diffcls.runtime.io import JsonlLog, write_json
 
 CALIBRATION_NAME = "calibration.json"
 IMAGES_PER_BATCH = 16  # images classified together; their rows are chunked into --batch-size network calls
 
 
-def load_noise_model(cfg: "DCEvalConfig", class_names: list[str]) -> NoiseModel:
+def load_noise_model(cfg: DCEvalConfig, class_names: list[str]) -> NoiseModel:
     """A model trained with ``diffcls train --method ddpm`` (``--checkpoint``) or a diffusers folder
     (``--pretrained``); a text-conditional one gets its prompts from a CSV or the class names and a template."""
     if (cfg.checkpoint is None) == (cfg.pretrained is None):
@@ -43,17 +49,27 @@ def load_noise_model(cfg: "DCEvalConfig", class_names: list[str]) -> NoiseModel:
     if cfg.pretrained is not None:
         prompts = None
         if pipeline_kind(cfg.pretrained) in TEXT_CONDITIONAL:
-            prompts = read_prompt_csv(cfg.prompts_csv) if cfg.prompts_csv else class_prompts(class_names,
-                                                                                           cfg.prompt_template)
+            prompts = (
+                read_prompt_csv(cfg.prompts_csv) if cfg.prompts_csv else class_prompts(class_names, cfg.prompt_template)
+            )
         return load_pretrained(cfg.pretrained, cfg.device, prompts)
     method, config = method_of(cfg.checkpoint)
     if method.evaluation != "diffusion-classifier":
-        raise DiffclsError(f"{cfg.checkpoint} holds a {config['method']!r} model; the Diffusion Classifier needs "
-                           f"one trained with {' or '.join(_noise_predictor_methods())} (or a diffusers folder "
-                           f"via --pretrained)")
+        raise DiffclsError(
+            f"{cfg.checkpoint} holds a {config['method']!r} model; the Diffusion Classifier needs "
+            f"one trained with {' or '.join(_noise_predictor_methods())} (or a diffusers folder "
+            f"via --pretrained)"
+        )
     model, scheduler = load_pipeline_unet(cfg.checkpoint, cfg.device)
-    return NoiseModel(model, scheduler.alphas_cumprod, TransformConfig.from_dict(config["transform"]),
-                      Path(cfg.checkpoint), "checkpoint", model.num_classes, config.get("class_names"))
+    return NoiseModel(
+        model,
+        scheduler.alphas_cumprod,
+        TransformConfig.from_dict(config["transform"]),
+        Path(cfg.checkpoint),
+        "checkpoint",
+        model.num_classes,
+        config.get("class_names"),
+    )
 
 
 def _noise_predictor_methods() -> list[str]:
@@ -86,9 +102,19 @@ class DCEvalConfig:
 
 def run_key(cfg: DCEvalConfig, model: NoiseModel) -> dict:
     """What must match for per-image rows to be reused on resume."""
-    return {"model": str(model.folder), "data": cfg.data, "split": cfg.split, "schedule": asdict(cfg.schedule),
-            "loss": cfg.loss, "seed": cfg.seed, "low_res": cfg.low_res, "corruption": cfg.corruption,
-            "severity": cfg.severity, "corruption_set": cfg.corruption_set, "prompts": model.prompts}
+    return {
+        "model": str(model.folder),
+        "data": cfg.data,
+        "split": cfg.split,
+        "schedule": asdict(cfg.schedule),
+        "loss": cfg.loss,
+        "seed": cfg.seed,
+        "low_res": cfg.low_res,
+        "corruption": cfg.corruption,
+        "severity": cfg.severity,
+        "corruption_set": cfg.corruption_set,
+        "prompts": model.prompts,
+    }
 
 
 def _open_log(path: Path, key: dict) -> JsonlLog:
@@ -97,8 +123,10 @@ def _open_log(path: Path, key: dict) -> JsonlLog:
     if header is None:
         log.append({"key": "run", **key})
     elif {k: header.get(k) for k in key} != json.loads(json.dumps(key)):
-        raise DiffclsError(f"{path} holds images of another run (model, data, schedule, loss, seed or condition "
-                           f"differ); delete it or pass another --per-image file")
+        raise DiffclsError(
+            f"{path} holds images of another run (model, data, schedule, loss, seed or condition "
+            f"differ); delete it or pass another --per-image file"
+        )
     return log
 
 
@@ -116,27 +144,55 @@ def _open_log_on_main(path: Path, key: dict, dist: Dist) -> JsonlLog | None:
     return log
 
 
-def _classify_batch(cfg: DCEvalConfig, model: NoiseModel, dataset: ImageDataset, batch: list[int],
-                    candidates: list[int], noise: torch.Tensor) -> list[dict]:
+def _classify_batch(
+    cfg: DCEvalConfig,
+    model: NoiseModel,
+    dataset: ImageDataset,
+    batch: list[int],
+    candidates: list[int],
+    noise: torch.Tensor,
+) -> list[dict]:
     """The per-image rows (label, prediction, stage means per candidate, seconds) of one batch of images."""
     tic = time.perf_counter()
     images, labels = zip(*(dataset[i] for i in batch))
     x0 = model.encode(torch.stack(images).to(cfg.device))
-    result = classify(model.eps_fn, x0, len(candidates), model.alphas_cumprod, cfg.schedule, noise,
-                      loss=cfg.loss, batch_size=cfg.batch_size)
+    result = classify(
+        model.eps_fn,
+        x0,
+        len(candidates),
+        model.alphas_cumprod,
+        cfg.schedule,
+        noise,
+        loss=cfg.loss,
+        batch_size=cfg.batch_size,
+    )
     seconds = (time.perf_counter() - tic) / len(batch)
     stage_means = result.stage_means().cpu()
-    return [{"key": str(index), "index": index, "label": int(label),
-             "prediction": candidates[int(result.prediction[i])],
-             "stage_means": [[None if np.isnan(v) else round(float(v), 8) for v in stage]
-                             for stage in stage_means[i].tolist()],
-             "seconds": round(seconds, 4)}
-            for i, (index, label) in enumerate(zip(batch, labels))]
+    return [
+        {
+            "key": str(index),
+            "index": index,
+            "label": int(label),
+            "prediction": candidates[int(result.prediction[i])],
+            "stage_means": [
+                [None if np.isnan(v) else round(float(v), 8) for v in stage] for stage in stage_means[i].tolist()
+            ],
+            "seconds": round(seconds, 4),
+        }
+        for i, (index, label) in enumerate(zip(batch, labels))
+    ]
 
 
-def _classify_missing(cfg: DCEvalConfig, model: NoiseModel, dataset: ImageDataset, indices: np.ndarray,
-                      candidates: list[int], log: JsonlLog | None, progress: bool | None,
-                      dist: Dist = SINGLE_PROCESS) -> None:
+def _classify_missing(
+    cfg: DCEvalConfig,
+    model: NoiseModel,
+    dataset: ImageDataset,
+    indices: np.ndarray,
+    candidates: list[int],
+    log: JsonlLog | None,
+    progress: bool | None,
+    dist: Dist = SINGLE_PROCESS,
+) -> None:
     """Classify the images of ``indices`` not yet in ``log``, appending one row per image (stage means per
     candidate) as each batch finishes.
 
@@ -147,12 +203,14 @@ def _classify_missing(cfg: DCEvalConfig, model: NoiseModel, dataset: ImageDatase
     if not todo:
         return
     first = model.encode(dataset[todo[0]][0][None].to(cfg.device))
-    noise = torch.randn(cfg.schedule.num_timesteps, *first.shape[1:],
-                        generator=torch.Generator().manual_seed(cfg.seed)).to(cfg.device)  # shared by all images
-    batches = [todo[s:s + IMAGES_PER_BATCH] for s in range(0, len(todo), IMAGES_PER_BATCH)]
+    noise = torch.randn(
+        cfg.schedule.num_timesteps, *first.shape[1:], generator=torch.Generator().manual_seed(cfg.seed)
+    ).to(cfg.device)  # shared by all images
+    batches = [todo[s : s + IMAGES_PER_BATCH] for s in range(0, len(todo), IMAGES_PER_BATCH)]
     hide = not dist.is_main or (None if progress is None else not progress)
-    bar = tqdm(total=len(indices), initial=len(indices) - len(todo), unit="img", desc="diffusion classifier",
-               disable=hide)
+    bar = tqdm(
+        total=len(indices), initial=len(indices) - len(todo), unit="img", desc="diffusion classifier", disable=hide
+    )
     for round_index in range(dist.rounds(len(batches))):
         j = round_index * dist.world_size + dist.rank
         rows = _classify_batch(cfg, model, dataset, batches[j], candidates, noise) if j < len(batches) else []
@@ -164,9 +222,16 @@ def _classify_missing(cfg: DCEvalConfig, model: NoiseModel, dataset: ImageDatase
     bar.close()
 
 
-def classify_indices(cfg: DCEvalConfig, model: NoiseModel, dataset: ImageDataset, indices: np.ndarray,
-                     candidates: list[int], log: JsonlLog | None, progress: bool | None = None,
-                     dist: Dist = SINGLE_PROCESS) -> tuple[torch.Tensor, torch.Tensor, float] | None:
+def classify_indices(
+    cfg: DCEvalConfig,
+    model: NoiseModel,
+    dataset: ImageDataset,
+    indices: np.ndarray,
+    candidates: list[int],
+    log: JsonlLog | None,
+    progress: bool | None = None,
+    dist: Dist = SINGLE_PROCESS,
+) -> tuple[torch.Tensor, torch.Tensor, float] | None:
     """Classify the images ``indices`` of ``dataset`` (those not yet in ``log``) and read every one back.
 
     Returns stage means float64[N, S, A] (NaN where a candidate was eliminated), labels int64[N] and the seconds
@@ -178,14 +243,16 @@ def classify_indices(cfg: DCEvalConfig, model: NoiseModel, dataset: ImageDataset
     if log is None:
         return None
     rows = [log.rows[str(int(i))] for i in indices]
-    stage_means = torch.tensor([[[np.nan if v is None else v for v in s] for s in r["stage_means"]] for r in rows],
-                               dtype=torch.float64)
+    stage_means = torch.tensor(
+        [[[np.nan if v is None else v for v in s] for s in r["stage_means"]] for r in rows], dtype=torch.float64
+    )
     labels = torch.tensor([r["label"] for r in rows])
     return stage_means, labels, sum(r["seconds"] for r in rows)
 
 
-def evaluate_diffusion_classifier(cfg: DCEvalConfig, per_image_file: str | Path, progress: bool | None = None,
-                                  dist: Dist = SINGLE_PROCESS) -> tuple[dict, torch.Tensor] | None:
+def evaluate_diffusion_classifier(
+    cfg: DCEvalConfig, per_image_file: str | Path, progress: bool | None = None, dist: Dist = SINGLE_PROCESS
+) -> tuple[dict, torch.Tensor] | None:
     """Classify a split with a noise predictor; returns the results dict and probabilities float32[N, K].
 
     Under torchrun the images are shared among the ranks; rank 0 writes the per-image file and returns the
@@ -197,15 +264,18 @@ def evaluate_diffusion_classifier(cfg: DCEvalConfig, per_image_file: str | Path,
     model = load_noise_model(cfg, source.class_names)
     candidates = model.candidates(source.num_classes)
     if len(candidates) > model.num_class_embeds or max(candidates) >= source.num_classes:
-        raise DiffclsError(f"data {cfg.data} has {source.num_classes} classes but the model embeds only "
-                           f"{model.num_class_embeds}" if model.candidate_classes is None else
-                           f"a prompt's classidx is outside the data's {source.num_classes} classes")
+        raise DiffclsError(
+            f"data {cfg.data} has {source.num_classes} classes but the model embeds only {model.num_class_embeds}"
+            if model.candidate_classes is None
+            else f"a prompt's classidx is outside the data's {source.num_classes} classes"
+        )
     split = select_split(source, cfg.split, None)
     indices = _indices(split.labels, cfg.start, cfg.limit)
     corruption_set = None
     if cfg.corruption is not None:
-        split, corruption_set = corrupt_split(split, source, cfg.corruption, cfg.severity, cfg.corruption_set,
-                                              cfg.cache_dir, 1, progress, dist)
+        split, corruption_set = corrupt_split(
+            split, source, cfg.corruption, cfg.severity, cfg.corruption_set, cfg.cache_dir, 1, progress, dist
+        )
     transform = TransformConfig.from_dict(asdict(model.transform))
     if cfg.low_res is not None:
         transform.low_res = cfg.low_res
@@ -253,17 +323,28 @@ def _indices(labels: np.ndarray, start: int, limit: int | None) -> np.ndarray:
         raise DiffclsError(f"--start must lie in 0..{total - 1}, got {start}")
     if limit is not None and limit < 1:
         raise DiffclsError(f"--limit must be >= 1, got {limit}")
-    return np.sort(stratified_order(labels)[start:None if limit is None else start + limit])  # data-set order
+    return np.sort(stratified_order(labels)[start : None if limit is None else start + limit])  # data-set order
 
 
-def _temperature(cfg: DCEvalConfig, model: NoiseModel, stage_means: torch.Tensor, labels: torch.Tensor,
-                 pooling: torch.Tensor | None) -> tuple[float, str]:
+def _temperature(
+    cfg: DCEvalConfig, model: NoiseModel, stage_means: torch.Tensor, labels: torch.Tensor, pooling: torch.Tensor | None
+) -> tuple[float, str]:
     """lambda: fitted here (and stored), given, read from the model folder, or 1 (uncalibrated)."""
     calibration = model.folder / CALIBRATION_NAME
     if cfg.fit_temperature:
         value = fit_temperature(stage_means, labels, pooling)
-        write_json(calibration, {"temperature": value, "data": cfg.data, "split": cfg.split, "start": cfg.start,
-                                 "num_images": len(labels), "loss": cfg.loss, "schedule": asdict(cfg.schedule)})
+        write_json(
+            calibration,
+            {
+                "temperature": value,
+                "data": cfg.data,
+                "split": cfg.split,
+                "start": cfg.start,
+                "num_images": len(labels),
+                "loss": cfg.loss,
+                "schedule": asdict(cfg.schedule),
+            },
+        )
         return value, f"fitted on these {len(labels)} images, stored in {calibration}"
     if cfg.temperature is not None:
         return cfg.temperature, "--temperature"

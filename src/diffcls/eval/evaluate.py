@@ -12,16 +12,25 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from diffcls.data import (DataSource, ImageDataset, ImageTransform, Split, TransformConfig, load_source,
-                          read_image_file, stratified_order, subset_split)
+from diffcls.data import (
+    DataSource,
+    ImageDataset,
+    ImageTransform,
+    Split,
+    TransformConfig,
+    load_source,
+    read_image_file,
+    stratified_order,
+    subset_split,
+)
 from diffcls.data.corruptions import check_corruption, corrupt_images, default_corruption_set
-from diffcls.errors import DiffclsError
 from diffcls.didicm import SamplerConfig
+from diffcls.errors import DiffclsError
 from diffcls.inference.metrics import classification_metrics
 from diffcls.inference.predict import predict_dataset
 from diffcls.methods import ClassifierMethod, get_method, load_classifier
-from diffcls.runtime.io import atomic_write, prepare_output_dir, write_json
 from diffcls.runtime.distributed import SINGLE_PROCESS, Dist
+from diffcls.runtime.io import atomic_write, prepare_output_dir, write_json
 
 
 @dataclass
@@ -68,9 +77,17 @@ def select_split(source: DataSource, split: str, limit: int | None = None) -> Sp
     return chosen
 
 
-def corrupt_split(split: Split, source: DataSource, corruption: str, severity: int | None,
-                  corruption_set: str | None = None, cache_dir: str | Path | None = None, workers: int = 0,
-                  progress: bool | None = None, dist: Dist = SINGLE_PROCESS) -> tuple[Split, str]:
+def corrupt_split(
+    split: Split,
+    source: DataSource,
+    corruption: str,
+    severity: int | None,
+    corruption_set: str | None = None,
+    cache_dir: str | Path | None = None,
+    workers: int = 0,
+    progress: bool | None = None,
+    dist: Dist = SINGLE_PROCESS,
+) -> tuple[Split, str]:
     """The split with every image corrupted (deterministically, cached); returns ``(split, corruption set used)``.
 
     Under torchrun rank 0 corrupts and caches the images first; the other ranks then read them from the cache.
@@ -83,18 +100,34 @@ def corrupt_split(split: Split, source: DataSource, corruption: str, severity: i
     check_corruption(corruption, severity, chosen_set)
     if not dist.is_main:
         dist.barrier()  # wait for rank 0 to fill the cache
-    images = corrupt_images(split.images, corruption, severity, corruption_set=chosen_set,
-                            cache_dir=cache_dir if cache_dir is not None else default_cache_dir(),
-                            workers=workers, progress=progress if dist.is_main else False)
+    images = corrupt_images(
+        split.images,
+        corruption,
+        severity,
+        corruption_set=chosen_set,
+        cache_dir=cache_dir if cache_dir is not None else default_cache_dir(),
+        workers=workers,
+        progress=progress if dist.is_main else False,
+    )
     if dist.is_main:
         dist.barrier()
     return Split(images, split.labels), chosen_set
 
 
-def evaluate_model(method: ClassifierMethod, model: nn.Module, split: Split, transform: TransformConfig,
-                   sampler: SamplerConfig | None = None, *, device: str = "cpu", seed: int = 0, batch_size: int = 256,
-                   workers: int = 0, progress: bool | None = None,
-                   dist: Dist = SINGLE_PROCESS) -> tuple[dict, torch.Tensor]:
+def evaluate_model(
+    method: ClassifierMethod,
+    model: nn.Module,
+    split: Split,
+    transform: TransformConfig,
+    sampler: SamplerConfig | None = None,
+    *,
+    device: str = "cpu",
+    seed: int = 0,
+    batch_size: int = 256,
+    workers: int = 0,
+    progress: bool | None = None,
+    dist: Dist = SINGLE_PROCESS,
+) -> tuple[dict, torch.Tensor]:
     """Metrics of a loaded model read out by its method (with ``sampler`` where the method has samplers) on a
     split: ``classification_metrics`` plus NFE and timing; and probs ``[N, K]``.
 
@@ -102,8 +135,16 @@ def evaluate_model(method: ClassifierMethod, model: nn.Module, split: Split, tra
     """
     dataset = ImageDataset(split, ImageTransform(transform))
     tic = time.perf_counter()
-    probs, labels = predict_dataset(method.readout(model, sampler), dataset, batch_size, device, seed=seed,
-                                    workers=workers, progress=progress, dist=dist)
+    probs, labels = predict_dataset(
+        method.readout(model, sampler),
+        dataset,
+        batch_size,
+        device,
+        seed=seed,
+        workers=workers,
+        progress=progress,
+        dist=dist,
+    )
     seconds = time.perf_counter() - tic
     results = {
         **classification_metrics(probs, labels),
@@ -114,8 +155,9 @@ def evaluate_model(method: ClassifierMethod, model: nn.Module, split: Split, tra
     return results, probs
 
 
-def evaluate_classifier(cfg: EvalConfig, progress: bool | None = None,
-                        dist: Dist = SINGLE_PROCESS) -> tuple[dict, torch.Tensor]:
+def evaluate_classifier(
+    cfg: EvalConfig, progress: bool | None = None, dist: Dist = SINGLE_PROCESS
+) -> tuple[dict, torch.Tensor]:
     """Evaluate a trained classifier; returns (results dict of the design notes' keys, probs ``float32[N, K]``).
 
     Under torchrun the images are sharded over the ranks and every rank returns the gathered results.
@@ -126,18 +168,40 @@ def evaluate_classifier(cfg: EvalConfig, progress: bool | None = None,
     method = get_method(mconfig["method"])
     source = load_source(cfg.data)
     if source.num_classes > mconfig["num_classes"]:
-        raise DiffclsError(f"data {cfg.data} has {source.num_classes} classes but the checkpoint was trained on "
-                           f"{mconfig['num_classes']}")
+        raise DiffclsError(
+            f"data {cfg.data} has {source.num_classes} classes but the checkpoint was trained on "
+            f"{mconfig['num_classes']}"
+        )
     split = select_split(source, cfg.split, cfg.limit)
     corruption_set = None
     if cfg.corruption is not None:
-        split, corruption_set = corrupt_split(split, source, cfg.corruption, cfg.severity, cfg.corruption_set,
-                                              cfg.cache_dir, max(cfg.workers, 1), progress, dist)
+        split, corruption_set = corrupt_split(
+            split,
+            source,
+            cfg.corruption,
+            cfg.severity,
+            cfg.corruption_set,
+            cfg.cache_dir,
+            max(cfg.workers, 1),
+            progress,
+            dist,
+        )
     tconf = TransformConfig.from_dict(mconfig["transform"])
     if cfg.low_res is not None:
         tconf.low_res = cfg.low_res
-    metrics, probs = evaluate_model(method, model, split, tconf, cfg.sampler, device=cfg.device, seed=cfg.seed,
-                                    batch_size=cfg.batch_size, workers=cfg.workers, progress=progress, dist=dist)
+    metrics, probs = evaluate_model(
+        method,
+        model,
+        split,
+        tconf,
+        cfg.sampler,
+        device=cfg.device,
+        seed=cfg.seed,
+        batch_size=cfg.batch_size,
+        workers=cfg.workers,
+        progress=progress,
+        dist=dist,
+    )
     results = {
         **metrics,
         "method": method.name,
@@ -165,8 +229,14 @@ def write_results(results: dict, probs: torch.Tensor, results_file: str | None, 
         atomic_write(probs_file, lambda f: f.write(buffer.getvalue()))
 
 
-def predict_files(checkpoint: str, paths: list[str], top_k: int = 5, sampler: SamplerConfig | None = None,
-                  device: str = "cpu", seed: int = 0) -> list[dict]:
+def predict_files(
+    checkpoint: str,
+    paths: list[str],
+    top_k: int = 5,
+    sampler: SamplerConfig | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+) -> list[dict]:
     """Top-k classes of image files: ``[{"image", "predictions": [{"class", "index", "probability"}, ...]}]``."""
     if top_k < 1:
         raise DiffclsError(f"--top-k must be >= 1, got {top_k}")
@@ -179,7 +249,13 @@ def predict_files(checkpoint: str, paths: list[str], top_k: int = 5, sampler: Sa
         probs = readout(images.to(device), generator).float().cpu()
     names = mconfig["class_names"]
     top = probs.topk(min(top_k, probs.shape[1]), dim=1)
-    return [{"image": path,
-             "predictions": [{"class": names[i], "index": i, "probability": round(p, 6)}
-                             for p, i in zip(values.tolist(), indices.tolist())]}
-            for path, values, indices in zip(paths, top.values, top.indices)]
+    return [
+        {
+            "image": path,
+            "predictions": [
+                {"class": names[i], "index": i, "probability": round(p, 6)}
+                for p, i in zip(values.tolist(), indices.tolist())
+            ],
+        }
+        for path, values, indices in zip(paths, top.values, top.indices)
+    ]

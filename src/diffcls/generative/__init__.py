@@ -8,6 +8,16 @@ from .adaptive import SCHEDULES, DCResult, Schedule, classify, nested_order, par
 from .scoring import LOSSES, EpsFn, add_noise, noise_prediction_errors, per_sample_error, timestep_grid
 
 __all__ = [
-    "EpsFn", "LOSSES", "add_noise", "timestep_grid", "per_sample_error", "noise_prediction_errors",
-    "Schedule", "SCHEDULES", "parse_schedule", "nested_order", "DCResult", "classify",
+    "EpsFn",
+    "LOSSES",
+    "add_noise",
+    "timestep_grid",
+    "per_sample_error",
+    "noise_prediction_errors",
+    "Schedule",
+    "SCHEDULES",
+    "parse_schedule",
+    "nested_order",
+    "DCResult",
+    "classify",
 ]

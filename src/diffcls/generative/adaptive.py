@@ -33,8 +33,16 @@ from diffcls.errors import DiffclsError
 
 from .scoring import EpsFn, Loss, noise_prediction_errors, timestep_grid
 
-__all__ = ["Schedule", "SCHEDULES", "parse_schedule", "nested_order", "DCResult", "stagewise_probabilities",
-           "pool_candidates", "classify"]
+__all__ = [
+    "Schedule",
+    "SCHEDULES",
+    "parse_schedule",
+    "nested_order",
+    "DCResult",
+    "stagewise_probabilities",
+    "pool_candidates",
+    "classify",
+]
 
 
 @dataclass(frozen=True)
@@ -99,7 +107,9 @@ def parse_schedule(n_samples: str | None = None, to_keep: str | None = None, pre
         n = tuple(int(v) for v in n_samples.split(","))
         k = tuple(int(v) for v in to_keep.split(",")) if to_keep else (1,) * (len(n) == 1)
     except ValueError:
-        raise DiffclsError(f"--n-samples and --to-keep take comma-separated integers; got {n_samples!r}, {to_keep!r}")
+        raise DiffclsError(
+            f"--n-samples and --to-keep take comma-separated integers; got {n_samples!r}, {to_keep!r}"
+        ) from None
     return Schedule(n, k)
 
 
@@ -147,8 +157,13 @@ class DCResult:
 
     def stage_means(self) -> Tensor:
         """float32[B, S, K]: mean error of each class over stage s's n_s timesteps; NaN if it was not alive at s."""
-        return torch.stack([self.errors[:, :, torch.as_tensor(self.order[:n], device=self.errors.device)].mean(-1)
-                            for n in self.schedule.n_samples], 1)
+        return torch.stack(
+            [
+                self.errors[:, :, torch.as_tensor(self.order[:n], device=self.errors.device)].mean(-1)
+                for n in self.schedule.n_samples
+            ],
+            1,
+        )
 
     def probabilities(self, temperature: float = 1.0) -> Tensor:
         """float32[B, K], stage by stage (module docstring) with logits -temperature * mean error."""
@@ -219,7 +234,8 @@ def classify(
     for n, keep in zip(schedule.n_samples, schedule.to_keep):
         new = torch.as_tensor(order[done:n], device=x0.device)
         errors[rows[:, :, None], alive[:, :, None], new.view(1, 1, -1)] = noise_prediction_errors(
-            eps_fn, x0, alive, grid[new], noise[:, new], alphas_cumprod, loss=loss, batch_size=batch_size)
+            eps_fn, x0, alive, grid[new], noise[:, new], alphas_cumprod, loss=loss, batch_size=batch_size
+        )
         done = n
         mean = errors[rows, alive][:, :, torch.as_tensor(order[:n], device=x0.device)].mean(-1)  # [B, A]
         best = mean.argsort(dim=1, stable=True)[:, : min(keep, alive.shape[1])]

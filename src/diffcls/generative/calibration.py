@@ -26,14 +26,20 @@ def nll_at(temperature: float, stage_means: Tensor, labels: Tensor, candidate_cl
     return -probs.gather(1, labels.view(-1, 1)).clamp_min(1e-12).log().mean().item()
 
 
-def fit_temperature(stage_means: Tensor, labels: Tensor, candidate_classes: Tensor | None = None,
-                    low: float = -2.0, high: float = 8.0, tolerance: float = 1e-3) -> float:
+def fit_temperature(
+    stage_means: Tensor,
+    labels: Tensor,
+    candidate_classes: Tensor | None = None,
+    low: float = -2.0,
+    high: float = 8.0,
+    tolerance: float = 1e-3,
+) -> float:
     """The lambda in [10**low, 10**high] minimising the NLL of ``labels`` (golden-section search on log10)."""
     if len(labels) < 2:
         raise DiffclsError("fitting a temperature needs at least 2 held-out images")
 
     def nll(log10_temperature: float) -> float:
-        return nll_at(10 ** log10_temperature, stage_means, labels, candidate_classes)
+        return nll_at(10**log10_temperature, stage_means, labels, candidate_classes)
 
     inv_phi = (math.sqrt(5) - 1) / 2
     a, b = low, high

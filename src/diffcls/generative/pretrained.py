@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -32,8 +32,15 @@ from diffcls.models.noise_predictors import load_pipeline_unet
 
 from .scoring import EpsFn
 
-__all__ = ["NoiseModel", "load_pretrained", "pipeline_kind", "class_prompts", "read_prompt_csv", "PIPELINES",
-           "TEXT_CONDITIONAL"]
+__all__ = [
+    "NoiseModel",
+    "load_pretrained",
+    "pipeline_kind",
+    "class_prompts",
+    "read_prompt_csv",
+    "PIPELINES",
+    "TEXT_CONDITIONAL",
+]
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
@@ -85,8 +92,13 @@ class LatentEncoder:
 class TextConditionalNoisePredictor(nn.Module):
     """``(x_t, t, prompt index) -> eps``: a ``UNet2DConditionModel`` with one encoded prompt per candidate."""
 
-    def __init__(self, unet: nn.Module, prompt_embeddings: torch.Tensor, alphas_cumprod: torch.Tensor,
-                 prediction_type: str = "epsilon"):
+    def __init__(
+        self,
+        unet: nn.Module,
+        prompt_embeddings: torch.Tensor,
+        alphas_cumprod: torch.Tensor,
+        prediction_type: str = "epsilon",
+    ):
         super().__init__()
         self.unet = unet
         self.register_buffer("prompt_embeddings", prompt_embeddings)  # [P, L, D]
@@ -141,8 +153,9 @@ def _scheduler_alphas(folder: Path) -> torch.Tensor:
 def _load_ddpm(folder: Path, device: str, prompts=None) -> NoiseModel:
     model, scheduler = load_pipeline_unet(folder, device)
     transform = TransformConfig(img_size=int(model.unet.config.sample_size))
-    return NoiseModel(model, scheduler.alphas_cumprod, transform, folder, "DDPMPipeline",
-                      int(model.unet.config.num_class_embeds))
+    return NoiseModel(
+        model, scheduler.alphas_cumprod, transform, folder, "DDPMPipeline", int(model.unet.config.num_class_embeds)
+    )
 
 
 def _load_dit(folder: Path, device: str, prompts=None) -> NoiseModel:
@@ -156,8 +169,15 @@ def _load_dit(folder: Path, device: str, prompts=None) -> NoiseModel:
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     transform = TransformConfig(img_size=int(transformer.config.sample_size) * factor, fit="resize")
     num_classes = int(transformer.config.num_embeds_ada_norm)
-    return NoiseModel(DiTNoisePredictor(transformer), _scheduler_alphas(folder), transform, folder, "DiTPipeline",
-                      num_classes, encode=LatentEncoder(vae))
+    return NoiseModel(
+        DiTNoisePredictor(transformer),
+        _scheduler_alphas(folder),
+        transform,
+        folder,
+        "DiTPipeline",
+        num_classes,
+        encode=LatentEncoder(vae),
+    )
 
 
 @torch.no_grad()
@@ -166,15 +186,21 @@ def _load_stable_diffusion(folder: Path, device: str, prompts: list[tuple[str, i
     from transformers import CLIPTextModel, CLIPTokenizer
 
     if not prompts:
-        raise DiffclsError("a text-conditional model needs prompts: the data's class names with --prompt-template, "
-                           "or --prompts CSV")
+        raise DiffclsError(
+            "a text-conditional model needs prompts: the data's class names with --prompt-template, or --prompts CSV"
+        )
     for part in ("unet", "vae", "text_encoder", "tokenizer"):
         if not (folder / part).is_dir():
             raise DiffclsError(f"{folder} is not a StableDiffusionPipeline folder (no {part}/)")
     tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
     text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder").to(device).eval()
-    tokens = tokenizer([p for p, _ in prompts], padding="max_length", max_length=tokenizer.model_max_length,
-                       truncation=True, return_tensors="pt").input_ids.to(device)
+    tokens = tokenizer(
+        [p for p, _ in prompts],
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids.to(device)
     embeddings = text_encoder(tokens)[0]
     unet = UNet2DConditionModel.from_pretrained(folder / "unet", low_cpu_mem_usage=False).to(device).eval()
     vae = AutoencoderKL.from_pretrained(folder / "vae", low_cpu_mem_usage=False).to(device).eval()
@@ -185,13 +211,24 @@ def _load_stable_diffusion(folder: Path, device: str, prompts: list[tuple[str, i
     eps_fn = TextConditionalNoisePredictor(unet, embeddings, alphas, prediction_type).to(device)
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     transform = TransformConfig(img_size=int(unet.config.sample_size) * factor, fit="resize")
-    return NoiseModel(eps_fn, alphas, transform, folder, "StableDiffusionPipeline", len(prompts),
-                      encode=LatentEncoder(vae), candidate_classes=[c for _, c in prompts],
-                      prompts=[p for p, _ in prompts])
+    return NoiseModel(
+        eps_fn,
+        alphas,
+        transform,
+        folder,
+        "StableDiffusionPipeline",
+        len(prompts),
+        encode=LatentEncoder(vae),
+        candidate_classes=[c for _, c in prompts],
+        prompts=[p for p, _ in prompts],
+    )
 
 
-PIPELINES: dict[str, Callable[..., NoiseModel]] = {"DDPMPipeline": _load_ddpm, "DiTPipeline": _load_dit,
-                                                   "StableDiffusionPipeline": _load_stable_diffusion}
+PIPELINES: dict[str, Callable[..., NoiseModel]] = {
+    "DDPMPipeline": _load_ddpm,
+    "DiTPipeline": _load_dit,
+    "StableDiffusionPipeline": _load_stable_diffusion,
+}
 TEXT_CONDITIONAL = ("StableDiffusionPipeline",)
 
 
@@ -210,8 +247,9 @@ def pipeline_kind(folder: str | Path) -> str:
     return kind
 
 
-def load_pretrained(folder: str | Path, device: str = "cpu",
-                    prompts: list[tuple[str, int]] | None = None) -> NoiseModel:
+def load_pretrained(
+    folder: str | Path, device: str = "cpu", prompts: list[tuple[str, int]] | None = None
+) -> NoiseModel:
     """A :class:`NoiseModel` from a diffusers pipeline folder (``model_index.json`` names the pipeline).
 
     ``prompts`` ``[(text, class index)]`` are the candidates of a text-conditional pipeline (ignored otherwise).

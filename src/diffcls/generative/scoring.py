@@ -16,7 +16,8 @@ with C' >= C; channels beyond C (a learned-variance head, as DiT's) are ignored.
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import torch
 import torch.nn.functional as F

@@ -29,8 +29,9 @@ def negative_log_likelihood(probs: torch.Tensor, labels: torch.Tensor) -> float:
 
 def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = ECE_BINS) -> float:
     """L1 ECE over ``n_bins`` equal-width confidence bins (torchmetrics' MulticlassCalibrationError)."""
-    return multiclass_calibration_error(probs.float(), labels, num_classes=probs.shape[1], n_bins=n_bins,
-                                        norm="l1").item()
+    return multiclass_calibration_error(
+        probs.float(), labels, num_classes=probs.shape[1], n_bins=n_bins, norm="l1"
+    ).item()
 
 
 def reliability_bins(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = ECE_BINS) -> dict[str, list]:
@@ -45,8 +46,11 @@ def reliability_bins(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = EC
     count = torch.bincount(index, minlength=n_bins)
     conf_sum = torch.zeros(n_bins).index_add_(0, index, confidence)
     correct_sum = torch.zeros(n_bins).index_add_(0, index, correct)
-    return {"count": count.tolist(), "confidence": [round(v, 6) for v in conf_sum.tolist()],
-            "correct": correct_sum.tolist()}
+    return {
+        "count": count.tolist(),
+        "confidence": [round(v, 6) for v in conf_sum.tolist()],
+        "correct": correct_sum.tolist(),
+    }
 
 
 def ece_from_bins(bins: dict[str, list]) -> float:

@@ -8,7 +8,7 @@ see only ``score_fn(c_t, sigma) -> log scores``.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -53,8 +53,9 @@ Readout = Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
 
 
 @torch.inference_mode()
-def sample_proba(model: nn.Module, images: torch.Tensor, sampler: SamplerConfig,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_proba(
+    model: nn.Module, images: torch.Tensor, sampler: SamplerConfig, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Class probabilities ``float[B, K]`` of a conditional model (a DiDiRN) for images ``[B, 3, S, S]``, by the
     DiDiCM sampler that ``sampler`` names."""
     spec = sampler.spec
@@ -63,8 +64,9 @@ def sample_proba(model: nn.Module, images: torch.Tensor, sampler: SamplerConfig,
     # rows, since a 10x larger batch ran over 2x slower per row on a 2-core CPU (cache misses), and it bounds
     # memory.
     parts = images.split(max(1, len(images) // spec.rows_per_image(sampler)))
-    return torch.cat([spec.fn(bind_image(model, part), len(part), model.num_classes, **kwargs).float()
-                      for part in parts])
+    return torch.cat(
+        [spec.fn(bind_image(model, part), len(part), model.num_classes, **kwargs).float() for part in parts]
+    )
 
 
 def batch_seed(seed: int, batch_index: int) -> int:
@@ -73,9 +75,17 @@ def batch_seed(seed: int, batch_index: int) -> int:
     return seed * 1_000_003 + batch_index
 
 
-def predict_dataset(readout: Readout, dataset: Dataset, batch_size: int, device: torch.device | str = "cpu",
-                    seed: int = 0, workers: int = 0, desc: str = "eval", progress: bool | None = None,
-                    dist: Dist = SINGLE_PROCESS) -> tuple[torch.Tensor, torch.Tensor]:
+def predict_dataset(
+    readout: Readout,
+    dataset: Dataset,
+    batch_size: int,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+    workers: int = 0,
+    desc: str = "eval",
+    progress: bool | None = None,
+    dist: Dist = SINGLE_PROCESS,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Probabilities ``float32[N, K]`` from ``readout`` and labels ``int64[N]`` of a data set, in data-set order,
     on every rank.
 

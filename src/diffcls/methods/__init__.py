@@ -32,5 +32,15 @@ def train(config, resume: bool = False, progress: bool | None = None, dist=None,
     return get_method(config.method).train(config, resume=resume, progress=progress, dist=dist, source=source)
 
 
-__all__ = ["METHODS", "EVALUATIONS", "Method", "ClassifierMethod", "get_method", "method_of", "register",
-           "load_classifier", "trainer", "train"]
+__all__ = [
+    "METHODS",
+    "EVALUATIONS",
+    "Method",
+    "ClassifierMethod",
+    "get_method",
+    "method_of",
+    "register",
+    "load_classifier",
+    "trainer",
+    "train",
+]

@@ -48,12 +48,19 @@ class Method:
             options["model"] = self.default_model
         return config_from_options(self.config_class, options, COMMON_OPTIONS | self.options, self.name)
 
-    def trainer(self, config, progress: bool | None = None, dist: Dist | None = None,
-                source: DataSource | None = None) -> Trainer:
+    def trainer(
+        self, config, progress: bool | None = None, dist: Dist | None = None, source: DataSource | None = None
+    ) -> Trainer:
         return self.trainer_class(config, progress=progress, dist=dist, source=source)
 
-    def train(self, config, resume: bool = False, progress: bool | None = None, dist: Dist | None = None,
-              source: DataSource | None = None) -> dict:
+    def train(
+        self,
+        config,
+        resume: bool = False,
+        progress: bool | None = None,
+        dist: Dist | None = None,
+        source: DataSource | None = None,
+    ) -> dict:
         """Train as configured (resuming from ``config.output`` when asked); returns the last metrics row."""
         return self.trainer(config, progress, dist, source).fit(resume=resume)
 

@@ -3,8 +3,9 @@ validated by top-1 on the validation images, exported as ``model.safetensors`` +
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
@@ -38,8 +39,17 @@ class ClassifierTrainer(SupervisedTrainer):
     def validate(self) -> dict:
         c = self.config
         readout = self.method.readout(self.eval_model, self.method.validation_sampler(c))
-        probs, labels = predict_dataset(readout, self.val_set, max(c.batch_size, 256), self.device, seed=c.seed,
-                                        workers=c.workers, desc="validate", progress=self.progress, dist=self.dist)
+        probs, labels = predict_dataset(
+            readout,
+            self.val_set,
+            max(c.batch_size, 256),
+            self.device,
+            seed=c.seed,
+            workers=c.workers,
+            desc="validate",
+            progress=self.progress,
+            dist=self.dist,
+        )
         return {"val_top1": topk_accuracy(probs, labels, 1)}
 
     def save_model(self, model: nn.Module, epoch: int) -> None:
@@ -120,6 +130,7 @@ def load_classifier(checkpoint_dir: str | Path, device: str | torch.device = "cp
     method = get_method(config["method"])
     if not isinstance(method, ClassifierMethod):
         classifiers = [m.name for m in METHODS.values() if isinstance(m, ClassifierMethod)]
-        raise DiffclsError(f"{checkpoint_dir} holds a {config['method']!r} model, not a classifier "
-                           f"({', '.join(classifiers)})")
+        raise DiffclsError(
+            f"{checkpoint_dir} holds a {config['method']!r} model, not a classifier ({', '.join(classifiers)})"
+        )
     return method.load(checkpoint_dir, device)

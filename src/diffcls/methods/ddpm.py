@@ -44,8 +44,14 @@ class DDPMTrainer(SupervisedTrainer):
     def validate_config(self) -> None:
         super().validate_config()
         c = self.config
-        check([(not (c.smoothing or c.mixup or c.cutmix),
-                "--method ddpm trains on hard labels: drop --smoothing, --mixup and --cutmix")])
+        check(
+            [
+                (
+                    not (c.smoothing or c.mixup or c.cutmix),
+                    "--method ddpm trains on hard labels: drop --smoothing, --mixup and --cutmix",
+                )
+            ]
+        )
 
     def _build_model(self) -> None:
         c, k = self.config, self.source.num_classes
@@ -64,25 +70,32 @@ class DDPMTrainer(SupervisedTrainer):
         test images (a fixed stratified subset: test splits may be sorted by class)."""
         c, model = self.config, self.eval_model
         model.eval()
-        chosen = np.sort(stratified_order(self.source.test.labels)[:c.val_images])
+        chosen = np.sort(stratified_order(self.source.test.labels)[: c.val_images])
         count = len(chosen)
         images, labels = zip(*(self.val_set[int(i)] for i in chosen))
         x0, labels = torch.stack(images).to(self.device), torch.as_tensor(labels)
         noise = torch.randn(c.val_steps, *x0.shape[1:], generator=torch.Generator().manual_seed(c.seed))
         correct = 0
         for _, start in self.dist.shard_batches(range(0, count, 32)):  # ranks split the images
-            result = classify(model, x0[start:start + 32], self.source.num_classes,
-                              self.noise_scheduler.alphas_cumprod, parse_schedule(str(c.val_steps)),
-                              noise.to(self.device), batch_size=max(c.batch_size, 256))
-            correct += (result.prediction.cpu() == labels[start:start + 32]).sum().item()
+            result = classify(
+                model,
+                x0[start : start + 32],
+                self.source.num_classes,
+                self.noise_scheduler.alphas_cumprod,
+                parse_schedule(str(c.val_steps)),
+                noise.to(self.device),
+                batch_size=max(c.batch_size, 256),
+            )
+            correct += (result.prediction.cpu() == labels[start : start + 32]).sum().item()
         return {"val_top1": self.dist.all_reduce_sum([correct])[0] / max(count, 1)}
 
 
 @register
 class DDPMMethod(Method):
     name = "ddpm"
-    summary = ("a class-conditional noise predictor for the Diffusion Classifier, saved as a diffusers "
-               "DDPMPipeline folder")
+    summary = (
+        "a class-conditional noise predictor for the Diffusion Classifier, saved as a diffusers DDPMPipeline folder"
+    )
     models_help = "unet_tiny, unet_small or unet_base"
     options = frozenset({"equal_steps", "low_res", "label_dropout", "val_images", "val_steps"})
     trainer_class = DDPMTrainer

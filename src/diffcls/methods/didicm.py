@@ -28,8 +28,7 @@ class DiDiCMObjective:
     """σ'(t)-weighted score entropy of the noisy-label diffusion, one t ~ U(eps, 1) per image. Hard targets use
     the closed-form denoising score entropy, soft ones (smoothing, mixup) the exact-ratio score entropy."""
 
-    def __init__(self, num_classes: int, smoothing: float = 0.0, noise: str = "loglinear",
-                 sampling_eps: float = 1e-5):
+    def __init__(self, num_classes: int, smoothing: float = 0.0, noise: str = "loglinear", sampling_eps: float = 1e-5):
         self.num_classes = num_classes
         self.smoothing = smoothing
         self.noise = get_noise(noise)
@@ -50,14 +49,16 @@ class DiDiCMMethod(ClassifierMethod):
     name = "didicm"
     summary = "discrete label diffusion on a DiDiRN backbone"
     models_help = "a DiDiRN: didirn_small, didirn18 .. didirn152, or a late-conditioned *_late1/_late2"
-    options = frozenset({"smoothing", "mixup", "cutmix", "equal_steps", "low_res", "noise", "sampling_eps",
-                         "val_sampler", "val_steps"})
+    options = frozenset(
+        {"smoothing", "mixup", "cutmix", "equal_steps", "low_res", "noise", "sampling_eps", "val_sampler", "val_steps"}
+    )
     uses_sampler = True
 
     def create_network(self, model_name: str, num_classes: int, in_chans: int = 3, **kwargs) -> nn.Module:
         if not is_didirn(model_name):
-            raise DiffclsError(f"--method didicm needs a DiDiRN backbone (didirn_small, didirn18..didirn152), "
-                               f"got {model_name!r}")
+            raise DiffclsError(
+                f"--method didicm needs a DiDiRN backbone (didirn_small, didirn18..didirn152), got {model_name!r}"
+            )
         return create_timm_model(model_name, num_classes, in_chans, conditional=True, **kwargs)
 
     def objective(self, config: TrainConfig, num_classes: int) -> DiDiCMObjective:

@@ -21,8 +21,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from diffcls.data import ImageDataset, ImageTransform, TransformConfig, data_ratio_indices, load_source, \
-    make_loader, stratified_order, subset_split
+from diffcls.data import (
+    ImageDataset,
+    ImageTransform,
+    TransformConfig,
+    data_ratio_indices,
+    load_source,
+    make_loader,
+    stratified_order,
+    subset_split,
+)
 from diffcls.data.datasets import holdout_split
 from diffcls.errors import DiffclsError
 from diffcls.generative import add_noise
@@ -32,13 +40,18 @@ from diffcls.repcond.codec import create_codec
 from diffcls.repcond.conditions import ENCODER_FOR_DIT, EncoderCondition, encoder_config
 from diffcls.repcond.dc_zero import dc_zero_errors, dc_zero_predict, timestep_noise
 from diffcls.repcond.dit import DiT, dit_config
-from diffcls.repcond.model import (DenoisingObjective, RepCondModel, load_checkpoint, model_spec, save_model,
-                                   tuning_model)
+from diffcls.repcond.model import (
+    DenoisingObjective,
+    RepCondModel,
+    load_checkpoint,
+    model_spec,
+    save_model,
+    tuning_model,
+)
 from diffcls.repcond.probe import representations
 from diffcls.runtime.device import seed_everything
 from diffcls.train.config import check, common_checks
 from diffcls.train.loop import Trainer
-
 
 __all__ = ["RepCondTrainConfig", "RepCondTrainer", "train_repcond", "pretrain", "tune", "REPCOND_METRICS_COLUMNS"]
 
@@ -86,22 +99,36 @@ class RepCondTrainConfig:
 
     def validate(self) -> None:
         phase(self.method)
-        check(common_checks(self) + [
-            (not phase(self.method).tunes or bool(self.pretrained), f"{self.method} needs a pretrained folder"),
-            (0.0 <= self.cond_dropout < 1.0, f"--cond-dropout must lie in [0, 1), got {self.cond_dropout}"),
-            (self.decode_injection in ("output", "input"), "decode_injection is output or input"),
-            (self.label_init in ("class-mean", "random"), "label_init is class-mean or random"),
-            (0 <= self.val_t < 1000, f"--val-t must lie in 0..999, got {self.val_t}"),
-            (self.val_holdout >= 0 and self.val_images >= 1, "--val-holdout must be >= 0 and val_images >= 1"),
-        ])
+        check(
+            common_checks(self)
+            + [
+                (not phase(self.method).tunes or bool(self.pretrained), f"{self.method} needs a pretrained folder"),
+                (0.0 <= self.cond_dropout < 1.0, f"--cond-dropout must lie in [0, 1), got {self.cond_dropout}"),
+                (self.decode_injection in ("output", "input"), "decode_injection is output or input"),
+                (self.label_init in ("class-mean", "random"), "label_init is class-mean or random"),
+                (0 <= self.val_t < 1000, f"--val-t must lie in 0..999, got {self.val_t}"),
+                (self.val_holdout >= 0 and self.val_images >= 1, "--val-holdout must be >= 0 and val_images >= 1"),
+            ]
+        )
 
 
 class RepCondTrainer(Trainer):
     """One training phase, built from a :class:`RepCondTrainConfig`: this module's data and model on the loop,
     checkpoints, resume and torchrun handling of :class:`diffcls.train.loop.Trainer`."""
 
-    RESUME_KEYS = ("data", "method", "model", "pretrained", "epochs", "batch_size", "seed", "data_ratio", "lr", "d_r",
-                   "val_holdout")
+    RESUME_KEYS = (
+        "data",
+        "method",
+        "model",
+        "pretrained",
+        "epochs",
+        "batch_size",
+        "seed",
+        "data_ratio",
+        "lr",
+        "d_r",
+        "val_holdout",
+    )
     METRICS_COLUMNS = REPCOND_METRICS_COLUMNS
 
     # ------------------------------------------------------------------------------------------------ building
@@ -126,7 +153,7 @@ class RepCondTrainer(Trainer):
         train, val = self.source.train, self.source.test
         if c.val_holdout:
             train, val = holdout_split(train, c.val_holdout)
-        val = subset_split(val, np.sort(stratified_order(val.labels)[:c.val_images]))
+        val = subset_split(val, np.sort(stratified_order(val.labels)[: c.val_images]))
         if labelled and c.data_ratio < 1.0:
             train = subset_split(train, data_ratio_indices(train.labels, c.data_ratio))
         self.transform = transform
@@ -140,8 +167,16 @@ class RepCondTrainer(Trainer):
         self.codec = create_codec(vae=c.vae, channels=self.source.channels).to(self.device)
         channels, size, _ = self.codec.latent_shape(c.img_size)
         repcond = phase(c.method).with_encoder
-        dit = DiT(dit_config(c.model, size, channels, d_r=c.d_r if repcond else None, patch_size=c.patch_size,
-                             decode_injection=c.decode_injection))
+        dit = DiT(
+            dit_config(
+                c.model,
+                size,
+                channels,
+                d_r=c.d_r if repcond else None,
+                patch_size=c.patch_size,
+                decode_injection=c.decode_injection,
+            )
+        )
         encoder = None
         if repcond:
             name = c.encoder or ENCODER_FOR_DIT.get(c.model, "vit_small")
@@ -179,9 +214,15 @@ class RepCondTrainer(Trainer):
 
     def model_config(self) -> dict:
         """The loop's ``config.json`` plus a ``repcond`` block: architecture, codec, pretrained folder."""
-        return {**super().model_config(),
-                "repcond": {"model": model_spec(self.model), "codec": self.codec.to_config(),
-                            "num_train_timesteps": len(self.alphas_cumprod), "pretrained": self.pretrained_folder}}
+        return {
+            **super().model_config(),
+            "repcond": {
+                "model": model_spec(self.model),
+                "codec": self.codec.to_config(),
+                "num_train_timesteps": len(self.alphas_cumprod),
+                "pretrained": self.pretrained_folder,
+            },
+        }
 
     def save_model(self, model: RepCondModel, epoch: int) -> None:
         save_model(model, self.out, {"epoch": str(epoch)})
@@ -250,8 +291,10 @@ class UncondPretrain(RepCondPhase):
 @register
 class RepCondTune(RepCondPhase):
     name = "repcond-tune"
-    summary = ("a pretrained DiT fine-tuned with class labels in r's place (its --model is the pretrained "
-               "folder's; classified by Diffusion Classifier Zero)")
+    summary = (
+        "a pretrained DiT fine-tuned with class labels in r's place (its --model is the pretrained "
+        "folder's; classified by Diffusion Classifier Zero)"
+    )
     options = RepCondPhase._shared | {"pretrained", "label_init", "val_t"}
     tunes = True
 

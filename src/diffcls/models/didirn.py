@@ -36,7 +36,7 @@ Three variants are built by the same class:
 **Late conditioning** (``cond_stages=n``, a diffcls variant, not in the paper): only the last ``n`` stages take
 the conditioning; the stem and the earlier stages see the image alone. Their output, the *image prefix*
 (:meth:`DiDiRN.forward_prefix`), is then the same at every diffusion step, so a sampler computes it once per
-image and runs only :meth:`DiDiRN.forward_conditioned` per step (:func:`diffcls.eval.predict.bind_image` does
+image and runs only :meth:`DiDiRN.forward_conditioned` per step (:func:`diffcls.inference.predict.bind_image` does
 this for every late-conditioned DiDiRN). Registered as ``didirn_small_late1/late2`` and
 ``didirn18/50_late1/late2``; the speed and accuracy trade-off is measured in docs/performance.md.
 
@@ -71,8 +71,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
 import torch
-from torch import Tensor, nn
 from timm.models import register_model
+from torch import Tensor, nn
 
 __all__ = [
     "CONDITIONING_MODULES",
@@ -379,9 +379,7 @@ class DiDiRN(nn.Module):
         """Validate the conditioning inputs; return SiLU(e) [B, cond] (conditional) or None (twin)."""
         if not self.conditional:
             if c_t is not None or sigma is not None:
-                raise ValueError(
-                    "this is the unconditional twin (conditional=False): call model(x) without c_t/sigma"
-                )
+                raise ValueError("this is the unconditional twin (conditional=False): call model(x) without c_t/sigma")
             return None
         if c_t is None or sigma is None:
             raise ValueError("conditional DiDiRN needs c_t ([B] long noisy labels) and sigma ([B] noise levels)")
@@ -413,14 +411,12 @@ class DiDiRN(nn.Module):
         """Image prefix [B, C_p, H_p, W_p] and SiLU(e) [B, cond] (or None) -> feature map [B, num_features, H', W']."""
         if self.channels_last:  # a prefix repeated for CL chains (repeat_interleave) comes back NCHW
             x = x.contiguous(memory_format=torch.channels_last)
-        for stage in self.stages[self.prefix_stages:]:
+        for stage in self.stages[self.prefix_stages :]:
             for blk in stage:
                 x = blk(x, emb)
         return x
 
-    def forward_features(
-        self, x: Tensor, c_t: Tensor | None = None, sigma: Tensor | float | None = None
-    ) -> Tensor:
+    def forward_features(self, x: Tensor, c_t: Tensor | None = None, sigma: Tensor | float | None = None) -> Tensor:
         """Images [B, in_chans, H, W] -> final feature map [B, num_features, H', W'].
 
         ``H' = H/16`` for ``stem="default"`` (H/2 stem, 3 stride-2 stages), ``H/8`` for ``"small"``.
@@ -453,22 +449,36 @@ class DiDiRN(nn.Module):
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
-_SMALL_GEOMETRY: dict[str, Any] = dict(
-    block="basic", layers=(2, 2, 2, 2), widths=(16, 32, 64, 128), stem="small"
-)
+_SMALL_GEOMETRY: dict[str, Any] = dict(block="basic", layers=(2, 2, 2, 2), widths=(16, 32, 64, 128), stem="small")
 # timm create_model() / train.py kwargs with no meaning here (values of None are pruned by timm).
 _IGNORED_KWARGS = frozenset(
-    {"pretrained_cfg", "pretrained_cfg_overlay", "cache_dir", "scriptable", "exportable", "no_jit",
-     "bn_momentum", "bn_eps", "pretrained_strict"}
+    {
+        "pretrained_cfg",
+        "pretrained_cfg_overlay",
+        "cache_dir",
+        "scriptable",
+        "exportable",
+        "no_jit",
+        "bn_momentum",
+        "bn_eps",
+        "pretrained_strict",
+    }
 )
 _MODEL_ARGS = frozenset(inspect.signature(DiDiRN.__init__).parameters) - {"self"}
 
 
 def _default_cfg(input_size: int) -> dict[str, Any]:
     return dict(
-        url="", num_classes=1000, input_size=(3, input_size, input_size), pool_size=None,
-        crop_pct=0.875, interpolation="bicubic", mean=_IMAGENET_MEAN, std=_IMAGENET_STD,
-        first_conv="conv1", classifier="fc",
+        url="",
+        num_classes=1000,
+        input_size=(3, input_size, input_size),
+        pool_size=None,
+        crop_pct=0.875,
+        interpolation="bicubic",
+        mean=_IMAGENET_MEAN,
+        std=_IMAGENET_STD,
+        first_conv="conv1",
+        classifier="fc",
     )
 
 
@@ -558,8 +568,10 @@ def _register_late_variant(base: Callable[..., DiDiRN], cond_stages: int) -> Non
         return model
 
     entrypoint.__name__ = entrypoint.__qualname__ = name
-    entrypoint.__doc__ = (f"{base.__name__} with only the last {cond_stages} stage(s) conditioned on (c_t, sigma): "
-                          "the earlier stages run once per image across all diffusion steps.")
+    entrypoint.__doc__ = (
+        f"{base.__name__} with only the last {cond_stages} stage(s) conditioned on (c_t, sigma): "
+        "the earlier stages run once per image across all diffusion steps."
+    )
     register_model(entrypoint)
 
 

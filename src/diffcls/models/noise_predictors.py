@@ -28,10 +28,8 @@ PIPELINE_WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"  # unet/ of a DDPM
 # Widths per resolution level; the last level gets self-attention when ``attention`` is set.
 UNET_PRESETS: dict[str, dict] = {
     "unet_tiny": {"block_out_channels": (8, 16), "layers_per_block": 1, "norm_num_groups": 4, "attention": False},
-    "unet_small": {"block_out_channels": (16, 32, 32), "layers_per_block": 1, "norm_num_groups": 8,
-                   "attention": False},
-    "unet_base": {"block_out_channels": (32, 64, 128), "layers_per_block": 2, "norm_num_groups": 16,
-                  "attention": True},
+    "unet_small": {"block_out_channels": (16, 32, 32), "layers_per_block": 1, "norm_num_groups": 8, "attention": False},
+    "unet_base": {"block_out_channels": (32, 64, 128), "layers_per_block": 2, "norm_num_groups": 16, "attention": True},
 }
 
 
@@ -63,15 +61,25 @@ def create_noise_predictor(model_name: str, num_classes: int, img_size: int, in_
     preset = UNET_PRESETS[model_name]
     levels = len(preset["block_out_channels"])
     if img_size % 2 ** (levels - 1):
-        raise DiffclsError(f"{model_name} halves the image {levels - 1} times: --img-size must be a multiple of "
-                           f"{2 ** (levels - 1)}, got {img_size}")
+        raise DiffclsError(
+            f"{model_name} halves the image {levels - 1} times: --img-size must be a multiple of "
+            f"{2 ** (levels - 1)}, got {img_size}"
+        )
     attn = preset["attention"]
     down = ["DownBlock2D"] * (levels - 1) + ["AttnDownBlock2D" if attn else "DownBlock2D"]
     up = ["AttnUpBlock2D" if attn else "UpBlock2D"] + ["UpBlock2D"] * (levels - 1)
-    unet = UNet2DModel(sample_size=img_size, in_channels=in_chans, out_channels=in_chans,
-                       block_out_channels=preset["block_out_channels"], layers_per_block=preset["layers_per_block"],
-                       norm_num_groups=preset["norm_num_groups"], down_block_types=tuple(down),
-                       up_block_types=tuple(up), add_attention=attn, num_class_embeds=num_classes + 1)
+    unet = UNet2DModel(
+        sample_size=img_size,
+        in_channels=in_chans,
+        out_channels=in_chans,
+        block_out_channels=preset["block_out_channels"],
+        layers_per_block=preset["layers_per_block"],
+        norm_num_groups=preset["norm_num_groups"],
+        down_block_types=tuple(down),
+        up_block_types=tuple(up),
+        add_attention=attn,
+        num_class_embeds=num_classes + 1,
+    )
     return ClassConditionalUNet(unet)
 
 
@@ -87,8 +95,9 @@ def save_pipeline(model: ClassConditionalUNet, scheduler: DDPMScheduler, folder:
                 os.replace(src, dst)
 
 
-def load_pipeline_unet(folder: str | Path, device: str | torch.device = "cpu") -> tuple[ClassConditionalUNet,
-                                                                                           DDPMScheduler]:
+def load_pipeline_unet(
+    folder: str | Path, device: str | torch.device = "cpu"
+) -> tuple[ClassConditionalUNet, DDPMScheduler]:
     """The class-conditional UNet and scheduler of a ``DDPMPipeline`` folder, in eval mode."""
     folder = Path(folder)
     if not (folder / "unet").is_dir() or not (folder / "scheduler").is_dir():

@@ -17,21 +17,67 @@ Modules, one concept each:
 
 from .codec import Codec, IdentityCodec, VAECodec, create_codec
 from .conditions import ENCODER_PRESETS, EncoderCondition, EncoderConfig, LabelCondition, encoder_config
-from .dc_zero import (TSweep, classification_scores, dc_zero_errors, dc_zero_predict, sweep_from_errors,
-                      sweep_timesteps, t_sweep, timestep_noise)
+from .dc_zero import (
+    TSweep,
+    classification_scores,
+    dc_zero_errors,
+    dc_zero_predict,
+    sweep_from_errors,
+    sweep_timesteps,
+    t_sweep,
+    timestep_noise,
+)
 from .dit import DIT_PRESETS, DiT, DiTConfig, dit_config
 from .evaluate import evaluate_dc_zero, leakage_check, probe_encoder, run_t_sweep, sweep_temperature
-from .model import (DenoisingObjective, LoadedCheckpoint, RepCondModel, build_model, load_checkpoint, load_model,
-                    model_spec, save_model, tuning_model)
+from .model import (
+    DenoisingObjective,
+    LoadedCheckpoint,
+    RepCondModel,
+    build_model,
+    load_checkpoint,
+    load_model,
+    model_spec,
+    save_model,
+    tuning_model,
+)
 from .probe import linear_probe, representations
 
 __all__ = [
-    "DiT", "DiTConfig", "DIT_PRESETS", "dit_config",
-    "EncoderCondition", "EncoderConfig", "ENCODER_PRESETS", "encoder_config", "LabelCondition",
-    "Codec", "IdentityCodec", "VAECodec", "create_codec",
-    "RepCondModel", "DenoisingObjective", "build_model", "model_spec", "tuning_model", "save_model", "load_model",
-    "dc_zero_errors", "dc_zero_predict", "timestep_noise", "sweep_timesteps", "t_sweep", "sweep_from_errors",
-    "TSweep", "classification_scores", "linear_probe", "representations",
-    "evaluate_dc_zero", "run_t_sweep", "sweep_temperature", "probe_encoder", "leakage_check",
-    "load_checkpoint", "LoadedCheckpoint",
+    "DiT",
+    "DiTConfig",
+    "DIT_PRESETS",
+    "dit_config",
+    "EncoderCondition",
+    "EncoderConfig",
+    "ENCODER_PRESETS",
+    "encoder_config",
+    "LabelCondition",
+    "Codec",
+    "IdentityCodec",
+    "VAECodec",
+    "create_codec",
+    "RepCondModel",
+    "DenoisingObjective",
+    "build_model",
+    "model_spec",
+    "tuning_model",
+    "save_model",
+    "load_model",
+    "dc_zero_errors",
+    "dc_zero_predict",
+    "timestep_noise",
+    "sweep_timesteps",
+    "t_sweep",
+    "sweep_from_errors",
+    "TSweep",
+    "classification_scores",
+    "linear_probe",
+    "representations",
+    "evaluate_dc_zero",
+    "run_t_sweep",
+    "sweep_temperature",
+    "probe_encoder",
+    "leakage_check",
+    "load_checkpoint",
+    "LoadedCheckpoint",
 ]

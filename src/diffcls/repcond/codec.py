@@ -78,13 +78,14 @@ class VAECodec(Codec):
         self.scaling_factor = float(self.vae.config.scaling_factor)
         self.factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
 
-    def train(self, mode: bool = True) -> "VAECodec":
+    def train(self, mode: bool = True) -> VAECodec:
         return super().train(False)  # frozen: always in eval mode
 
     def latent_shape(self, img_size: int) -> tuple[int, int, int]:
         if img_size % self.factor:
-            raise DiffclsError(f"the VAE downsamples by {self.factor}: the image size must be a multiple of it, "
-                               f"got {img_size}")
+            raise DiffclsError(
+                f"the VAE downsamples by {self.factor}: the image size must be a multiple of it, got {img_size}"
+            )
         return int(self.vae.config.latent_channels), img_size // self.factor, img_size // self.factor
 
     def to_config(self) -> dict:

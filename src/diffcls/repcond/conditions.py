@@ -62,8 +62,9 @@ def encoder_config(name: str, input_size: int, in_channels: int, d_r: int = 64, 
     fields = {**ENCODER_PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
     config = EncoderConfig(input_size=input_size, in_channels=in_channels, d_r=d_r, **fields)
     if input_size % config.patch_size:
-        raise DiffclsError(f"{name}: the input size {input_size} must be a multiple of the patch size "
-                           f"{config.patch_size}")
+        raise DiffclsError(
+            f"{name}: the input size {input_size} must be a multiple of the patch size {config.patch_size}"
+        )
     return config
 
 
@@ -94,9 +95,17 @@ class EncoderCondition(Condition):
         super().__init__()
         self.config = c = config
         self.d_r = c.d_r
-        self.vit = VisionTransformer(img_size=c.input_size, patch_size=c.patch_size, in_chans=c.in_channels,
-                                     num_classes=c.d_r, global_pool=c.global_pool, embed_dim=c.embed_dim,
-                                     depth=c.depth, num_heads=c.num_heads, class_token=c.global_pool == "token")
+        self.vit = VisionTransformer(
+            img_size=c.input_size,
+            patch_size=c.patch_size,
+            in_chans=c.in_channels,
+            num_classes=c.d_r,
+            global_pool=c.global_pool,
+            embed_dim=c.embed_dim,
+            depth=c.depth,
+            num_heads=c.num_heads,
+            class_token=c.global_pool == "token",
+        )
         self.null_vector = nn.Parameter(torch.zeros(c.d_r))
 
     @property

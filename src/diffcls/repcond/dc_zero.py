@@ -2,7 +2,8 @@
 
 For a label-conditioned denoiser, one timestep t and one noise eps shared by all classes,
 
-    z_t = gamma z0 + delta eps,   z0_hat(c) = (z_t - delta eps_hat(z_t, t, c)) / gamma,   y = argmin_c ||z0 - z0_hat(c)||^2
+    z_t = gamma z0 + delta eps,   z0_hat(c) = (z_t - delta eps_hat(z_t, t, c)) / gamma,
+    y = argmin_c ||z0 - z0_hat(c)||^2
 
 with gamma = sqrt(abar_t), delta = sqrt(1 - abar_t). Since z0 - z0_hat(c) = (delta / gamma)(eps_hat_c - eps), the
 reconstruction error is the Diffusion Classifier's eps-error times (1 - abar_t) / abar_t: the errors are computed
@@ -14,8 +15,8 @@ by :func:`diffcls.generative.scoring.noise_prediction_errors` (shared noise, bat
   accuracy at t is exactly what single-t classification at t gives on the same images.
 * **Several t:** ``aggregate="relative"`` (default: argmin of the mean over t of each t's errors divided by their
   mean over classes, so every t weighs the same), ``"mean"`` (argmin of the plain mean of the paper's reconstruction
-  error over t; (1 - abar)/abar grows from 0.03 at t = 50 to 9,400 at t = 950, so the largest t dominate it) or ``"vote"`` (the majority of the per-t argmins, as Favero et al.; ties go to the lower relative
-  error).
+  error over t; (1 - abar)/abar grows from 0.03 at t = 50 to 9,400 at t = 950, so the largest t dominate it) or
+  ``"vote"`` (the majority of the per-t argmins, as Favero et al.; ties go to the lower relative error).
 
 Probabilities for NLL/ECE: ``softmax(-lambda * error)`` with lambda fitted on held-out images by
 :func:`diffcls.generative.calibration.fit_temperature` (:func:`diffcls.repcond.evaluate.sweep_temperature` fits
@@ -24,8 +25,9 @@ it at one t of a sweep).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -34,8 +36,16 @@ from torchmetrics.functional.classification import binary_f1_score, multiclass_f
 from diffcls.errors import DiffclsError
 from diffcls.generative.scoring import EpsFn, noise_prediction_errors
 
-__all__ = ["sweep_timesteps", "timestep_noise", "dc_zero_errors", "dc_zero_predict", "classification_scores",
-           "TSweep", "sweep_from_errors", "t_sweep"]
+__all__ = [
+    "sweep_timesteps",
+    "timestep_noise",
+    "dc_zero_errors",
+    "dc_zero_predict",
+    "classification_scores",
+    "TSweep",
+    "sweep_from_errors",
+    "t_sweep",
+]
 
 Aggregate = Literal["relative", "mean", "vote"]
 
@@ -50,13 +60,23 @@ def sweep_timesteps(step: int = 50, num_train_timesteps: int = 1000) -> Tensor:
 def timestep_noise(timesteps: Iterable[int] | Tensor, shape: tuple[int, ...], seed: int = 0) -> Tensor:
     """One noise per timestep, shared by every image and class: float32[J, *shape]; noise j depends only on
     (seed, timesteps[j])."""
-    out = [torch.randn(shape, generator=torch.Generator().manual_seed(seed * 1_000_003 + int(t)))
-           for t in torch.as_tensor(timesteps).view(-1).tolist()]
+    out = [
+        torch.randn(shape, generator=torch.Generator().manual_seed(seed * 1_000_003 + int(t)))
+        for t in torch.as_tensor(timesteps).view(-1).tolist()
+    ]
     return torch.stack(out)
 
 
-def dc_zero_errors(eps_fn: EpsFn, z0: Tensor, num_classes: int, alphas_cumprod: Tensor,
-                   timesteps: int | Iterable[int] | Tensor, noise: Tensor, *, batch_size: int = 256) -> Tensor:
+def dc_zero_errors(
+    eps_fn: EpsFn,
+    z0: Tensor,
+    num_classes: int,
+    alphas_cumprod: Tensor,
+    timesteps: int | Iterable[int] | Tensor,
+    noise: Tensor,
+    *,
+    batch_size: int = 256,
+) -> Tensor:
     """Reconstruction errors ``mean_{C,H,W} (z0 - z0_hat(c))^2`` of every class at every timestep.
 
     Args:
@@ -73,8 +93,16 @@ def dc_zero_errors(eps_fn: EpsFn, z0: Tensor, num_classes: int, alphas_cumprod: 
     if noise.dim() == z0.dim():
         noise = noise[None].expand(len(z0), *noise.shape)
     classes = torch.arange(num_classes, device=z0.device).expand(len(z0), -1)
-    eps_errors = noise_prediction_errors(eps_fn, z0, classes, timesteps.to(z0.device), noise.to(z0.device),
-                                         alphas_cumprod, loss="l2", batch_size=batch_size)
+    eps_errors = noise_prediction_errors(
+        eps_fn,
+        z0,
+        classes,
+        timesteps.to(z0.device),
+        noise.to(z0.device),
+        alphas_cumprod,
+        loss="l2",
+        batch_size=batch_size,
+    )
     abar = alphas_cumprod.double()[timesteps.cpu()]
     return eps_errors * ((1 - abar) / abar).float().to(eps_errors.device)
 
@@ -98,8 +126,10 @@ def classification_scores(predictions: Tensor, labels: Tensor, num_classes: int)
     """``accuracy``, ``f1_macro`` (unweighted mean of per-class F1 over the K classes) and, when K == 2,
     ``f1_binary`` (F1 of class 1 as the positive class)."""
     predictions, labels = predictions.long().cpu(), labels.long().cpu()
-    scores = {"accuracy": (predictions == labels).float().mean().item(),
-              "f1_macro": multiclass_f1_score(predictions, labels, num_classes, average="macro").item()}
+    scores = {
+        "accuracy": (predictions == labels).float().mean().item(),
+        "f1_macro": multiclass_f1_score(predictions, labels, num_classes, average="macro").item(),
+    }
     if num_classes == 2:
         scores["f1_binary"] = binary_f1_score(predictions, labels).item()
     return scores
@@ -132,7 +162,7 @@ class TSweep:
             predictions = dc_zero_predict(self.errors, aggregate)
         else:
             j = self.best_index if t is None else int(torch.nonzero(self.timesteps == t)[0, 0])
-            predictions = dc_zero_predict(self.errors[:, :, j:j + 1])
+            predictions = dc_zero_predict(self.errors[:, :, j : j + 1])
         return classification_scores(predictions, self.labels, self.errors.shape[1])
 
     def rows(self) -> list[dict]:
@@ -147,18 +177,40 @@ def sweep_from_errors(errors: Tensor, labels: Tensor, timesteps: Tensor) -> TSwe
     return TSweep(torch.as_tensor(timesteps).cpu(), accuracy.cpu(), errors.cpu(), labels.cpu())
 
 
-def t_sweep(eps_fn: EpsFn, z0: Tensor, labels: Tensor, num_classes: int, alphas_cumprod: Tensor,
-            timesteps: Tensor | None = None, noise: Tensor | None = None, *, seed: int = 0,
-            batch_size: int = 256, images_per_batch: int = 64) -> TSweep:
+def t_sweep(
+    eps_fn: EpsFn,
+    z0: Tensor,
+    labels: Tensor,
+    num_classes: int,
+    alphas_cumprod: Tensor,
+    timesteps: Tensor | None = None,
+    noise: Tensor | None = None,
+    *,
+    seed: int = 0,
+    batch_size: int = 256,
+    images_per_batch: int = 64,
+) -> TSweep:
     """DC Zero accuracy of a validation set z0 float[N, C, H, W], labels int64[N] at every t of ``timesteps``
     (default :func:`sweep_timesteps`), ``images_per_batch`` images at a time. ``noise`` float[J, C, H, W] (or
     float[N, J, C, H, W]) defaults to :func:`timestep_noise` (``seed``)."""
-    timesteps = sweep_timesteps(num_train_timesteps=len(alphas_cumprod)) if timesteps is None else \
-        torch.as_tensor(timesteps, dtype=torch.long).view(-1)
+    timesteps = (
+        sweep_timesteps(num_train_timesteps=len(alphas_cumprod))
+        if timesteps is None
+        else torch.as_tensor(timesteps, dtype=torch.long).view(-1)
+    )
     noise = timestep_noise(timesteps, tuple(z0.shape[1:]), seed) if noise is None else noise
     errors = []
     for i in range(0, len(z0), images_per_batch):
-        batch_noise = noise[i:i + images_per_batch] if noise.dim() > z0.dim() else noise
-        errors.append(dc_zero_errors(eps_fn, z0[i:i + images_per_batch], num_classes, alphas_cumprod, timesteps,
-                                     batch_noise, batch_size=batch_size))
+        batch_noise = noise[i : i + images_per_batch] if noise.dim() > z0.dim() else noise
+        errors.append(
+            dc_zero_errors(
+                eps_fn,
+                z0[i : i + images_per_batch],
+                num_classes,
+                alphas_cumprod,
+                timesteps,
+                batch_noise,
+                batch_size=batch_size,
+            )
+        )
     return sweep_from_errors(torch.cat(errors), labels, timesteps)

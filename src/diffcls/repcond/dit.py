@@ -37,8 +37,15 @@ from timm.layers import Attention, Mlp
 
 from diffcls.errors import DiffclsError
 
-__all__ = ["DiTConfig", "DIT_PRESETS", "dit_config", "DiT", "sincos_pos_embed_2d", "timestep_embedding",
-           "INJECTION_PREFIXES"]
+__all__ = [
+    "DiTConfig",
+    "DIT_PRESETS",
+    "dit_config",
+    "DiT",
+    "sincos_pos_embed_2d",
+    "timestep_embedding",
+    "INJECTION_PREFIXES",
+]
 
 INJECTION_PREFIXES = ("block_proj.", "decode_proj.")  # parameters that exist only in the rep-cond DiT
 
@@ -80,8 +87,9 @@ def dit_config(name: str, input_size: int, in_channels: int, d_r: int | None = 6
     fields = {**DIT_PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
     config = DiTConfig(input_size=input_size, in_channels=in_channels, d_r=d_r, **fields)
     if input_size % config.patch_size:
-        raise DiffclsError(f"{name}: the input size {input_size} must be a multiple of the patch size "
-                           f"{config.patch_size}")
+        raise DiffclsError(
+            f"{name}: the input size {input_size} must be a multiple of the patch size {config.patch_size}"
+        )
     return config
 
 
@@ -170,8 +178,8 @@ class DiT(nn.Module):
         super().__init__()
         self.config = c = config
         self.grid = c.input_size // c.patch_size
-        self.num_tokens = self.grid ** 2
-        self.patch_dim = c.patch_size ** 2 * c.in_channels
+        self.num_tokens = self.grid**2
+        self.patch_dim = c.patch_size**2 * c.in_channels
         self.x_embedder = nn.Conv2d(c.in_channels, c.hidden_size, c.patch_size, stride=c.patch_size)
         self.t_embedder = TimestepEmbedder(c.hidden_size)
         self.register_buffer("pos_embed", sincos_pos_embed_2d(c.hidden_size, self.grid)[None], persistent=False)

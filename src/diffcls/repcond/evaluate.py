@@ -15,26 +15,45 @@ from typing import Literal
 import numpy as np
 import torch
 
-from diffcls.data import ImageDataset, ImageTransform, Split, data_ratio_indices, load_source, stratified_order, \
-    subset_split
+from diffcls.data import (
+    ImageDataset,
+    ImageTransform,
+    Split,
+    data_ratio_indices,
+    load_source,
+    stratified_order,
+    subset_split,
+)
 from diffcls.data.datasets import holdout_split
 from diffcls.errors import DiffclsError
+from diffcls.generative.calibration import fit_temperature
 from diffcls.inference.metrics import classification_metrics
 from diffcls.runtime.io import atomic_write
-from diffcls.generative.calibration import fit_temperature
 
 from .dc_zero import Aggregate, TSweep, classification_scores, dc_zero_predict, sweep_timesteps, t_sweep
-from .probe import encode_dataset, linear_probe, representations
 from .model import LoadedCheckpoint, load_checkpoint
+from .probe import encode_dataset, linear_probe, representations
 
-__all__ = ["select_split", "evaluate_dc_zero", "run_t_sweep", "sweep_temperature", "plot_t_sweep",
-           "probe_encoder", "leakage_check"]
+__all__ = [
+    "select_split",
+    "evaluate_dc_zero",
+    "run_t_sweep",
+    "sweep_temperature",
+    "plot_t_sweep",
+    "probe_encoder",
+    "leakage_check",
+]
 
 SplitName = Literal["train", "val", "test"]
 
 
-def select_split(loaded: LoadedCheckpoint, data: str | None, split: SplitName, limit: int | None = None,
-                 val_holdout: int | None = None) -> tuple[Split, int]:
+def select_split(
+    loaded: LoadedCheckpoint,
+    data: str | None,
+    split: SplitName,
+    limit: int | None = None,
+    val_holdout: int | None = None,
+) -> tuple[Split, int]:
     """(the images to score, K). ``data`` defaults to the checkpoint's; ``val_holdout`` to its training value."""
     source = load_source(data or loaded.config["data"])
     holdout = loaded.config.get("train", {}).get("val_holdout", 0) if val_holdout is None else val_holdout
@@ -58,13 +77,25 @@ def _latents(loaded: LoadedCheckpoint, split: Split, device: str | torch.device)
 
 def _label_model(loaded: LoadedCheckpoint, folder) -> None:
     if loaded.model.kind != "label":
-        raise DiffclsError(f"{folder} is not label-conditioned (method {loaded.config['method']}): DC Zero needs a "
-                           f"repcond-tune checkpoint")
+        raise DiffclsError(
+            f"{folder} is not label-conditioned (method {loaded.config['method']}): DC Zero needs a "
+            f"repcond-tune checkpoint"
+        )
 
 
-def run_t_sweep(checkpoint: str | Path, data: str | None = None, *, split: SplitName = "val", limit: int | None = 200,
-                step: int = 50, timesteps: list[int] | None = None, seed: int = 0, batch_size: int = 256,
-                device: str = "cpu", val_holdout: int | None = None) -> TSweep:
+def run_t_sweep(
+    checkpoint: str | Path,
+    data: str | None = None,
+    *,
+    split: SplitName = "val",
+    limit: int | None = 200,
+    step: int = 50,
+    timesteps: list[int] | None = None,
+    seed: int = 0,
+    batch_size: int = 256,
+    device: str = "cpu",
+    val_holdout: int | None = None,
+) -> TSweep:
     """DC Zero accuracy at every t of ``timesteps`` (default 50, 100, ..., 950 by ``step``) on a split."""
     loaded = load_checkpoint(checkpoint, device)
     _label_model(loaded, checkpoint)
@@ -91,7 +122,7 @@ def plot_t_sweep(sweeps: dict[str, TSweep], path: str | Path, title: str = "DC Z
 
     fig, ax = plt.subplots(figsize=(8.5, 3.6))
     for label, sweep in sweeps.items():
-        line, = ax.plot(sweep.timesteps.tolist(), sweep.accuracy.tolist(), marker="o", ms=3, label=label)
+        (line,) = ax.plot(sweep.timesteps.tolist(), sweep.accuracy.tolist(), marker="o", ms=3, label=label)
         ax.plot([sweep.best_t], [float(sweep.accuracy.max())], marker="*", ms=12, color=line.get_color())
     ax.set_xlabel("timestep t (of 1000)")
     ax.set_ylabel("top-1 on the validation images")
@@ -106,9 +137,19 @@ def plot_t_sweep(sweeps: dict[str, TSweep], path: str | Path, title: str = "DC Z
     return Path(path)
 
 
-def evaluate_dc_zero(checkpoint: str | Path, data: str | None = None, *, split: SplitName = "test",
-                     timesteps: int | list[int] = 500, aggregate: Aggregate = "relative", limit: int | None = None,
-                     temperature: float = 1.0, seed: int = 0, batch_size: int = 256, device: str = "cpu") -> dict:
+def evaluate_dc_zero(
+    checkpoint: str | Path,
+    data: str | None = None,
+    *,
+    split: SplitName = "test",
+    timesteps: int | list[int] = 500,
+    aggregate: Aggregate = "relative",
+    limit: int | None = None,
+    temperature: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 256,
+    device: str = "cpu",
+) -> dict:
     """Diffusion Classifier Zero on a split: one t (the paper) or several (``aggregate``).
 
     Returns the ``--results-file`` fields (``top1``, ``top5``, ``nll``, ``ece`` from softmax(-temperature x the
@@ -122,8 +163,7 @@ def evaluate_dc_zero(checkpoint: str | Path, data: str | None = None, *, split: 
     images, k = select_split(loaded, data, split, limit)
     z0, labels = _latents(loaded, images, device)
     grid = torch.as_tensor(timesteps, dtype=torch.long).view(-1)
-    errors = t_sweep(loaded.model, z0, labels, k, loaded.alphas_cumprod, grid, seed=seed,
-                     batch_size=batch_size).errors
+    errors = t_sweep(loaded.model, z0, labels, k, loaded.alphas_cumprod, grid, seed=seed, batch_size=batch_size).errors
     predictions, labels = dc_zero_predict(errors, aggregate), labels.cpu()
     # Logits: -temperature x the error at one t; over several t, x the relative error (each t weighs the same).
     errors64 = errors.double()
@@ -132,17 +172,31 @@ def evaluate_dc_zero(checkpoint: str | Path, data: str | None = None, *, split: 
     results = classification_metrics(probs, labels)
     results.update(classification_scores(predictions, labels, k))
     results["top1"] = results["accuracy"]  # the argmin rule (equal to argmax probs up to ties)
-    results.update(method="dc-zero", timesteps=grid.tolist(), aggregate=aggregate, temperature=temperature,
-                   nfe_per_image=k * len(grid), seconds=round(time.perf_counter() - tic, 2), split=split,
-                   probs=probs)
+    results.update(
+        method="dc-zero",
+        timesteps=grid.tolist(),
+        aggregate=aggregate,
+        temperature=temperature,
+        nfe_per_image=k * len(grid),
+        seconds=round(time.perf_counter() - tic, 2),
+        split=split,
+        probs=probs,
+    )
     return results
 
 
-def probe_encoder(checkpoint: str | Path, data: str | None = None, *, data_ratio: float = 1.0,
-                  limit: int | None = None, c: float = 1.0, device: str = "cpu") -> dict:
+def probe_encoder(
+    checkpoint: str | Path,
+    data: str | None = None,
+    *,
+    data_ratio: float = 1.0,
+    limit: int | None = None,
+    c: float = 1.0,
+    device: str = "cpu",
+) -> dict:
     """Linear probe on the frozen encoder of a ``repcond-pretrain`` folder: fitted on the training split (the
-    ``data_ratio`` subset that tuning with the same ratio and ``val_holdout`` uses), scored on the test split. Returns ``accuracy``, ``f1_macro``
-    (``f1_binary``), ``probs``."""
+    ``data_ratio`` subset that tuning with the same ratio and ``val_holdout`` uses), scored on the test split.
+    Returns ``accuracy``, ``f1_macro`` (``f1_binary``), ``probs``."""
     loaded = load_checkpoint(checkpoint, device)
     if loaded.model.kind != "encoder":
         raise DiffclsError(f"{checkpoint} has no encoder (method {loaded.config['method']})")

@@ -26,16 +26,25 @@ import torch.nn.functional as F
 
 from diffcls.data import TransformConfig
 from diffcls.errors import DiffclsError, first_line
-from diffcls.runtime.checkpoint import WEIGHTS_NAME, load_weights, read_checkpoint_config, save_weights
 from diffcls.generative.scoring import add_noise
 from diffcls.models.noise_predictors import create_scheduler
+from diffcls.runtime.checkpoint import WEIGHTS_NAME, load_weights, read_checkpoint_config, save_weights
 
 from .codec import Codec, create_codec
 from .conditions import Condition, EncoderCondition, EncoderConfig, LabelCondition
 from .dit import INJECTION_PREFIXES, DiT, DiTConfig
 
-__all__ = ["RepCondModel", "DenoisingObjective", "build_model", "model_spec", "tuning_model", "save_model",
-           "load_model", "LoadedCheckpoint", "load_checkpoint"]
+__all__ = [
+    "RepCondModel",
+    "DenoisingObjective",
+    "build_model",
+    "model_spec",
+    "tuning_model",
+    "save_model",
+    "load_model",
+    "LoadedCheckpoint",
+    "load_checkpoint",
+]
 
 
 class RepCondModel(nn.Module):
@@ -53,8 +62,9 @@ class RepCondModel(nn.Module):
         """``encoder`` (rep-cond pretraining), ``label`` (tuned) or ``none`` (unconditional)."""
         return {EncoderCondition: "encoder", LabelCondition: "label", type(None): "none"}[type(self.condition)]
 
-    def forward(self, z_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None,
-                drop: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, z_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None, drop: torch.Tensor | None = None
+    ) -> torch.Tensor:
         r = None if self.condition is None or cond is None else self.condition(cond, drop)
         return self.dit(z_t, t, r)
 
@@ -106,8 +116,9 @@ def build_model(spec: dict) -> RepCondModel:
     raise DiffclsError(f"unknown condition kind {cond['kind']!r}")
 
 
-def tuning_model(pretrained: RepCondModel, num_classes: int, class_means: torch.Tensor | None = None,
-                 d_r: int = 64) -> RepCondModel:
+def tuning_model(
+    pretrained: RepCondModel, num_classes: int, class_means: torch.Tensor | None = None, d_r: int = 64
+) -> RepCondModel:
     """The label-conditioned model to fine-tune from ``pretrained`` (see the module docstring).
 
     Args:

@@ -21,8 +21,9 @@ __all__ = ["encode_dataset", "representations", "linear_probe"]
 
 
 @torch.no_grad()
-def encode_dataset(codec: Codec, dataset: Dataset, batch_size: int = 128,
-                   device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+def encode_dataset(
+    codec: Codec, dataset: Dataset, batch_size: int = 128, device: str | torch.device = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """All images of ``dataset`` through the codec: (z0 float[N, C, H, W], labels int64[N]), on ``device``."""
     codec = codec.to(device)
     latents, labels = [], []
@@ -37,13 +38,20 @@ def representations(encoder: EncoderCondition, z0: torch.Tensor, batch_size: int
     """r = encoder(z0) without dropout: float[N, d_r]."""
     was_training = encoder.training
     encoder.eval()
-    r = torch.cat([encoder.represent(z0[i:i + batch_size]) for i in range(0, len(z0), batch_size)])
+    r = torch.cat([encoder.represent(z0[i : i + batch_size]) for i in range(0, len(z0), batch_size)])
     encoder.train(was_training)
     return r
 
 
-def linear_probe(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
-                 test_labels: torch.Tensor, num_classes: int, c: float = 1.0, max_iter: int = 1000) -> dict:
+def linear_probe(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_features: torch.Tensor,
+    test_labels: torch.Tensor,
+    num_classes: int,
+    c: float = 1.0,
+    max_iter: int = 1000,
+) -> dict:
     """Fit on (float[N, D], int64[N]), score on the test pair: ``accuracy``, ``f1_macro`` (and ``f1_binary`` when
     K == 2), plus ``probs`` float32[M, K] for the test images."""
     x_train, x_test = train_features.double().cpu().numpy(), test_features.double().cpu().numpy()

@@ -84,12 +84,15 @@ def load_training_state(path: str | Path) -> dict:
         # torch's first line advises weights_only=False; never do that. Its reason is on a later line.
         after = str(e).partition("WeightsUnpickler error:")[2]
         reason = next((ln.strip() for ln in after.splitlines() if ln.strip()), "")
-        raise DiffclsError(f"cannot load training state {path}: not a tensors-only torch.save file (damaged, "
-                           f"or holds objects that are never unpickled){'; ' + reason if reason else ''}") from None
+        raise DiffclsError(
+            f"cannot load training state {path}: not a tensors-only torch.save file (damaged, "
+            f"or holds objects that are never unpickled){'; ' + reason if reason else ''}"
+        ) from None
     except Exception as e:  # noqa: BLE001  (torch raises RuntimeError, EOFError, OSError, ... for bad files)
         reason = first_line(e).split(". ")[0].rstrip(".")  # torch appends paragraphs of advice; keep the fact
-        raise DiffclsError(f"cannot load training state {path} (truncated or damaged?): {type(e).__name__}: "
-                           f"{reason}") from None
+        raise DiffclsError(
+            f"cannot load training state {path} (truncated or damaged?): {type(e).__name__}: {reason}"
+        ) from None
     missing = [k for k in STATE_KEYS if k not in state] if isinstance(state, dict) else list(STATE_KEYS)
     if missing:
         raise DiffclsError(f"{path} is not a diffcls training state (lacks {', '.join(missing)})")
@@ -122,8 +125,11 @@ def read_checkpoint_config(checkpoint_dir: str | Path) -> dict:
         raise DiffclsError(f"checkpoint folder not found: {checkpoint_dir}")
     # A ddpm checkpoint keeps its weights in the diffusers layout (unet/), as a DDPMPipeline folder.
     if not (d / WEIGHTS_NAME).is_file() and not (d / "unet" / "diffusion_pytorch_model.safetensors").is_file():
-        pickles = sorted(str(p.relative_to(d)) for p in [*d.iterdir(), *(d / "unet").glob("*")]
-                         if p.suffix in (".pt", ".pth", ".bin", ".ckpt", ".tar", ".pkl"))
+        pickles = sorted(
+            str(p.relative_to(d))
+            for p in [*d.iterdir(), *(d / "unet").glob("*")]
+            if p.suffix in (".pt", ".pth", ".bin", ".ckpt", ".tar", ".pkl")
+        )
         hint = f" (found {pickles}; pickled weights are never loaded, only {WEIGHTS_NAME})" if pickles else ""
         raise DiffclsError(f"{checkpoint_dir} holds no {WEIGHTS_NAME}{hint}")
     try:
@@ -137,5 +143,3 @@ def read_checkpoint_config(checkpoint_dir: str | Path) -> dict:
     if not isinstance(config.get("transform"), dict):
         raise DiffclsError(f"{checkpoint_dir}/{CONFIG_NAME} is not a diffcls checkpoint config (no 'transform')")
     return config
-
-

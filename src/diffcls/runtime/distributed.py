@@ -13,8 +13,9 @@ single-process run and gathered results equal it exactly.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -98,8 +99,10 @@ def init_distributed(device: str = "auto") -> Dist:
         if not torch.cuda.is_available():
             raise DiffclsError(f"--device {device} requested but CUDA is not available")
         if local_rank >= torch.cuda.device_count():
-            raise DiffclsError(f"rank {rank} has LOCAL_RANK {local_rank} but this node has only "
-                               f"{torch.cuda.device_count()} GPUs: lower --nproc_per_node")
+            raise DiffclsError(
+                f"rank {rank} has LOCAL_RANK {local_rank} but this node has only "
+                f"{torch.cuda.device_count()} GPUs: lower --nproc_per_node"
+            )
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
@@ -123,6 +126,7 @@ def shutdown_distributed() -> None:
 def current() -> Dist:
     """The :class:`Dist` of an already initialised process group (single-process otherwise)."""
     if dist.is_available() and dist.is_initialized():
-        return Dist(rank=dist.get_rank(), world_size=dist.get_world_size(),
-                    local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+        return Dist(
+            rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", "0"))
+        )
     return SINGLE_PROCESS

@@ -12,10 +12,12 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from diffcls.errors import DiffclsError
+
 
 def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -> None:
     """Write ``path`` through ``write(file)`` into a temp file, fsync it, then rename it into place."""
@@ -96,7 +98,9 @@ class JsonlLog:
                     continue
                 self.rows[row["key"]] = row
             # Rewrite without the torn line so appends start on a fresh line.
-            atomic_write(self.path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in self.rows.values()).encode()))
+            atomic_write(
+                self.path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in self.rows.values()).encode())
+            )
 
     def __contains__(self, key: str) -> bool:
         return key in self.rows

@@ -16,11 +16,32 @@ from diffcls.errors import DiffclsError
 DEFAULT_LR = {"sgd": 0.1, "adamw": 2e-3, "lamb": 2e-3}
 SCHEDULERS = {"cosine": "cosine", "step": "step", "const": "constant"}  # --sched name -> timm's name
 
-COMMON_OPTIONS = frozenset({
-    "data", "method", "model", "output", "epochs", "batch_size", "lr", "opt", "weight_decay", "sched",
-    "warmup_epochs", "min_lr", "clip_grad", "ema_decay", "amp", "data_ratio", "img_size", "fit", "augment", "seed",
-    "workers", "device",
-})
+COMMON_OPTIONS = frozenset(
+    {
+        "data",
+        "method",
+        "model",
+        "output",
+        "epochs",
+        "batch_size",
+        "lr",
+        "opt",
+        "weight_decay",
+        "sched",
+        "warmup_epochs",
+        "min_lr",
+        "clip_grad",
+        "ema_decay",
+        "amp",
+        "data_ratio",
+        "img_size",
+        "fit",
+        "augment",
+        "seed",
+        "workers",
+        "device",
+    }
+)
 
 
 def flag(option: str) -> str:
@@ -99,18 +120,23 @@ class TrainConfig:
     val_images: int = 200  # ddpm: validation classifies only the first N test images (a Diffusion Classifier is slow)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         """The config of a stored ``"train"`` block (keys of other config classes are left out)."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def validate(self) -> None:
-        check(common_checks(self) + [
-            (0.0 <= self.smoothing < 1.0, f"--smoothing must lie in [0, 1), got {self.smoothing}"),
-            (self.mixup >= 0 and self.cutmix >= 0, "--mixup and --cutmix must be >= 0"),
-            (self.low_res is None or self.low_res >= 1, f"--low-res must be >= 1, got {self.low_res}"),
-            (0.0 <= self.label_dropout < 1.0, f"--label-dropout must lie in [0, 1), got {self.label_dropout}"),
-            (self.val_steps >= 1, f"--val-steps must be >= 1, got {self.val_steps}"),
-            (self.val_sampler in SAMPLERS, f"unknown --val-sampler {self.val_sampler!r}; choose from "
-                                           f"{', '.join(SAMPLERS)}"),
-        ])
+        check(
+            common_checks(self)
+            + [
+                (0.0 <= self.smoothing < 1.0, f"--smoothing must lie in [0, 1), got {self.smoothing}"),
+                (self.mixup >= 0 and self.cutmix >= 0, "--mixup and --cutmix must be >= 0"),
+                (self.low_res is None or self.low_res >= 1, f"--low-res must be >= 1, got {self.low_res}"),
+                (0.0 <= self.label_dropout < 1.0, f"--label-dropout must lie in [0, 1), got {self.label_dropout}"),
+                (self.val_steps >= 1, f"--val-steps must be >= 1, got {self.val_steps}"),
+                (
+                    self.val_sampler in SAMPLERS,
+                    f"unknown --val-sampler {self.val_sampler!r}; choose from {', '.join(SAMPLERS)}",
+                ),
+            ]
+        )

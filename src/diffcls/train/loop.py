@@ -27,19 +27,26 @@ import numpy as np
 import torch
 import torch.nn as nn
 from timm.data import Mixup
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DistributedSampler
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
 from tqdm import tqdm  # not tqdm.auto: its asyncio bar calls iter() at once, starting idle loader workers
 
 import diffcls
 from diffcls.data import DataSource, make_loader
 from diffcls.errors import DiffclsError
 from diffcls.runtime import distributed
-from diffcls.runtime.checkpoint import CONFIG_NAME, METRICS_COLUMNS, METRICS_NAME, STATE_NAME, \
-    load_training_state, read_saved_train_config, save_training_state
+from diffcls.runtime.checkpoint import (
+    CONFIG_NAME,
+    METRICS_COLUMNS,
+    METRICS_NAME,
+    STATE_NAME,
+    load_training_state,
+    read_saved_train_config,
+    save_training_state,
+)
 from diffcls.runtime.device import resolve_device, seed_everything
 from diffcls.runtime.distributed import Dist, rank_device
 from diffcls.runtime.io import MetricsLog, prepare_output_dir, write_json
@@ -57,8 +64,9 @@ class Trainer:
     RESUME_KEYS: tuple[str, ...] = ()  # options a --resume must repeat
     METRICS_COLUMNS = METRICS_COLUMNS
 
-    def __init__(self, config, progress: bool | None = None, dist: Dist | None = None,
-                 source: DataSource | None = None):
+    def __init__(
+        self, config, progress: bool | None = None, dist: Dist | None = None, source: DataSource | None = None
+    ):
         """``source``: the data of ``config.data`` when the caller has loaded it already (a benchmark trains many
         models on one data set); None: loaded here."""
         self.config = config
@@ -110,20 +118,28 @@ class Trainer:
         """Optimiser, per-step schedule, EMA, the DDP wrapper under torchrun, mixup and autocast for ``self.model``."""
         c = self.config
         self.optimizer = create_optimizer_v2(self.model, opt=c.opt, lr=lr, weight_decay=c.weight_decay)
-        self.scheduler, _ = create_scheduler_v2(self.optimizer, sched=SCHEDULERS[c.sched], num_epochs=max(c.epochs, 1),
-                                                warmup_epochs=min(c.warmup_epochs, max(c.epochs - 1, 0)),
-                                                min_lr=c.min_lr, warmup_lr=lr * 0.01, step_on_epochs=False,
-                                                updates_per_epoch=self.steps_per_epoch)
+        self.scheduler, _ = create_scheduler_v2(
+            self.optimizer,
+            sched=SCHEDULERS[c.sched],
+            num_epochs=max(c.epochs, 1),
+            warmup_epochs=min(c.warmup_epochs, max(c.epochs - 1, 0)),
+            min_lr=c.min_lr,
+            warmup_lr=lr * 0.01,
+            step_on_epochs=False,
+            updates_per_epoch=self.steps_per_epoch,
+        )
         self.ema = ModelEmaV3(self.model, decay=c.ema_decay) if c.ema_decay else None
         # The module the objective calls: DDP averages gradients over ranks in backward. Checkpoints, EMA and
         # validation use the plain module underneath.
         self.train_model = self.model
         if self.dist.enabled:
             self.train_model = DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
         self.mixup = self._build_mixup()
-        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if c.amp and self.device.type == "cuda"
-                         else nullcontext())
+        self.autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16) if c.amp and self.device.type == "cuda" else nullcontext()
+        )
 
     # -------------------------------------------------------------------------------------------- checkpoints
 
@@ -147,8 +163,11 @@ class Trainer:
         if not self.dist.is_main:
             self.dist.barrier()
             return
-        rng = {"torch": torch.get_rng_state(), "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
-               "python": torch.tensor(random.getstate()[1], dtype=torch.int64)}
+        rng = {
+            "torch": torch.get_rng_state(),
+            "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
+            "python": torch.tensor(random.getstate()[1], dtype=torch.int64),
+        }
         state = {
             "epoch": epoch + 1,
             "model": self.model.state_dict(),
@@ -186,7 +205,9 @@ class Trainer:
         if old:
             for key in self.RESUME_KEYS:
                 if key in old and old[key] != getattr(self.config, key):
-                    raise DiffclsError(f"--resume: {key} was {old[key]!r} in {self.out}, now {getattr(self.config, key)!r}")
+                    raise DiffclsError(
+                        f"--resume: {key} was {old[key]!r} in {self.out}, now {getattr(self.config, key)!r}"
+                    )
         state = load_training_state(path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -205,15 +226,26 @@ class Trainer:
         # One sampler for one process or many: rank r takes every world_size-th image of a permutation seeded
         # by (seed, epoch), so the union of the ranks' batches j is a single process's batch j at world_size x
         # the batch size.
-        sampler = DistributedSampler(self.train_set, num_replicas=self.dist.world_size, rank=self.dist.rank,
-                                     shuffle=True, seed=c.seed * 100_003, drop_last=False)
+        sampler = DistributedSampler(
+            self.train_set,
+            num_replicas=self.dist.world_size,
+            rank=self.dist.rank,
+            shuffle=True,
+            seed=c.seed * 100_003,
+            drop_last=False,
+        )
         sampler.set_epoch(epoch)
-        loader = make_loader(self.train_set, c.batch_size, shuffle=True, workers=c.workers, sampler=sampler,
-                             drop_last=self._drop_last)
+        loader = make_loader(
+            self.train_set, c.batch_size, shuffle=True, workers=c.workers, sampler=sampler, drop_last=self._drop_last
+        )
         self.train_model.train()
         total, count = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{c.epochs}", disable=None if self.progress is None
-                   else not self.progress, leave=False)
+        bar = tqdm(
+            loader,
+            desc=f"epoch {epoch + 1}/{c.epochs}",
+            disable=None if self.progress is None else not self.progress,
+            leave=False,
+        )
         for step, (images, labels) in enumerate(bar):
             images, labels = images.to(self.device), labels.to(self.device)
             target = labels
@@ -222,8 +254,10 @@ class Trainer:
             with self.autocast:
                 loss = self.loss_on_batch(images, target)
             if not torch.isfinite(loss):
-                raise DiffclsError(f"training diverged: loss is {loss.item()} at epoch {epoch + 1}, step {step}; "
-                                   f"try a lower --lr or --clip-grad")
+                raise DiffclsError(
+                    f"training diverged: loss is {loss.item()} at epoch {epoch + 1}, step {step}; "
+                    f"try a lower --lr or --clip-grad"
+                )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if c.clip_grad:
@@ -258,13 +292,21 @@ class Trainer:
             tic = time.perf_counter()
             loss = self.train_one_epoch(epoch)
             validation = {k: round(v, 6) for k, v in self.validate().items()}
-            row = {"epoch": epoch + 1, "train_loss": round(loss, 6), "lr": self.optimizer.param_groups[0]["lr"],
-                   **validation, "seconds": round(time.perf_counter() - tic, 2)}
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": round(loss, 6),
+                "lr": self.optimizer.param_groups[0]["lr"],
+                **validation,
+                "seconds": round(time.perf_counter() - tic, 2),
+            }
             self.save(epoch, metrics, row)
             if self.dist.is_main:
                 shown = "  ".join(f"{k} {v:.4f}" for k, v in validation.items())
-                print(f"epoch {epoch + 1}/{c.epochs}  loss {loss:.4f}  {shown}  ({row['seconds']:.1f} s)",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"epoch {epoch + 1}/{c.epochs}  loss {loss:.4f}  {shown}  ({row['seconds']:.1f} s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
         if (c.epochs == 0 or start >= c.epochs) and self.dist.is_main:
             if not (self.out / CONFIG_NAME).is_file():
                 self.export(0)

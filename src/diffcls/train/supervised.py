@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 from timm.data import Mixup
 
-from diffcls.data import ImageDataset, ImageTransform, TransformConfig, data_ratio_indices, default_augment, \
-    load_source, subset_split
+from diffcls.data import (
+    ImageDataset,
+    ImageTransform,
+    TransformConfig,
+    data_ratio_indices,
+    default_augment,
+    load_source,
+    subset_split,
+)
 from diffcls.train.config import TrainConfig
 from diffcls.train.loop import Trainer
 
@@ -16,8 +23,18 @@ class SupervisedTrainer(Trainer):
     the full length with ``equal_steps``), the data kind's augmentation, mixup/cutmix, and the test split for
     validation. Subclasses provide the model, objective, validation and export."""
 
-    RESUME_KEYS = ("data", "method", "model", "epochs", "batch_size", "seed", "data_ratio", "equal_steps", "opt",
-                   "img_size")
+    RESUME_KEYS = (
+        "data",
+        "method",
+        "model",
+        "epochs",
+        "batch_size",
+        "seed",
+        "data_ratio",
+        "equal_steps",
+        "opt",
+        "img_size",
+    )
     config: TrainConfig
 
     def _build_data(self) -> None:
@@ -44,5 +61,13 @@ class SupervisedTrainer(Trainer):
 
     def _build_mixup(self) -> Mixup | None:
         c = self.config
-        return (Mixup(mixup_alpha=c.mixup, cutmix_alpha=c.cutmix, label_smoothing=c.smoothing,
-                      num_classes=self.source.num_classes) if self._drop_last else None)
+        return (
+            Mixup(
+                mixup_alpha=c.mixup,
+                cutmix_alpha=c.cutmix,
+                label_smoothing=c.smoothing,
+                num_classes=self.source.num_classes,
+            )
+            if self._drop_last
+            else None
+        )

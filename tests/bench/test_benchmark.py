@@ -8,16 +8,31 @@ import json
 
 import pytest
 
+from diffcls.bench import CONTENDERS, Benchmark, BenchPreset, Condition, DCSettings, summary_table
 from diffcls.cli import main
-from diffcls.eval.benchmark import Benchmark, BenchPreset, Condition, CONTENDERS, DCSettings
 from diffcls.didicm import SamplerConfig
 
-TINY = BenchPreset(name="tiny", epochs=2, lr=4e-3, warmup_epochs=0, seeds=(0,), data_ratios=(0.5,), corruptions=("gaussian_noise", "contrast"),
-                   severities=(2, 5), low_res=(6,), grid_seeds=1, cp_steps=(1, 2), cl_runs=((3, 2),),
-                   hard_condition=("contrast", 5), batch_size=16, trajectory_images=2,
-                   grid_sampler=SamplerConfig("cp", steps=2),
-                   diffusion_classifier=DCSettings(model="unet_tiny", test_images=8, calibration_images=8,
-                                                   n_samples=(2, 4), to_keep=(2, 1), val_images=4))
+TINY = BenchPreset(
+    name="tiny",
+    epochs=2,
+    lr=4e-3,
+    warmup_epochs=0,
+    seeds=(0,),
+    data_ratios=(0.5,),
+    corruptions=("gaussian_noise", "contrast"),
+    severities=(2, 5),
+    low_res=(6,),
+    grid_seeds=1,
+    cp_steps=(1, 2),
+    cl_runs=((3, 2),),
+    hard_condition=("contrast", 5),
+    batch_size=16,
+    trajectory_images=2,
+    grid_sampler=SamplerConfig("cp", steps=2),
+    diffusion_classifier=DCSettings(
+        model="unet_tiny", test_images=8, calibration_images=8, n_samples=(2, 4), to_keep=(2, 1), val_images=4
+    ),
+)
 DC_NFE = 4 * 2 + 2 * (4 - 2)  # 4 classes on 2 timesteps, then the best 2 on 2 more
 
 
@@ -54,8 +69,13 @@ def test_bench_writes_every_row_once(bench):
     for r in rows:
         assert 0.0 <= r["top1"] <= r["top5"] <= 1.0
         assert sum(r["reliability"]["count"]) == r["num_samples"] == (8 if r["contender"] == "dc" else 20)
-        expected_nfe = {"softmax": 1, "onepass": 1, "cp": r["steps"], "cl": (r["chains"] or 0) * (r["steps"] or 0),
-                        "diffusion-classifier": DC_NFE}
+        expected_nfe = {
+            "softmax": 1,
+            "onepass": 1,
+            "cp": r["steps"],
+            "cl": (r["chains"] or 0) * (r["steps"] or 0),
+            "diffusion-classifier": DC_NFE,
+        }
         assert r["nfe"] == expected_nfe[r["sampler"]]
     corrupted = [r for r in rows if r["kind"] == "corruption"]
     assert {r["family"] for r in corrupted} == {"noise", "digital"}
@@ -72,13 +92,28 @@ def test_bench_models_learn_the_blobs(bench):
 def test_bench_report_and_plots(bench):
     benchmark, paths = bench
     report = paths["report"].read_text()
-    for section in ("## Clean test set", "## Corruptions by family", "## Scarce training data", "## Low resolution",
-                    "## NFE sweep on `clean`", "## NFE sweep on `contrast/5`", "Δ DiDiCM CP-", "## Calibration",
-                    "Diffusion Classifier top-1", "subset of 8 test images"):
+    for section in (
+        "## Clean test set",
+        "## Corruptions by family",
+        "## Scarce training data",
+        "## Low resolution",
+        "## NFE sweep on `clean`",
+        "## NFE sweep on `contrast/5`",
+        "Δ DiDiCM CP-",
+        "## Calibration",
+        "Diffusion Classifier top-1",
+        "subset of 8 test images",
+    ):
         assert section in report, section
     names = {p.name for p in paths["plots"]}
-    assert names == {"accuracy_vs_severity.png", "gain_vs_difficulty.png", "accuracy_vs_nfe.png",
-                     "cp_trajectories.png", "reliability.png", "training_curves.png"}
+    assert names == {
+        "accuracy_vs_severity.png",
+        "gain_vs_difficulty.png",
+        "accuracy_vs_nfe.png",
+        "cp_trajectories.png",
+        "reliability.png",
+        "training_curves.png",
+    }
     for p in paths["plots"]:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
     trajectories = json.loads((benchmark.out / "trajectories.json").read_text())
@@ -120,8 +155,12 @@ def test_bench_bad_data_is_one_line(tmp_path, capsys):
 
 
 def test_condition_labels_are_distinct():
-    conditions = [Condition("clean"), Condition("low_res", low_res=8), Condition("data_ratio", data_ratio=0.05),
-                  Condition("corruption", corruption="fog", severity=3)]
+    conditions = [
+        Condition("clean"),
+        Condition("low_res", low_res=8),
+        Condition("data_ratio", data_ratio=0.05),
+        Condition("corruption", corruption="fog", severity=3),
+    ]
     assert [c.label for c in conditions] == ["clean", "low_res/8", "data_ratio/0.05", "fog/3"]
 
 
@@ -132,7 +171,7 @@ def test_bench_diffusion_classifier_meets_every_grid_condition_on_a_fixed_subset
     grid = {r["condition"] for r in rows if r["contender"] == "standard"}
     assert {r["condition"] for r in dc} == grid and all(r["seed"] == 0 and r["temperature"] > 0 for r in dc)
     assert (benchmark.model_dir(dc_contender(), 0.5, 0) / "model_index.json").is_file()  # a DDPMPipeline per fraction
-    test, calibration = benchmark.dc_indices()
+    test, calibration = dc_contender().subsets(benchmark)
     labels = benchmark.source.test.labels
     assert len(set(test) & set(calibration)) == 0
     assert sorted(labels[test].tolist()) == [0, 0, 1, 1, 2, 2, 3, 3]  # stratified: 2 of each class
@@ -167,16 +206,27 @@ def test_bench_under_torchrun_writes_every_row_once(tmp_path):
 
     data = f"npz:{write_npz(tmp_path / 'blobs.npz')}"
     script = Path(__file__).with_name("tiny_bench_main.py")
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(script), data, str(tmp_path / "out")], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(script),
+            data,
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     keys = [json.loads(line)["key"] for line in (tmp_path / "out" / "rows.jsonl").read_text().splitlines()]
     assert len(keys) == len(set(keys)) == expected_row_count()
     rows = json.loads((tmp_path / "out" / "results.json").read_text())
     assert len(rows) == expected_row_count() and (tmp_path / "out" / "report.md").is_file()
-    from diffcls.eval.report import summary_table
-
     assert done.stdout.count(summary_table(rows).splitlines()[0]) == 1  # printed by rank 0 only
     for log in (tmp_path / "out" / "dc").glob("*.jsonl"):
         rows = [json.loads(line)["key"] for line in log.read_text().splitlines()]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from diffcls.eval.report import Series, condition_groups, gain, mean_std, per_seed, summary_table
+from diffcls.bench import summary_table
+from diffcls.bench.stats import Series, condition_groups, gain, mean_std, per_seed
 
 TWIN = Series("standard", "softmax", "standard twin")
 DIDICM = Series("didicm", "CP-8", "DiDiCM CP-8")
@@ -12,16 +13,28 @@ DIDICM = Series("didicm", "CP-8", "DiDiCM CP-8")
 
 def row(contender, readout, seed, top1, kind="clean", **kw):
     default_condition = f"{kw['corruption']}/{kw['severity']}" if kind == "corruption" else kind
-    base = {"contender": contender, "readout": readout, "seed": seed, "top1": top1, "kind": kind,
-            "condition": kw.pop("condition", default_condition), "corruption": None, "family": None, "severity": 0,
-            "data_ratio": 1.0, "low_res": None, "sampler": "softmax" if readout == "softmax" else "cp",
-            "cp_update": None if readout == "softmax" else "euler"}
+    base = {
+        "contender": contender,
+        "readout": readout,
+        "seed": seed,
+        "top1": top1,
+        "kind": kind,
+        "condition": kw.pop("condition", default_condition),
+        "corruption": None,
+        "family": None,
+        "severity": 0,
+        "data_ratio": 1.0,
+        "low_res": None,
+        "sampler": "softmax" if readout == "softmax" else "cp",
+        "cp_update": None if readout == "softmax" else "euler",
+    }
     return {**base, **kw}
 
 
 def rows_for(twin_acc, didicm_acc, **kw):
-    return ([row("standard", "softmax", s, a, **kw) for s, a in enumerate(twin_acc)]
-            + [row("didicm", "CP-8", s, a, **kw) for s, a in enumerate(didicm_acc)])
+    return [row("standard", "softmax", s, a, **kw) for s, a in enumerate(twin_acc)] + [
+        row("didicm", "CP-8", s, a, **kw) for s, a in enumerate(didicm_acc)
+    ]
 
 
 def test_gain_is_paired_by_seed_and_flags_the_spread():
@@ -37,17 +50,21 @@ def test_gain_is_paired_by_seed_and_flags_the_spread():
 def test_seeds_that_miss_conditions_do_not_enter_a_cell():
     # Seed 0 met fog and snow; seed 1 only fog (e.g. an NFE sweep on one hard condition): averaging seed 1 over
     # fog alone would mix two different means.
-    rows = [row("standard", "softmax", 0, 0.8, kind="corruption", corruption="fog", family="weather", severity=5),
-            row("standard", "softmax", 0, 0.4, kind="corruption", corruption="snow", family="weather", severity=5),
-            row("standard", "softmax", 1, 0.9, kind="corruption", corruption="fog", family="weather", severity=5)]
+    rows = [
+        row("standard", "softmax", 0, 0.8, kind="corruption", corruption="fog", family="weather", severity=5),
+        row("standard", "softmax", 0, 0.4, kind="corruption", corruption="snow", family="weather", severity=5),
+        row("standard", "softmax", 1, 0.9, kind="corruption", corruption="fog", family="weather", severity=5),
+    ]
     assert per_seed(rows, TWIN, lambda r: r["severity"] == 5) == pytest.approx({0: 0.6})
 
 
 def test_cells_average_conditions_within_a_seed_before_across_seeds():
-    rows = [row("standard", "softmax", 0, 0.8, kind="corruption", corruption="fog", family="weather", severity=3),
-            row("standard", "softmax", 0, 0.6, kind="corruption", corruption="snow", family="weather", severity=3),
-            row("standard", "softmax", 1, 0.9, kind="corruption", corruption="fog", family="weather", severity=3),
-            row("standard", "softmax", 1, 0.5, kind="corruption", corruption="snow", family="weather", severity=3)]
+    rows = [
+        row("standard", "softmax", 0, 0.8, kind="corruption", corruption="fog", family="weather", severity=3),
+        row("standard", "softmax", 0, 0.6, kind="corruption", corruption="snow", family="weather", severity=3),
+        row("standard", "softmax", 1, 0.9, kind="corruption", corruption="fog", family="weather", severity=3),
+        row("standard", "softmax", 1, 0.5, kind="corruption", corruption="snow", family="weather", severity=3),
+    ]
     seeds = per_seed(rows, TWIN, lambda r: r["severity"] == 3)
     assert seeds == pytest.approx({0: 0.7, 1: 0.7})
     assert mean_std(seeds.values())[:2] == pytest.approx((0.7, 0.0))
@@ -56,8 +73,9 @@ def test_cells_average_conditions_within_a_seed_before_across_seeds():
 
 
 def test_summary_table_lists_conditions_with_the_gain():
-    rows = rows_for([0.9, 0.9, 0.9], [0.95, 0.96, 0.94]) + rows_for([0.5, 0.6, 0.55], [0.7, 0.8, 0.75],
-                                                                    kind="low_res", low_res=8, condition="low_res/8")
+    rows = rows_for([0.9, 0.9, 0.9], [0.95, 0.96, 0.94]) + rows_for(
+        [0.5, 0.6, 0.55], [0.7, 0.8, 0.75], kind="low_res", low_res=8, condition="low_res/8"
+    )
     text = summary_table(rows)
     lines = text.splitlines()
     assert "Δ DiDiCM CP-8 − twin" in lines[0]

@@ -9,7 +9,7 @@ sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parents[1])]
 
 from test_benchmark import TINY  # noqa: E402
 
-from diffcls.eval.benchmark import run_benchmark  # noqa: E402
+from diffcls.bench import run_benchmark  # noqa: E402
 from diffcls.runtime.distributed import init_distributed, shutdown_distributed  # noqa: E402
 
 if __name__ == "__main__":

@@ -1,0 +1,409 @@
+"""``diffcls bench``: train the contenders of a preset, evaluate its grid, write rows, report and plots.
+
+The default contenders (:mod:`diffcls.bench.contenders`) are trained with one recipe, one budget and the same
+seeds:
+
+* ``standard`` — DiDiRN's *standard twin*: the same network without the label/noise conditioning, cross-entropy;
+* ``plain``    — the paper's kind of baseline: a plain ResNet of the same widths (BatchNorm only);
+* ``didicm``   — DiDiCM on the DiDiRN backbone, read out by the CP sampler and by the one-pass readout;
+* ``dc``       — optionally, the Diffusion Classifier (a DDPM; first seed, a fixed test subset);
+
+so ``didicm − standard`` is what the diffusion adds and ``standard − plain`` what DiDiRN's architecture adds.
+The grid (:mod:`diffcls.bench.grid`) gives one row per (contender, readout, training seed, condition).
+
+Output folder::
+
+    models/<contender>-r<ratio>-s<seed>/   checkpoints: reused when complete, resumed when interrupted
+    rows.jsonl                             one line per finished row: the resume log
+    results.csv, results.json              all rows (written atomically)
+    trajectories.json                      CP class-probability trajectories of a few easy and hard images
+    report.md, plots/*.png                 see :mod:`diffcls.bench.report`
+    cache/                                 corrupted test sets
+    dc/                                    the Diffusion Classifier's per-image logs
+
+A killed benchmark restarted with the same command keeps its finished rows and trained checkpoints.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from diffcls.bench.contenders import Contender, DCSettings, Measurement
+from diffcls.bench.grid import PRESETS, BenchPreset, Condition, Task, comparable, jsonable
+from diffcls.bench.report import write_report
+from diffcls.bench.stats import Curve, Row
+from diffcls.bench.tables import summary_table
+from diffcls.data import ImageDataset, ImageTransform, Split, TransformConfig, load_source
+from diffcls.data.corruptions import check_corruption, default_corruption_set
+from diffcls.didicm import cp_sample
+from diffcls.errors import DiffclsError
+from diffcls.eval.evaluate import corrupt_split, select_split
+from diffcls.inference.metrics import classification_metrics, reliability_bins
+from diffcls.inference.predict import bind_image
+from diffcls.methods import load_classifier, train
+from diffcls.runtime.checkpoint import CONFIG_NAME, METRICS_NAME, STATE_NAME
+from diffcls.runtime.device import resolve_device
+from diffcls.runtime.distributed import SINGLE_PROCESS, Dist, rank_device
+from diffcls.runtime.io import JsonlLog, atomic_write, prepare_output_dir, write_json
+
+TRAJECTORY_POOL = 512  # test images among which the trajectory figure picks its easy and hard examples
+METRICS = ("top1", "top5", "nll", "ece")  # the metrics a row records, rounded to 6 digits
+
+
+def result_row(task: Task, m: Measurement) -> Row:
+    """The results row of a task: who, how read out, under which condition, the metrics, and reliability bins."""
+    c = task.contender
+    metrics = classification_metrics(m.probs, m.labels)
+    return {
+        "key": task.key,
+        "contender": c.key,
+        "label": c.label,
+        "method": c.method,
+        "model": c.model,
+        **c.readout_fields(task.readout),
+        "nfe": m.nfe,
+        "seed": task.seed,
+        **task.condition.fields(),
+        **{k: round(metrics[k], 6) for k in METRICS},
+        "seconds": round(m.seconds, 3),
+        "num_samples": len(m.labels),
+        **m.extra,
+        "reliability": reliability_bins(m.probs, m.labels),
+    }
+
+
+class Benchmark:
+    """Trains the contenders and evaluates the grid of a preset into an output folder (resumable). Contenders
+    evaluate through it: it holds the data, device, output folder, model folders and a cache of loaded models."""
+
+    def __init__(
+        self,
+        preset: BenchPreset,
+        data: str,
+        output: str | Path,
+        device: str = "auto",
+        workers: int = 2,
+        progress: bool | None = None,
+        command: str | None = None,
+        dist: Dist = SINGLE_PROCESS,
+    ):
+        self.preset = preset
+        self.command = command
+        self.data = data
+        # Under torchrun every training is data-parallel over the ranks and every evaluation shards its test
+        # images over them; rank 0 alone writes rows, results, the report and the plots.
+        self.dist = dist
+        self.device = str(resolve_device(rank_device(device, dist)))
+        self.workers = workers
+        self.progress = progress if dist.is_main else False
+        self.out = prepare_output_dir(output)
+        self._check_preset()
+        self.source = load_source(data)
+        self.rows = JsonlLog(self.out / "rows.jsonl") if dist.is_main else None
+        self._cache: dict[Any, Any] = {}  # loaded models (and what goes with them), by model folder
+        self._started = time.perf_counter()
+        self._manifest: dict = {"preset": jsonable(preset.to_dict()), "data": data, "command": command}
+        self._seconds_before = 0.0
+
+    def _check_preset(self) -> None:
+        p = self.preset
+        for name in p.corruptions:
+            for severity in p.severities:
+                check_corruption(name, severity)
+        if not 1 <= p.grid_seeds <= len(p.seeds):
+            raise DiffclsError(f"grid_seeds must lie in 1..{len(p.seeds)} (the number of seeds), got {p.grid_seeds}")
+        if p.hard_condition:
+            check_corruption(*p.hard_condition)
+        if any(not 0 < r < 1 for r in p.data_ratios):
+            raise DiffclsError(f"data fractions must lie in (0, 1), got {p.data_ratios}")
+        manifest = self.out / "bench.json"
+        if manifest.is_file():
+            old = json.loads(manifest.read_text())
+            if (comparable(old.get("preset", {})), old.get("data")) != (p.comparable(), self.data):
+                raise DiffclsError(
+                    f"{self.out} holds a benchmark of another preset or data set "
+                    f"({old.get('preset', {}).get('name')} on {old.get('data')}); "
+                    f"choose another --output"
+                )
+
+    # ------------------------------------------------------------------------------------------------ training
+
+    def model_dir(self, contender: Contender, ratio: float, seed: int) -> Path:
+        return self.out / "models" / f"{contender.key}-r{ratio:g}-s{seed}"
+
+    def training_jobs(self) -> list[tuple[Contender, float, int]]:
+        p = self.preset
+        return [
+            (c, r, s)
+            for r in (1.0, *p.data_ratios)
+            for s in p.seeds_for_ratio(r)
+            for c in p.lineup
+            if c.trains_with(s, p)
+        ]
+
+    def train_all(self) -> None:
+        """Train every model the grid needs (the data set loaded once for all); complete ones are skipped."""
+        jobs = self.training_jobs()
+        for i, (contender, ratio, seed) in enumerate(jobs, 1):
+            folder = self.model_dir(contender, ratio, seed)
+            config = contender.train_config(
+                self.preset, ratio, seed, data=self.data, output=str(folder), device=self.device
+            )
+            if _finished_epochs(folder) >= config.epochs and (folder / CONFIG_NAME).is_file():
+                continue
+            self.log(f"[train {i}/{len(jobs)}] {contender.label} ({contender.model}), data {ratio:.0%}, seed {seed}")
+            train(
+                config,
+                resume=(folder / STATE_NAME).is_file(),
+                progress=self.progress,
+                dist=self.dist,
+                source=self.source,
+            )
+            self.save_clock()
+
+    # ---------------------------------------------------------------------------------------------- evaluation
+
+    def tasks(self) -> list[Task]:
+        return self.preset.tasks()
+
+    def evaluate_all(self) -> None:
+        tasks = self.tasks()
+        left = self.dist.broadcast([t.key for t in tasks if t.key not in self.rows] if self.dist.is_main else None)
+        todo = [t for t in tasks if t.key in set(left)]
+        done = len(tasks) - len(todo)
+        if done:
+            self.log(f"resuming: {done} of {len(tasks)} rows already in {self.out / 'rows.jsonl'}")
+        split_cache: tuple[Condition | None, Split | None] = (None, None)
+        for i, task in enumerate(todo, done + 1):
+            condition = task.condition
+            if split_cache[0] != condition:
+                split_cache = (condition, self.test_split(condition))
+            row = self.evaluate(task, split_cache[1])
+            if not self.dist.is_main:
+                continue
+            self.rows.append(row)
+            self.save_clock()
+            self.log(
+                f"[{i}/{len(tasks)} {_clock(time.perf_counter() - self._started)}] {condition.label:<22} "
+                f"{task.contender.label} {row['readout']}, seed {task.seed}: "
+                f"top-1 {row['top1']:.3f} ({row['seconds']:.1f} s)"
+            )
+
+    def evaluate(self, task: Task, split: Split) -> Row | None:
+        """The row of ``task`` (None on torchrun ranks that do not hold it)."""
+        measured = task.contender.evaluate(task, split, self)
+        return None if measured is None else result_row(task, measured)
+
+    def test_split(self, condition: Condition) -> Split:
+        split = select_split(self.source, "test", self.preset.eval_limit)
+        if condition.kind == "corruption":
+            split, _ = corrupt_split(
+                split,
+                self.source,
+                condition.corruption,
+                condition.severity,
+                cache_dir=self.out / "cache",
+                workers=self.workers,
+                progress=self.progress,
+                dist=self.dist,
+            )
+        return split
+
+    def cached(self, key: Any, make: Callable[[], Any]) -> Any:
+        """``make()``, once per key for the whole run (loaded models, fitted temperatures)."""
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    def load_classifier(self, folder: Path) -> tuple[nn.Module, dict]:
+        """The trained classifier in ``folder`` and its config, loaded once."""
+        return self.cached(folder, lambda: load_classifier(str(folder), self.device))
+
+    # ------------------------------------------------------------------------------------------- trajectories
+
+    def record_trajectories(self) -> dict:
+        """CP (Euler) trajectories of p over the steps for the most and least confident clean test images of the
+        trajectory contender's first full-data model ({} when no contender has that role)."""
+        path = self.out / "trajectories.json"
+        if path.is_file():
+            return json.loads(path.read_text())
+        p, contender = self.preset, self.preset.lineup.trajectory
+        if contender is None:
+            return {}
+        steps, seed = max(p.cp_steps), p.seeds[0]
+        model, mconfig = self.load_classifier(self.model_dir(contender, 1.0, seed))
+        split = select_split(self.source, "test", min(p.eval_limit or TRAJECTORY_POOL, TRAJECTORY_POOL))
+        images = _transformed(split, TransformConfig.from_dict(mconfig["transform"])).to(self.device)
+        trajectory: list[torch.Tensor] = []
+        generator = torch.Generator(device=self.device).manual_seed(0)
+        with torch.inference_mode():
+            cp_sample(
+                bind_image(model, images),
+                len(images),
+                model.num_classes,
+                steps,
+                generator=generator,
+                trajectory=trajectory,
+            )
+        traj = torch.stack(trajectory, dim=1)  # [N, steps + 1, K]
+        final = traj[:, -1]
+        labels = torch.as_tensor(split.labels)
+        correct = final.argmax(dim=1) == labels
+        order = final.max(dim=1).values.argsort()  # by confidence
+        n = p.trajectory_images
+        easy = [int(i) for i in order.flip(0) if correct[i]][:n]
+        hard = [int(i) for i in order][:n]
+        raw = split.images
+        result = {
+            "steps": steps,
+            "seed": seed,
+            "class_names": mconfig["class_names"],
+            "images": [
+                {
+                    "index": i,
+                    "kind": kind,
+                    "label": int(labels[i]),
+                    "probs": [[round(v, 5) for v in row] for row in traj[i].tolist()],
+                    "pixels": _thumbnail(raw[i]) if isinstance(raw, np.ndarray) else None,
+                }
+                for kind, idx in (("easy", easy), ("hard", hard))
+                for i in idx
+            ],
+        }
+        write_json(path, result)
+        return result
+
+    # ---------------------------------------------------------------------------------------------------- all
+
+    def run(self) -> dict:
+        """Train, evaluate, record trajectories; write results, report and plots. Returns the output paths."""
+        old = json.loads((self.out / "bench.json").read_text()) if (self.out / "bench.json").is_file() else {}
+        self._manifest = {
+            **old,
+            "preset": jsonable(self.preset.to_dict()),
+            "data": self.data,
+            "device": self.device,
+            # the latest command: a resumed run repeats the first, or adds the Diffusion Classifier
+            "command": self.command or old.get("command"),
+        }
+        self._seconds_before = old.get("seconds", 0.0)
+        self.save_clock()
+        self.train_all()
+        self.evaluate_all()
+        if not self.dist.is_main:
+            return {"report": None, "plots": []}
+        trajectories = self.record_trajectories()
+        rows = [self.rows.rows[t.key] for t in self.tasks()]  # rows of contenders no longer in the preset stay out
+        self.write_results(rows)
+        seconds = self.save_clock()
+        paths = write_report(
+            rows,
+            trajectories,
+            self.out,
+            self.preset,
+            self.data,
+            self.training_curves(),
+            seconds,
+            self._manifest["command"],
+            self.corruption_set(),
+        )
+        print(summary_table(rows, self.preset))
+        return paths
+
+    def save_clock(self) -> float:
+        """Record the time spent so far (summed over resumed parts) in ``bench.json``; returns it."""
+        seconds = self._seconds_before + time.perf_counter() - self._started
+        if self.dist.is_main:
+            write_json(self.out / "bench.json", {**self._manifest, "seconds": round(seconds, 1)})
+        return seconds
+
+    def training_curves(self) -> list[Curve]:
+        """The per-epoch metrics of every full-data model: the report's budget figure."""
+        folders = [(c, self.model_dir(c, r, s)) for c, r, s in self.training_jobs() if r == 1.0]
+        return [Curve(folder.name, c.key, rows) for c, folder in folders if (rows := _epoch_rows(folder))]
+
+    def write_results(self, rows: list[Row]) -> None:
+        """``results.json`` (every field) and ``results.csv`` (all but the key and the reliability bins)."""
+        write_json(self.out / "results.json", rows)
+        columns = [k for k in rows[0] if k not in ("reliability", "key")] if rows else []
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write(self.out / "results.csv", lambda f: f.write(buffer.getvalue().encode()))
+
+    def corruption_set(self) -> str | None:
+        """The corruption parameter set the grid used (chosen by image size), or None without corruptions."""
+        return default_corruption_set(max(self.source.native_size)) if self.preset.corruptions else None
+
+    def log(self, message: str) -> None:
+        if self.dist.is_main:
+            print(message, file=sys.stderr, flush=True)
+
+
+def _epoch_rows(folder: Path) -> list[dict]:
+    """A model folder's ``metrics.csv`` as rows of floats (an empty cell: NaN); [] before its first epoch."""
+    path = folder / METRICS_NAME
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return [{k: float(v) if v else math.nan for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _finished_epochs(folder: Path) -> int:
+    rows = _epoch_rows(folder)
+    return int(rows[-1]["epoch"]) if rows else 0
+
+
+def _thumbnail(image: np.ndarray) -> list:
+    """``uint8[H, W, C]`` as nested lists for JSON: ``[H][W]`` for grayscale, ``[H][W][3]`` for colour."""
+    return (image[..., 0] if image.shape[-1] == 1 else image).tolist()
+
+
+def _transformed(split: Split, transform: TransformConfig) -> torch.Tensor:
+    dataset = ImageDataset(split, ImageTransform(transform))
+    return torch.stack([dataset[i][0] for i in range(len(dataset))])
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
+
+def run_benchmark(
+    preset: str | BenchPreset,
+    data: str | None,
+    output: str | Path,
+    device: str = "auto",
+    workers: int = 2,
+    progress: bool | None = None,
+    command: str | None = None,
+    diffusion_classifier: DCSettings | None = None,
+    dist: Dist = SINGLE_PROCESS,
+) -> dict:
+    """Run (or resume) a benchmark preset on a data spec (default: mnist5k); see the module docstring.
+    ``diffusion_classifier`` adds the Diffusion Classifier to the preset's contenders.
+
+    Returns ``{"report": Path, "plots": [Path, ...]}`` (``None`` and ``[]`` on ranks other than 0 under
+    torchrun); prints the summary table.
+    """
+    if isinstance(preset, str):
+        if preset not in PRESETS:
+            raise DiffclsError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+        preset = PRESETS[preset]
+    if diffusion_classifier is not None:
+        preset = dataclasses.replace(preset, diffusion_classifier=diffusion_classifier)
+    return Benchmark(preset, data or "mnist5k", output, device, workers, progress, command, dist).run()

@@ -1,0 +1,183 @@
+"""Statistics over a benchmark's rows: the numbers every table cell and plot point shows.
+
+Every number is a statistic over training seeds: for each seed, the mean over the conditions a cell covers
+(e.g. all noise corruptions at severity 3), then mean ± std across seeds (only seeds that cover every condition
+of the cell count). A gain Δ is one series minus another (the compared contender minus the baseline, see
+:class:`~diffcls.bench.contenders.Lineup`), paired by seed: the mean ± std over seeds of the per-seed
+difference. A gain is *beyond the seed spread* when, with at least 3 seeds, the two models' per-seed accuracies
+do not overlap at all (every seed of one above every seed of the other; with 3 seeds each, chance alone does
+that with probability 2/20 = 0.1); with fewer seeds it is not judged ("n/a").
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from diffcls.data.corruptions import FAMILY_NAMES
+from diffcls.didicm import SAMPLERS, SamplerConfig
+from diffcls.inference.metrics import ECE_BINS
+
+Row = dict
+"""One results row (see :func:`diffcls.bench.runner.result_row`)."""
+Predicate = Callable[[Row], bool]
+
+MIN_SEEDS_FOR_SPREAD = 3
+
+
+@dataclass(frozen=True)
+class Series:
+    """A contender read out one way: what a table column or a plot line shows."""
+
+    contender: str  # the contender's key
+    readout: str  # the rows' ``readout`` label
+    label: str
+
+    def matches(self, row: Row) -> bool:
+        return row["contender"] == self.contender and row["readout"] == self.readout
+
+
+@dataclass(frozen=True)
+class Curve:
+    """The per-epoch metrics of one trained model (its ``metrics.csv``): the report's training curves."""
+
+    name: str  # the model folder's name
+    contender: str  # the contender's key
+    rows: list[dict]  # {"epoch", "train_loss", "val_top1", "seconds", ...} as floats
+
+
+def per_seed(rows: list[Row], series: Series, where: Predicate, metric: str = "top1") -> dict[int, float]:
+    """``{seed: mean of metric over the matching rows}`` for one series, over the seeds that cover every matching
+    condition (a seed evaluated on fewer conditions, e.g. only in the NFE sweep, would average something else)."""
+    by_seed: dict[int, dict[str, float]] = {}
+    for r in rows:
+        if series.matches(r) and where(r):
+            by_seed.setdefault(r["seed"], {})[r["condition"]] = r[metric]
+    complete = max((len(v) for v in by_seed.values()), default=0)
+    return {s: statistics.fmean(v.values()) for s, v in by_seed.items() if len(v) == complete}
+
+
+def mean_std(values: Iterable[float]) -> tuple[float, float, int] | None:
+    """(mean, sample std, count) of the values; None for none."""
+    values = list(values)
+    if not values:
+        return None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0), len(values)
+
+
+def seed_stat(rows: list[Row], series: Series, where: Predicate, metric: str = "top1") -> tuple | None:
+    """Mean ± std over seeds of one series' per-seed means: a table cell."""
+    return mean_std(per_seed(rows, series, where, metric).values())
+
+
+def gain(rows: list[Row], base: Series, new: Series, where: Predicate) -> tuple[tuple | None, str]:
+    """Paired gain ``new − base``: (mean, std, seeds) of the per-seed differences, and whether the two models'
+    per-seed values do not overlap ("yes"/"no"; "n/a" under ``MIN_SEEDS_FOR_SPREAD`` seeds)."""
+    a, b = per_seed(rows, base, where), per_seed(rows, new, where)
+    seeds = sorted(set(a) & set(b))
+    stat = mean_std(b[s] - a[s] for s in seeds)
+    if len(seeds) < MIN_SEEDS_FOR_SPREAD:
+        return stat, "n/a"
+    va, vb = [a[s] for s in seeds], [b[s] for s in seeds]
+    return stat, "yes" if min(vb) > max(va) or max(vb) < min(va) else "no"
+
+
+def pooled_bins(rows: list[Row]) -> dict[str, list]:
+    """The rows' reliability bins summed: counts, confidence and correct per bin over all their images."""
+    pooled = {"count": [0] * ECE_BINS, "confidence": [0.0] * ECE_BINS, "correct": [0.0] * ECE_BINS}
+    for r in rows:
+        for key in pooled:
+            pooled[key] = [a + b for a, b in zip(pooled[key], r["reliability"][key])]
+    return pooled
+
+
+# ------------------------------------------------------------------------------------------------ condition groups
+
+
+def is_clean(r: Row) -> bool:
+    return r["kind"] == "clean"
+
+
+def worst_severity(rows: list[Row]) -> int | None:
+    """The highest corruption severity among the rows (None without corruptions)."""
+    return max((r["severity"] for r in rows if r["kind"] == "corruption"), default=None)
+
+
+def at_severity(severity: int) -> Predicate:
+    """Rows of any corruption at ``severity``."""
+    return lambda r: r["kind"] == "corruption" and r["severity"] == severity
+
+
+def condition_groups(rows: list[Row]) -> dict[str, list[tuple[str, Predicate]]]:
+    """The report's groups of conditions, each a list of (label, predicate)."""
+    severities = sorted({r["severity"] for r in rows if r["kind"] == "corruption"})
+    families = [f for f in FAMILY_NAMES if any(r.get("family") == f for r in rows)]
+    names = sorted(
+        {r["corruption"] for r in rows if r["kind"] == "corruption"},
+        key=lambda n: (FAMILY_NAMES.index(_family(rows, n)), n),
+    )
+    ratios = sorted({r["data_ratio"] for r in rows if r["kind"] == "data_ratio"}, reverse=True)
+    resolutions = sorted({r["low_res"] for r in rows if r["kind"] == "low_res"}, reverse=True)
+
+    def corr(sev=None, fam=None, name=None) -> Predicate:
+        return lambda r: (
+            r["kind"] == "corruption"
+            and (sev is None or r["severity"] == sev)
+            and (fam is None or r["family"] == fam)
+            and (name is None or r["corruption"] == name)
+        )
+
+    clean_label = ("clean", is_clean)
+    everything = f"all {len(names)}" if len(names) > 1 else "all"
+    return {
+        "severity": [clean_label] + [(f"{everything}, severity {s}", corr(sev=s)) for s in severities],
+        "family": [(f"{f}, severity {s}", corr(sev=s, fam=f)) for f in families for s in severities]
+        + [(f"{f}, mean", corr(fam=f)) for f in families],
+        "corruption": [(n, corr(name=n)) for n in names],
+        "data_ratio": [("100%", is_clean)]
+        + [(percent(r), lambda row, r=r: row["kind"] == "data_ratio" and row["data_ratio"] == r) for r in ratios],
+        "low_res": [("native", is_clean)]
+        + [(f"{s} px", lambda row, s=s: row["kind"] == "low_res" and row["low_res"] == s) for s in resolutions],
+    }
+
+
+def percent(fraction: float) -> str:
+    """0.05 -> '5%', 0.005 -> '0.5%'."""
+    return f"{fraction * 100:g}%"
+
+
+def _family(rows: list[Row], name: str) -> str:
+    return next(r["family"] for r in rows if r.get("corruption") == name)
+
+
+# ------------------------------------------------------------------------------------------------------ NFE sweep
+
+
+def sweep_rows(rows: list[Row], condition: str, seeds: Iterable[int]) -> list[Row]:
+    """The rows of ``condition`` from the training seeds that ran the NFE sweep, so that every readout in its
+    table and plot averages the same models."""
+    seeds = set(seeds)
+    return [r for r in rows if r["condition"] == condition and r["seed"] in seeds]
+
+
+def sweep_conditions(rows: list[Row], preset) -> list[tuple[str, tuple[int, ...]]]:
+    """(condition label, seeds) of ``preset``'s NFE sweep (a :class:`~diffcls.bench.grid.BenchPreset`), where one
+    of its swept contenders has rows."""
+    swept = {c.key for c in preset.lineup.swept}
+    cells = [(condition.label, seeds) for condition, _, seeds in preset.sweep_cells()]
+    return [
+        (label, seeds) for label, seeds in cells if any(r["contender"] in swept for r in sweep_rows(rows, label, seeds))
+    ]
+
+
+def sampler_groups(rows: list[Row]) -> dict[str, list[Row]]:
+    """Rows read out by DiDiCM samplers, by the legend entry of their point in the NFE plot
+    (``SamplerSpec.plot_group``): samplers in :data:`~diffcls.didicm.SAMPLERS` order, the groups of one sampler in
+    the order the rows first show them, the rows of a group by NFE."""
+    order = list(SAMPLERS)
+    groups: dict[str, list[Row]] = {}
+    for r in sorted(rows, key=lambda r: order.index(r["sampler"])):  # stable: first appearance within a sampler
+        config = SamplerConfig.from_fields(r)
+        groups.setdefault(config.spec.plot_group(config), []).append(r)
+    return {name: sorted(group, key=lambda r: r["nfe"]) for name, group in groups.items()}

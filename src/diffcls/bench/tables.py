@@ -1,0 +1,300 @@
+"""The benchmark's tables and report text: markdown tables of :mod:`diffcls.bench.stats` cells, the terminal
+summary, and ``report.md``'s text.
+
+Columns are the lineup's series (:meth:`~diffcls.bench.contenders.Lineup.series`), in contender order; the gain Δ
+is the compared contender's first series minus the baseline's (DiDiCM with the grid sampler minus the standard
+twin). Labels come from the contenders; rows without a preset are read against the default lineup.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+from diffcls.bench.contenders import Contender, Lineup
+from diffcls.bench.grid import BenchPreset
+from diffcls.bench.stats import (
+    MIN_SEEDS_FOR_SPREAD,
+    Curve,
+    Predicate,
+    Row,
+    Series,
+    at_severity,
+    condition_groups,
+    gain,
+    is_clean,
+    percent,
+    sampler_groups,
+    seed_stat,
+    sweep_conditions,
+    sweep_rows,
+    worst_severity,
+)
+
+
+def fmt(stat: tuple[float, float, int] | None, digits: int = 3, signed: bool = False) -> str:
+    if stat is None:
+        return "–"
+    mean, std, n = stat
+    text = f"{mean:+.{digits}f}" if signed else f"{mean:.{digits}f}"
+    return f"{text} ± {std:.{digits}f}" if n > 1 else text
+
+
+def markdown_table(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
+
+
+def metric_cells(rows: list[Row], series: Series, where: Predicate, metrics: tuple[str, ...]) -> list[str]:
+    """One series' cells (mean ± std over seeds) for each metric, on the rows ``where`` selects."""
+    return [fmt(seed_stat(rows, series, where, m)) for m in metrics]
+
+
+# ------------------------------------------------------------------------------------------------- comparisons
+
+
+def comparison_rows(
+    rows: list[Row], series: list[Series], groups: list[tuple[str, Predicate]], lineup: Lineup
+) -> list[list[str]]:
+    """One table row per (label, predicate): each series' top-1, then Δ (compared − baseline) and its spread flag."""
+    pair = lineup.gain_pair(series)
+    body = []
+    for label, where in groups:
+        cells = [fmt(seed_stat(rows, s, where)) for s in series]
+        if pair:
+            stat, beyond = gain(rows, *pair, where)
+            cells += [fmt(stat, signed=True), beyond]
+        body.append([label, *cells])
+    return body
+
+
+def comparison_header(series: list[Series], first: str, lineup: Lineup) -> list[str]:
+    head = [first, *[f"{s.label} top-1" for s in series]]
+    pair = lineup.gain_pair(series)
+    if pair:
+        head += [f"Δ {pair[1].label} − {lineup.baseline.name}", "beyond seed spread"]
+    return head
+
+
+def comparison_table(
+    rows: list[Row], series: list[Series], groups: list[tuple[str, Predicate]], first: str, lineup: Lineup
+) -> str:
+    return markdown_table(comparison_header(series, first, lineup), comparison_rows(rows, series, groups, lineup))
+
+
+def summary_table(rows: list[Row], preset: BenchPreset | None = None) -> str:
+    """Plain-text table for the terminal: top-1 of each series per condition group, and the gain Δ."""
+    lineup = Lineup.of(preset)
+    series = lineup.series(rows, preset)
+    groups = condition_groups(rows)
+    chosen = (
+        groups["severity"] + groups["data_ratio"][1:] + [(f"low res {label}", w) for label, w in groups["low_res"][1:]]
+    )
+    table = [comparison_header(series, "condition", lineup)] + comparison_rows(rows, series, chosen, lineup)
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(table[0]))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in table)
+
+
+# ------------------------------------------------------------------------------------------------------ NFE sweep
+
+
+def sweep_entries(rows: list[Row], lineup: Lineup) -> list[tuple[Contender, str, list[Row]]]:
+    """(contender, readout, rows) of an NFE sweep's rows: the baseline's readouts for scale, then each swept
+    contender's readouts by plot group and NFE."""
+
+    def of(c: Contender) -> list[Row]:
+        return [r for r in rows if r["contender"] == c.key]
+
+    base = lineup.baseline
+    groups = ([(base, of(base))] if base else []) + [
+        (c, group) for c in lineup.swept for group in sampler_groups(of(c)).values()
+    ]
+    return [(c, readout, sel) for c, group in groups for readout, sel in by_readout(group).items()]
+
+
+def by_readout(rows: list[Row]) -> dict[str, list[Row]]:
+    """The rows by their readout label, in the order they first show them."""
+    groups: dict[str, list[Row]] = {}
+    for r in rows:
+        groups.setdefault(r["readout"], []).append(r)
+    return groups
+
+
+def nfe_table(rows: list[Row], condition: str, seeds: tuple[int, ...], lineup: Lineup) -> str:
+    """The swept contenders' readouts on one condition: NFE, top-1, NLL, ECE and seconds per 1,000 images; the
+    baseline for scale."""
+    here = sweep_rows(rows, condition, seeds)
+    body = []
+    for c, readout, sel in sweep_entries(here, lineup):
+        name = c.series_label(readout) if c.swept else f"{c.label} ({readout})"
+        cells = metric_cells(sel, Series(c.key, readout, ""), lambda r: True, ("top1", "nll", "ece"))
+        per_1000 = statistics.median(1000 * r["seconds"] / r["num_samples"] for r in sel)
+        body.append([name, str(sel[0]["nfe"]), *cells, f"{per_1000:.1f}"])
+    seeds_here = sorted({r["seed"] for r in here})
+    return f"Training seed{'s' if len(seeds_here) > 1 else ''} {', '.join(map(str, seeds_here))}.\n\n" + markdown_table(
+        ["readout", "NFE / image", "top-1", "NLL", "ECE", "s / 1000 images"], body
+    )
+
+
+# --------------------------------------------------------------------------------------------------------- report
+
+
+def report_markdown(
+    rows: list[Row],
+    preset: BenchPreset,
+    data: str,
+    seconds: float,
+    command: str | None,
+    plots: dict[str, Path],
+    curves: list[Curve],
+    corruption_set: str | None = None,
+) -> str:
+    """The text of ``report.md``: setup, one table per condition group, the NFE sweeps, calibration, training."""
+    lineup = preset.lineup
+    series = lineup.series(rows, preset)
+    groups = condition_groups(rows)
+    parts = [
+        f"# Uncertainty benchmark: preset `{preset.name}` on `{data}`",
+        "",
+        f"Command: `{command or 'diffcls bench --preset ' + preset.name + ' --data ' + data}`  ",
+        f"Total time: {seconds / 60:.1f} min (training and evaluation, summed over resumed parts).  ",
+        _budget_line(rows, preset, corruption_set),
+        "",
+        _contenders_text(series, lineup),
+        *[line for c in lineup for line in c.report_notes(rows, preset)],
+        "",
+        "## Clean test set, full training data",
+        "",
+        _clean_table(rows, series),
+        "",
+        "## Corruptions: mean over all corruptions by severity",
+        "",
+        comparison_table(rows, series, groups["severity"], "condition", lineup),
+    ]
+    if groups["family"]:
+        parts += [
+            "",
+            "## Corruptions by family",
+            "",
+            comparison_table(rows, series, groups["family"], "family, severity", lineup),
+            "",
+            "## Each corruption (mean over severities)",
+            "",
+            comparison_table(rows, series, groups["corruption"], "corruption", lineup),
+        ]
+    for key, title, first in (
+        ("data_ratio", "Scarce training data", "training data"),
+        ("low_res", "Low resolution (downsampled, then resized back)", "resolution"),
+    ):
+        if len(groups[key]) > 1:
+            parts += ["", f"## {title}", "", comparison_table(rows, series, groups[key], first, lineup)]
+    for condition, seeds in sweep_conditions(rows, preset):
+        parts += ["", f"## NFE sweep on `{condition}`", "", nfe_table(rows, condition, seeds, lineup)]
+    parts += ["", "## Calibration", "", _calibration_table(rows, series)]
+    if curves:
+        parts += ["", "## Training curves", "", _budget_text(curves)]
+    if plots:
+        parts += ["", "## Plots", ""] + [f"![{name}](plots/{p.name})" for name, p in plots.items()]
+    return "\n".join(parts) + "\n"
+
+
+def _contenders_text(series: list[Series], lineup: Lineup) -> str:
+    """Who competes (the contenders with a description, and how each is read out) and what Δ means."""
+    listed = []
+    for c in lineup:
+        if c.description:
+            readouts = [f"`{s.readout}`" for s in series if s.contender == c.key]
+            read = "; read out by " + " and by ".join(readouts) if len(readouts) > 1 else ""
+            listed.append(f"**{c.label}** ({c.description}{read})")
+    text = f"Contenders: {_and(listed)}. Numbers are mean ± std over training seeds (a bare number: one seed)."
+    pair = lineup.gain_pair(series)
+    if pair:
+        new, base = lineup.compared.label, lineup.baseline.name
+        text += (
+            f" Δ is {new} minus the {base}, the mean of per-seed differences; *beyond seed spread* (judged "
+            f"from {MIN_SEEDS_FOR_SPREAD} seeds on) means every {new} seed lies above every {base} seed, or "
+            "every one below."
+        )
+    return text
+
+
+def _and(items: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return " and ".join(filter(None, [", ".join(items[:-1]), *items[-1:]]))
+
+
+def _budget_line(rows: list[Row], preset: BenchPreset, corruption_set: str | None) -> str:
+    """Which models were trained how, and which seeds meet which conditions."""
+
+    def seeds_of(kind: str) -> str:
+        return ", ".join(map(str, sorted({r["seed"] for r in rows if r["kind"] == kind}))) or "none"
+
+    text = (
+        f"Budget: {preset.epochs} epochs for every model at every data fraction (a fraction's subset is tiled "
+        f"to the full training set's length, so each gets the same number of optimisation steps); batch "
+        f"{preset.batch_size}. Training seeds: {seeds_of('clean')} at full data"
+    )
+    if preset.data_ratios:
+        smallest = min(preset.data_ratios)
+        at_smallest = sorted({r["seed"] for r in rows if r["kind"] == "data_ratio" and r["data_ratio"] == smallest})
+        text += f", {', '.join(map(str, at_smallest))} at {percent(smallest)}, the first seed at the other fractions"
+    text += f"; seeds {seeds_of('corruption')} meet the corruptions and {seeds_of('low_res')} the low resolutions."
+    whole = {c.key for c in preset.lineup if c.full_test_split}
+    sizes = sorted({r["num_samples"] for r in rows if r["contender"] in whole})
+    if sizes:
+        text += f" Test images per row: {', '.join(map(str, sizes))}" + (
+            " (a fixed stratified subset of the test split)." if preset.eval_limit else "."
+        )
+    if corruption_set:
+        text += (
+            f" Corruption parameters: the {'CIFAR-10-C' if corruption_set == 'cifar' else 'ImageNet-C'} set"
+            " (images under 32 px are upscaled to 32 px for the corruption and brought back)."
+        )
+    return text
+
+
+def _clean_table(rows: list[Row], series: list[Series]) -> str:
+    body = [[s.label, *metric_cells(rows, s, is_clean, ("top1", "top5", "nll", "ece"))] for s in series]
+    return markdown_table(["model", "top-1", "top-5", "NLL", "ECE"], body)
+
+
+def _calibration_table(rows: list[Row], series: list[Series]) -> str:
+    worst = worst_severity(rows)
+    header = ["model", "clean NLL", "clean ECE"]
+    if worst:
+        header += [f"all corruptions, severity {worst}: NLL", f"all corruptions, severity {worst}: ECE"]
+    body = []
+    for s in series:
+        cells = metric_cells(rows, s, is_clean, ("nll", "ece"))
+        if worst:
+            cells += metric_cells(rows, s, at_severity(worst), ("nll", "ece"))
+        body.append([s.label, *cells])
+    return markdown_table(header, body)
+
+
+def _budget_text(curves: list[Curve]) -> str:
+    body = []
+    for curve in sorted(curves, key=lambda c: c.name):
+        rows, last = curve.rows, curve.rows[-1]
+        tail = [r["val_top1"] for r in rows[-5:]]
+        body.append(
+            [
+                curve.name,
+                str(int(last["epoch"])),
+                f"{last['train_loss']:.4f}",
+                f"{last['val_top1']:.3f}",
+                f"{max(tail) - min(tail):.3f}",
+                f"{sum(r['seconds'] for r in rows):.0f}",
+            ]
+        )
+    note = (
+        "Test top-1 after each epoch comes from the training loop's validation: softmax for the standard "
+        "models, DiDiCM's one-pass readout (its CP readout is in the tables above)."
+    )
+    return (
+        note
+        + "\n\n"
+        + markdown_table(
+            ["model", "epochs", "final loss", "final test top-1", "range of the last 5 epochs", "training s"], body
+        )
+    )
