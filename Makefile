@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv test test-all lint format demo clean
+.PHONY: venv test test-all lint format demo fashion-mnist clean
 
 venv: $(STAMP)
 
@@ -38,6 +38,15 @@ DEMO_DIR ?= runs/demo
 DIFFCLS  := $(VENV)/bin/diffcls
 demo: venv
 	$(DIFFCLS) bench --preset quick --data mnist5k --output $(DEMO_DIR)
+
+# Fashion-MNIST for `--data fashion-mnist`: Debian's dataset-fashion-mnist puts the four gzipped IDX files in
+# /usr/share/datasets/fashion-mnist (needs root; elsewhere fetch the files and use `--data idx:DIR`).
+fashion-mnist:
+	@if command -v apt-get >/dev/null; then \
+		apt-get install -y dataset-fashion-mnist || (apt-get update && apt-get install -y dataset-fashion-mnist); \
+	else \
+		echo "apt-get not found: fetch the four Fashion-MNIST IDX files into a folder and use --data idx:DIR" >&2; exit 1; \
+	fi
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -31,6 +31,12 @@ class RegistryHelp:
         return self.make() + self.suffix
 
 
+def _recipes_help() -> str:
+    from diffcls.train.recipes import recipes_help
+
+    return recipes_help()
+
+
 def _methods_help() -> str:
     from diffcls.methods import METHODS
 
@@ -57,6 +63,13 @@ def _sampler_help() -> str:
     from diffcls.didicm import SAMPLERS
 
     return "; ".join(f"{spec.name}: {spec.summary}" for spec in SAMPLERS.values()) + " (default: cp)"
+
+
+def _cp_update_help() -> str:
+    from diffcls.didicm import CP_UPDATES, SamplerConfig
+
+    updates = "; ".join(f"{name}: {text}" for name, text in CP_UPDATES.items())
+    return f"the cp step, {updates} (default: {SamplerConfig().cp_update})"
 
 
 def _corruption_help() -> str:
@@ -95,12 +108,7 @@ def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sampler", default="cp", metavar="NAME", help=RegistryHelp(_sampler_help))
     g.add_argument("--steps", type=int, default=8, help="diffusion steps for cp and cl (default: 8)")
     g.add_argument("--chains", type=int, default=10, help="label chains per image for cl (default: 10)")
-    g.add_argument(
-        "--cp-update",
-        choices=["euler", "analytic"],
-        default="euler",
-        help="cp step: euler (the paper's) or analytic (exact Tweedie step of the uniform process)",
-    )
+    g.add_argument("--cp-update", default=None, metavar="NAME", help=RegistryHelp(_cp_update_help))
     g.add_argument(
         "--cp-reference",
         choices=["min", "max", "random"],
@@ -110,17 +118,19 @@ def _add_sampler_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _sampler_config(args: argparse.Namespace):
-    from diffcls.didicm import SAMPLERS, SamplerConfig
+    from diffcls.didicm import CP_UPDATES, SAMPLERS, SamplerConfig
 
     if args.sampler not in SAMPLERS:
         raise DiffclsError(f"unknown --sampler {args.sampler!r}; choose from {', '.join(SAMPLERS)}")
     if args.steps < 1 or args.chains < 1:
         raise DiffclsError("--steps and --chains must be >= 1")
+    if args.cp_update is not None and args.cp_update not in CP_UPDATES:
+        raise DiffclsError(f"unknown --cp-update {args.cp_update!r}; choose from {', '.join(CP_UPDATES)}")
     return SamplerConfig(
         sampler=args.sampler,
         steps=args.steps,
         chains=args.chains,
-        cp_update=args.cp_update,
+        cp_update=args.cp_update or SamplerConfig().cp_update,
         cp_reference=args.cp_reference,
     )
 
@@ -176,6 +186,7 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--method", required=True, metavar="NAME", help=RegistryHelp(_methods_help))
     p.add_argument("--model", help=RegistryHelp(_models_help))
     p.add_argument("--output", required=True, help="checkpoint folder to write")
+    p.add_argument("--recipe", metavar="NAME", help=RegistryHelp(_recipes_help))
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, help="(default: 10)")
     g.add_argument("-b", "--batch-size", type=int, help="per process (default: 128; repcond 64)")
@@ -197,6 +208,17 @@ def _add_train_parser(sub) -> None:
         help="default: the data kind's (crop for digits, crop-flip for cifar10, rrc-flip for folders); "
         "none for repcond",
     )
+    g.add_argument(
+        "--rand-augment",
+        metavar="CONFIG",
+        help="timm's RandAugment after the crop, e.g. rand-m7-mstd0.5-inc1 (default: none)",
+    )
+    g.add_argument(
+        "--aug-repeats",
+        type=int,
+        help="repeated augmentation (timm's RepeatAugSampler): each image N times per batch (default: 1)",
+    )
+    g.add_argument("--color-jitter", type=float, help="brightness/contrast/saturation jitter (default: 0)")
     g = p.add_argument_group("data")
     g.add_argument(
         "--data-ratio",
@@ -208,6 +230,23 @@ def _add_train_parser(sub) -> None:
         action="store_true",
         help="with --data-ratio < 1, repeat the kept images so an epoch has as many steps as on the "
         "full data (the same optimisation budget for every fraction)",
+    )
+    g.add_argument(
+        "--ratio-lr",
+        action="store_true",
+        help="with --data-ratio R < 1, scale the learning rate by √(1/R) (the DiDiCM reference's rule)",
+    )
+    g.add_argument(
+        "--val-split",
+        type=float,
+        help="fraction of the training images held out (stratified, fixed seed) for the per-epoch validation in "
+        "metrics.csv; 0 validates on the test split (default: 0.1)",
+    )
+    g.add_argument(
+        "--train-limit",
+        type=int,
+        metavar="N",
+        help="use a fixed stratified subset of N training images (before --val-split; default: all)",
     )
     g.add_argument("--img-size", type=int, help="model input size (default: 32; 224 for folders)")
     g.add_argument("--fit", choices=["auto", "resize", "pad"], help="how images reach --img-size (default: auto)")
@@ -230,7 +269,7 @@ def _add_train_parser(sub) -> None:
         type=float,
         help="train with the label replaced by a null class with this probability (default: 0)",
     )
-    g.add_argument("--val-images", type=int, help="validate on the first N test images (default: 200)")
+    g.add_argument("--val-images", type=int, help="validate on N of the validation images (default: 200)")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, help="(default: 0)")
     g.add_argument("--device", help="auto, cpu or cuda[:N] (default: auto)")
@@ -281,7 +320,13 @@ def _add_eval_parser(sub) -> None:
         "the Diffusion Classifier)",
     )
     p.add_argument("--data", required=True, help=DATA_HELP)
-    p.add_argument("--split", choices=["train", "test"], default="test")
+    p.add_argument(
+        "--split",
+        choices=["train", "val", "test"],
+        default="test",
+        help="val: the images the checkpoint held out of training (its --val-split); train: the ones it trained "
+        "on (default: test)",
+    )
     p.add_argument("--results-file", required=True, help="JSON file to write")
     p.add_argument("--save-probs", default=None, help="write predicted probabilities, float32 N×K .npy")
     p.add_argument("-b", "--batch-size", type=int, default=256)
@@ -443,6 +488,29 @@ def _add_bench_parser(sub) -> None:
     p.add_argument("--output", required=True, help="benchmark folder (created; reused to resume)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("-j", "--workers", type=int, default=2, help="processes that build corrupted test sets")
+    p.add_argument(
+        "--with",
+        dest="extra_contenders",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="add an optional contender (repeatable; it may join a finished benchmark): late1 = DiDiCM on "
+        "didirn_small_late1, the cheap DiDiCM whose last stage alone is conditioned",
+    )
+    p.add_argument(
+        "--train-limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train on a fixed stratified subset of N training images (large data sets on a CPU)",
+    )
+    p.add_argument(
+        "--eval-limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="evaluate on a fixed stratified subset of N test images (default: the preset's, 500)",
+    )
     dc = p.add_argument_group("Diffusion Classifier (a fourth contender; may join a finished benchmark)")
     dc.add_argument(
         "--diffusion-classifier",
@@ -469,8 +537,10 @@ def _add_bench_parser(sub) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from diffcls.methods import get_method
     from diffcls.runtime.distributed import init_distributed
+    from diffcls.train.recipes import apply_recipe
 
     options = {k: v for k, v in vars(args).items() if k not in ("func", "command", "resume")}
+    options = apply_recipe(options.pop("recipe", None), options)
     method = get_method(options.pop("method"))
     config = method.make_config(options)
     dist = init_distributed(config.device)
@@ -698,6 +768,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         command=command,
         diffusion_classifier=dc,
         dist=dist,
+        extra_contenders=tuple(args.extra_contenders),
+        train_limit=args.train_limit,
+        eval_limit=args.eval_limit,
     )
     if not dist.is_main:
         return 0

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from diffcls.bench import CONTENDERS, Benchmark, BenchPreset, Condition, DCSettings, summary_table
+from diffcls.bench.grid import Training
 from diffcls.cli import main
 from diffcls.didicm import SamplerConfig
 
@@ -21,7 +22,8 @@ TINY = BenchPreset(
     data_ratios=(0.5,),
     corruptions=("gaussian_noise", "contrast"),
     severities=(2, 5),
-    low_res=(6,),
+    low_res=(8,),
+    shift_low_res=(6,),
     grid_seeds=1,
     cp_steps=(1, 2),
     cl_runs=((3, 2),),
@@ -48,12 +50,14 @@ def bench(tmp_path_factory):
     return benchmark, paths
 
 
+GRID_CONDITIONS = 1 + 1 + 1 + 1 + 2 * 2  # clean, 50 % data, trained at 8 px, a 6-px view, 2 corruptions × 2 severities
+DC_ROWS = GRID_CONDITIONS - 1  # one per grid condition but the paper's low resolution (it trains at its own size)
+
+
 def expected_row_count() -> int:
     # Per condition and seed: twin 1, plain 1, DiDiCM 2 (grid sampler + one-pass) = 4 rows.
-    grid_conditions = 1 + 1 + 1 + 2 * 2  # clean, 50 % data, 6 px, 2 corruptions × 2 severities
     sweep_extra = (2 * 2 + 1) - 1  # CP euler/analytic × 2 steps + CL, minus the CP-2 euler already in the grid
-    dc = grid_conditions  # the Diffusion Classifier: one row per grid condition, no NFE sweep
-    return 4 * grid_conditions + sweep_extra * 2 + dc  # the sweep runs on clean and on contrast/5
+    return 4 * GRID_CONDITIONS + sweep_extra * 2 + DC_ROWS  # the sweep runs on clean and on contrast/5
 
 
 def test_bench_writes_every_row_once(bench):
@@ -129,7 +133,7 @@ def test_bench_resumes_after_a_kill(bench, capsys):
     lines = log.read_text().splitlines()
     # A kill in the middle of writing: the last three rows are lost and a torn line remains.
     log.write_text("\n".join(lines[:-3]) + "\n" + lines[-3][: len(lines[-3]) // 2])
-    weights = {c.key: benchmark.model_dir(c, 1.0, 0) / "model.safetensors" for c in CONTENDERS}
+    weights = {c.key: benchmark.model_dir(c, Training(), 0) / "model.safetensors" for c in CONTENDERS}
     stamps = {k: p.stat().st_mtime_ns for k, p in weights.items()}
     again = Benchmark(TINY, benchmark.data, benchmark.out, device="cpu", workers=0, progress=False)
     again.run()
@@ -158,23 +162,34 @@ def test_condition_labels_are_distinct():
     conditions = [
         Condition("clean"),
         Condition("low_res", low_res=8),
+        Condition("low_res_shift", low_res=8),
         Condition("data_ratio", data_ratio=0.05),
+        Condition("data_ratio_eq", data_ratio=0.05),
         Condition("corruption", corruption="fog", severity=3),
     ]
-    assert [c.label for c in conditions] == ["clean", "low_res/8", "data_ratio/0.05", "fog/3"]
+    assert [c.label for c in conditions] == [
+        "clean",
+        "low_res/8",
+        "low_res_shift/8",
+        "data_ratio/0.05",
+        "data_ratio_eq/0.05",
+        "fog/3",
+    ]
+    # which model meets each: the paper's protocols train for their condition, the shift and corruptions do not
+    assert [c.training.tag for c in conditions] == ["r1", "r1-8px", "r1", "r0.05", "r0.05eq", "r1"]
+    assert [c.test_low_res for c in conditions] == [None, None, 8, None, None, None]
 
 
 def test_bench_diffusion_classifier_meets_every_grid_condition_on_a_fixed_subset(bench):
     benchmark, _ = bench
     rows = json.loads((benchmark.out / "results.json").read_text())
     dc = [r for r in rows if r["contender"] == "dc"]
-    grid = {r["condition"] for r in rows if r["contender"] == "standard"}
+    grid = {r["condition"] for r in rows if r["contender"] == "standard"} - {"low_res/8"}
     assert {r["condition"] for r in dc} == grid and all(r["seed"] == 0 and r["temperature"] > 0 for r in dc)
-    assert (benchmark.model_dir(dc_contender(), 0.5, 0) / "model_index.json").is_file()  # a DDPMPipeline per fraction
-    test, calibration = dc_contender().subsets(benchmark)
-    labels = benchmark.source.test.labels
-    assert len(set(test) & set(calibration)) == 0
-    assert sorted(labels[test].tolist()) == [0, 0, 1, 1, 2, 2, 3, 3]  # stratified: 2 of each class
+    folder = benchmark.model_dir(dc_contender(), Training(0.5), 0)
+    assert (folder / "model_index.json").is_file()  # a DDPMPipeline per fraction
+    test = dc_contender().test_subset(benchmark)
+    assert sorted(benchmark.source.test.labels[test].tolist()) == [0, 0, 1, 1, 2, 2, 3, 3]  # stratified: 2 per class
     # one per-image log per (model, condition), so a killed DC evaluation resumes image by image
     logs = sorted(p.name for p in (benchmark.out / "dc").glob("*.jsonl"))
     assert len(logs) == len(dc) + 2  # + one calibration log per trained DC (full data and 50%)
@@ -185,7 +200,7 @@ def test_bench_diffusion_classifier_can_leave_and_rejoin_without_retraining(benc
     without = dataclasses.replace(TINY, diffusion_classifier=None)
     Benchmark(without, benchmark.data, benchmark.out, device="cpu", workers=0, progress=False).run()
     rows = json.loads((benchmark.out / "results.json").read_text())
-    assert not any(r["contender"] == "dc" for r in rows) and len(rows) == expected_row_count() - 7
+    assert not any(r["contender"] == "dc" for r in rows) and len(rows) == expected_row_count() - DC_ROWS
     Benchmark(TINY, benchmark.data, benchmark.out, device="cpu", workers=0, progress=False).run()
     assert "[train" not in capsys.readouterr().err
     assert len(json.loads((benchmark.out / "results.json").read_text())) == expected_row_count()

@@ -8,19 +8,13 @@ import json
 
 import pytest
 
-from diffcls.bench import CONTENDERS, Benchmark, BenchPreset, ClassifierContender, Condition, DCSettings, Lineup, Task
+from diffcls.bench import CONTENDERS, OPTIONAL_CONTENDERS, Benchmark, BenchPreset, Condition, DCSettings, Lineup, Task
 from diffcls.bench.contenders import DIDICM, PLAIN_RESNET, STANDARD_TWIN
+from diffcls.bench.grid import Training
 from diffcls.didicm import SamplerConfig
 
-# A second DiDiCM: the same recipe on DiDiRN's late-conditioned variant (only its last stage sees c_t and σ).
-LATE = ClassifierContender(
-    "late",
-    "DiDiCM late-1",
-    "didicm",
-    "didirn_small_late1",
-    colour="C5",
-    description="DiDiCM with only the last stage conditioned",
-)
+# A second DiDiCM: the optional contender on DiDiRN's late-conditioned variant (only its last stage sees c_t, σ).
+LATE = OPTIONAL_CONTENDERS["late1"]
 
 SMALL = BenchPreset(
     name="small",
@@ -45,10 +39,13 @@ WITH_LATE = dataclasses.replace(SMALL, contenders=CONTENDERS + (LATE,))
 
 def test_row_keys_and_readouts_of_the_default_contenders():
     clean = Condition("clean")
-    assert Task(STANDARD_TWIN, 1.0, 0, clean, None).key == "standard|r1|s0|clean|softmax"
-    assert Task(DIDICM, 0.05, 2, clean, SamplerConfig("cl", steps=8, chains=10)).key == "didicm|r0.05|s2|clean|cl-10x8"
+    assert Task(STANDARD_TWIN, 0, clean, None).key == "standard|r1|s0|clean|softmax"
+    scarce, cl = Condition("data_ratio", data_ratio=0.05), SamplerConfig("cl", steps=8, chains=10)
+    assert Task(DIDICM, 2, scarce, cl).key == "didicm|r0.05|s2|data_ratio/0.05|cl-10x8"
+    small = Condition("low_res", low_res=16)
+    assert Task(DIDICM, 1, small, SamplerConfig("onepass")).key == "didicm|r1-16px|s1|low_res/16|onepass"
     dc = DCSettings(n_samples=(4, 16), to_keep=(2, 1), test_images=50, calibration_images=50)
-    assert Task(dc.contender(), 1.0, 0, clean, dc).key == "dc|r1|s0|clean|dc-n4,16-k2,1-i50-c50"
+    assert Task(dc.contender(), 0, clean, dc).key == "dc|r1|s0|clean|dc-n4,16-k2,1-i50-c50"
     assert STANDARD_TWIN.readout_fields(None) == {
         "readout": "softmax",
         "sampler": "softmax",
@@ -102,11 +99,11 @@ def joined(tmp_path_factory):
 
 def test_a_new_contender_is_trained_measured_and_reported(joined):
     benchmark, paths, _ = joined
-    config = json.loads((benchmark.model_dir(LATE, 1.0, 0) / "config.json").read_text())
+    config = json.loads((benchmark.model_dir(LATE, Training(), 0) / "config.json").read_text())
     assert (config["method"], config["model"]) == ("didicm", "didirn_small_late1")
-    assert (benchmark.model_dir(LATE, 1.0, 0) / "model.safetensors").is_file()
+    assert (benchmark.model_dir(LATE, Training(), 0) / "model.safetensors").is_file()
     rows = json.loads((benchmark.out / "results.json").read_text())
-    late = {(r["condition"], r["readout"]) for r in rows if r["contender"] == "late"}
+    late = {(r["condition"], r["readout"]) for r in rows if r["contender"] == "didicm-late1"}
     assert late == {
         ("clean", "CP-1"),
         ("clean", "one-pass"),
@@ -114,14 +111,15 @@ def test_a_new_contender_is_trained_measured_and_reported(joined):
         ("contrast/5", "one-pass"),
         ("clean", "CP-1 analytic"),
     }  # the grid readouts everywhere, its NFE sweep on clean
-    assert all(r["label"] == "DiDiCM late-1" for r in rows if r["contender"] == "late")
+    assert all(r["label"] == "DiDiCM late-1" for r in rows if r["contender"] == "didicm-late1")
     report = paths["report"].read_text()
     for text in (
         "| DiDiCM late-1 CP-1 |",
         "DiDiCM late-1 one-pass top-1",
         "| DiDiCM late-1 CP-1 analytic | 1 |",
-        "**DiDiCM late-1** (DiDiCM with only the last stage conditioned; read out by `CP-1` and by `one-pass`)",
-        "| late-r1-s0 |",
+        "**DiDiCM late-1** (DiDiCM whose last stage alone sees the label and σ, so the first stages run once per "
+        "image; read out by `CP-1` and by `one-pass`)",
+        "| didicm-late1-r1-s0 |",
     ):
         assert text in report, text
     assert "Δ DiDiCM CP-1 − twin" in report  # the gain still compares DiDiCM with its twin
@@ -132,3 +130,10 @@ def test_a_new_contender_joins_without_retraining_the_others(joined):
     assert stamps and all(p.stat().st_mtime_ns == t for p, t in stamps.items())
     keys = [json.loads(line)["key"] for line in (benchmark.out / "rows.jsonl").read_text().splitlines()]
     assert len(keys) == len(set(keys)) == len(WITH_LATE.tasks())
+
+
+def test_unknown_optional_contender_is_one_line(tmp_path, capsys):
+    from diffcls.cli import main
+
+    assert main(["bench", "--with", "late2", "--data", "digits", "--output", str(tmp_path / "b")]) == 2
+    assert "unknown contender 'late2'; choose from late1" in capsys.readouterr().err

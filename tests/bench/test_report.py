@@ -6,6 +6,7 @@ import pytest
 
 from diffcls.bench import summary_table
 from diffcls.bench.stats import Series, condition_groups, gain, mean_std, per_seed
+from diffcls.bench.tables import plateau_gain
 
 TWIN = Series("standard", "softmax", "standard twin")
 DIDICM = Series("didicm", "CP-8", "DiDiCM CP-8")
@@ -80,4 +81,22 @@ def test_summary_table_lists_conditions_with_the_gain():
     lines = text.splitlines()
     assert "Δ DiDiCM CP-8 − twin" in lines[0]
     assert lines[1].startswith("clean") and "+0.050 ± 0.010" in lines[1] and "yes" in lines[1]
-    assert lines[2].startswith("low res 8 px") and "+0.200 ± 0.000" in lines[2] and "yes" in lines[2]
+    assert lines[2].startswith("train+test at 8 px") and "+0.200 ± 0.000" in lines[2] and "yes" in lines[2]
+
+
+def test_summary_table_names_both_protocols_of_each_difficulty():
+    rows = (
+        rows_for([0.9] * 3, [0.95] * 3)
+        + rows_for([0.5] * 3, [0.6] * 3, kind="low_res_shift", low_res=8, condition="low_res_shift/8")
+        + rows_for([0.7] * 3, [0.6] * 3, kind="data_ratio", data_ratio=0.05, condition="data_ratio/0.05")
+        + rows_for([0.8] * 3, [0.85] * 3, kind="data_ratio_eq", data_ratio=0.05, condition="data_ratio_eq/0.05")
+    )
+    firsts = [line.split("  ")[0] for line in summary_table(rows).splitlines()[1:]]
+    assert firsts == ["clean", "data 5%", "data (equal steps) 5%", "test-only view 8 px"]
+
+
+def test_plateau_gain_compares_the_last_quarter_with_the_best_before():
+    assert plateau_gain([0.5, 0.9, 0.95, 0.96]) == pytest.approx(0.01)  # still climbing
+    assert plateau_gain([0.5, 0.9, 0.95, 0.96, 0.96, 0.961, 0.959, 0.962]) == pytest.approx(0.001)  # flat
+    assert plateau_gain([0.5, 0.9, 0.95, 0.96, 0.96, 0.95, 0.94, 0.93]) < 0  # a best epoch earlier than the tail
+    assert plateau_gain([0.5, 0.9, 0.95]) is None

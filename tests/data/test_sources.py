@@ -217,7 +217,9 @@ def test_a_registered_kind_loads_and_has_its_own_augmentation(toy_kind):
 
 def test_a_kind_registered_in_a_test_is_gone_afterwards():
     assert "toy" not in DATA_KINDS
-    with pytest.raises(DiffclsError, match=r"expected mnist5k, digits, npz:PATH, folder:PATH or cifar10:PATH$"):
+    with pytest.raises(
+        DiffclsError, match=r"expected mnist5k, digits, npz:PATH, folder:PATH, cifar10:PATH, idx:PATH or fashion-mnist$"
+    ):
         load_source("toy:6")
 
 
@@ -227,7 +229,8 @@ def test_data_spec_help_lists_every_kind():
     assert text == (
         "data spec: mnist5k (bundled MNIST, 4,000/1,000), digits (scikit-learn 8×8), npz:PATH (x_train, "
         "y_train, x_test, y_test), folder:PATH (train/ and val/ with a folder per class), "
-        "cifar10:PATH (the cifar-10-batches-py folder)"
+        "cifar10:PATH (the cifar-10-batches-py folder), idx:PATH (a folder of the four MNIST-format IDX files, "
+        "gzipped or not), fashion-mnist (Fashion-MNIST 60,000/10,000 from Debian's dataset-fashion-mnist)"
     )
 
 
@@ -240,5 +243,6 @@ def test_unknown_spec_error_lists_the_kinds():
     with pytest.raises(DiffclsError) as info:
         load_source("hdf5:/data/train.h5")
     assert str(info.value) == (
-        "unknown data spec 'hdf5:/data/train.h5': expected mnist5k, digits, npz:PATH, folder:PATH or cifar10:PATH"
+        "unknown data spec 'hdf5:/data/train.h5': expected mnist5k, digits, npz:PATH, folder:PATH, cifar10:PATH, "
+        "idx:PATH or fashion-mnist"
     )

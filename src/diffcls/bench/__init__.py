@@ -14,6 +14,7 @@ imports it.
 
 from diffcls.bench.contenders import (
     CONTENDERS,
+    OPTIONAL_CONTENDERS,
     ClassifierContender,
     Contender,
     DCSettings,
@@ -21,7 +22,7 @@ from diffcls.bench.contenders import (
     Lineup,
     Measurement,
 )
-from diffcls.bench.grid import PRESETS, BenchPreset, Condition, Task
+from diffcls.bench.grid import CONDITION_KINDS, PRESETS, BenchPreset, Condition, Task, Training
 from diffcls.bench.report import write_report
 from diffcls.bench.runner import Benchmark, result_row, run_benchmark
 from diffcls.bench.tables import summary_table
@@ -34,7 +35,10 @@ __all__ = [
     "BenchPreset",
     "Condition",
     "Task",
+    "Training",
+    "CONDITION_KINDS",
     "CONTENDERS",
+    "OPTIONAL_CONTENDERS",
     "Contender",
     "ClassifierContender",
     "DiffusionClassifierContender",

@@ -42,7 +42,7 @@ from diffcls.runtime.io import JsonlLog
 from diffcls.train.config import TrainConfig
 
 if TYPE_CHECKING:
-    from diffcls.bench.grid import BenchPreset, Task
+    from diffcls.bench.grid import BenchPreset, Condition, Task, Training
     from diffcls.bench.runner import Benchmark
 
 READOUT_COLUMNS = ("sampler", "cp_update", "steps", "chains")  # a row's fields naming its readout
@@ -92,21 +92,31 @@ class Contender:
         """Whether it trains (and meets conditions) with ``seed``."""
         return True
 
+    def meets(self, condition: Condition) -> bool:
+        """Whether it is measured under ``condition`` (every condition by default)."""
+        return True
+
     def train_config(
-        self, preset: BenchPreset, ratio: float, seed: int, *, data: str, output: str, device: str
+        self, preset: BenchPreset, training: Training, seed: int, *, data: str, output: str, device: str
     ) -> TrainConfig:
-        """One recipe for all: the preset's budget, batch, lr and warm-up; every fraction tiled to equal steps."""
+        """One recipe for all: the preset's batch, lr and warm-up, the contender's budget, the preset's validation
+        split; the training's data fraction (by the reference's protocol, or tiled to equal steps) and input
+        resolution."""
         return TrainConfig(
             data=data,
             method=self.method,
             model=self.model,
             output=output,
-            epochs=preset.epochs,
+            epochs=preset.epochs_for(self),
             batch_size=preset.batch_size,
             lr=preset.lr,
             warmup_epochs=preset.warmup_epochs,
-            data_ratio=ratio,
-            equal_steps=True,
+            data_ratio=training.ratio,
+            equal_steps=training.equal_steps,
+            ratio_lr=training.ratio < 1.0 and not training.equal_steps,
+            img_size=training.resolution,
+            val_split=preset.val_split,
+            train_limit=preset.train_limit,
             seed=seed,
             device=device,
             val_sampler=preset.train_val_sampler,
@@ -158,7 +168,7 @@ class ClassifierContender(Contender):
         return self.classifier.uses_sampler
 
     def grid_readouts(self, preset: BenchPreset) -> list[SamplerConfig | None]:
-        return list(dict.fromkeys([preset.grid_sampler, ONE_PASS])) if self.swept else [None]
+        return list(dict.fromkeys([preset.grid_sampler, *preset.extra_readouts, ONE_PASS])) if self.swept else [None]
 
     def sweep_readouts(self, preset: BenchPreset) -> list[SamplerConfig | None]:
         if not self.swept:
@@ -179,9 +189,9 @@ class ClassifierContender(Contender):
         return {"readout": self.readout_label(readout), **self._fields(readout)}
 
     def evaluate(self, task: Task, split: Split, runner: Benchmark) -> Measurement:
-        model, mconfig = runner.load_classifier(runner.model_dir(self, task.ratio, task.seed))
+        model, mconfig = runner.load_classifier(runner.model_dir(self, task.training, task.seed))
         transform = TransformConfig.from_dict(mconfig["transform"])
-        transform.low_res = task.condition.low_res
+        transform.low_res = task.condition.test_low_res
         metrics, probs = evaluate_model(
             self.classifier,
             model,
@@ -206,8 +216,9 @@ class DCSettings:
 
     A class-conditional UNet (DDPM) is trained at every data fraction with the first seed only, and classifies a
     fixed stratified subset of the test split under every condition (thousands of network evaluations per image
-    make the whole split too slow on a CPU). Its temperature lambda is fitted once per model on other clean test
-    images, so its NLL and ECE mean something; the standard models get no temperature scaling.
+    make the whole split too slow on a CPU). Its temperature lambda is fitted once per model on images of the
+    validation split, so its NLL and ECE mean something; the standard models get no temperature scaling. It
+    trains at its own resolution, so it stays out of the paper's low-resolution protocol (its shift rows remain).
     """
 
     model: str = "unet_small"
@@ -221,10 +232,10 @@ class DCSettings:
     lr: float = 1e-3
     ema_decay: float | None = 0.995
     test_images: int = 50  # the fixed subset every DC row is measured on
-    calibration_images: int = 50  # other clean test images on which lambda is fitted
+    calibration_images: int = 50  # validation images on which lambda is fitted
     n_samples: tuple[int, ...] = (4, 16)  # nested timestep grids per stage (see diffcls.generative.adaptive)
     to_keep: tuple[int, ...] = (2, 1)  # classes kept after each stage
-    val_images: int = 50  # test images of the per-epoch validation (a flat 4-timestep classifier)
+    val_images: int = 50  # validation images of the per-epoch validation (a flat 4-timestep classifier)
 
     @property
     def schedule(self) -> Schedule:
@@ -260,14 +271,17 @@ class DiffusionClassifierContender(Contender):
     def trains_with(self, seed: int, preset: BenchPreset) -> bool:
         return seed == preset.seeds[0]
 
+    def meets(self, condition: Condition) -> bool:
+        return condition.kind != "low_res"  # it trains at its own img_size (see DCSettings)
+
     def train_config(
-        self, preset: BenchPreset, ratio: float, seed: int, *, data: str, output: str, device: str
+        self, preset: BenchPreset, training: Training, seed: int, *, data: str, output: str, device: str
     ) -> TrainConfig:
         s = self.settings
-        config = super().train_config(preset, ratio, seed, data=data, output=output, device=device)
+        config = super().train_config(preset, training, seed, data=data, output=output, device=device)
         return dataclasses.replace(
             config,
-            epochs=s.epochs or preset.epochs,
+            epochs=s.epochs or preset.epochs_for(self),
             img_size=s.img_size,
             batch_size=s.batch_size,
             lr=s.lr,
@@ -291,25 +305,24 @@ class DiffusionClassifierContender(Contender):
     def readout_fields(self, readout: DCSettings) -> dict:
         return {"readout": readout.readout, **dict.fromkeys(READOUT_COLUMNS), "sampler": "diffusion-classifier"}
 
-    def subsets(self, runner: Benchmark) -> tuple[np.ndarray, np.ndarray]:
-        """(test subset, calibration images): disjoint stratified subsets of the clean test split, fixed by seed."""
-        s = self.settings
+    def test_subset(self, runner: Benchmark) -> np.ndarray:
+        """The indices of the fixed stratified subset of the (eval_limit) test split that every DC row measures."""
         order = stratified_order(select_split(runner.source, "test", runner.preset.eval_limit).labels)
-        return order[: s.test_images], order[s.test_images : s.test_images + s.calibration_images]
+        return order[: self.settings.test_images]
 
     def evaluate(self, task: Task, split: Split, runner: Benchmark) -> Measurement | None:
         """The fixed test subset under ``task``'s condition. Under torchrun the ranks share the images and rank 0
         gets the measurement (the others None)."""
-        folder = runner.model_dir(self, task.ratio, task.seed)
+        folder = runner.model_dir(self, task.training, task.seed)
         cfg, model, temperature = self._scorer(folder, runner)
         transform = TransformConfig.from_dict(asdict(model.transform))
-        transform.low_res = task.condition.low_res
+        transform.low_res = task.condition.test_low_res
         name = f"{folder.name}-{task.condition.label.replace('/', '-')}-{self.settings.readout_id}.jsonl"
         classified = classify_indices(
             cfg,
             model,
             ImageDataset(split, ImageTransform(transform)),
-            self.subsets(runner)[0],
+            self.test_subset(runner),
             list(range(runner.source.num_classes)),
             self._log(runner, name),
             runner.progress,
@@ -335,12 +348,12 @@ class DiffusionClassifierContender(Contender):
         return cfg, model, temperature
 
     def _load(self, cfg: DCEvalConfig, folder: Path, runner: Benchmark) -> tuple[NoiseModel, float]:
-        """The noise model and its lambda, fitted on the calibration images of the clean test split."""
+        """The noise model and its lambda, fitted on the first calibration images of the validation split."""
         model = load_noise_model(cfg, runner.source.class_names)
-        clean = ImageDataset(
-            select_split(runner.source, "test", runner.preset.eval_limit), ImageTransform(model.transform)
-        )
-        calibration = self.subsets(runner)[1]
+        p = runner.preset
+        val = select_split(runner.source, "val", train_limit=p.train_limit, val_split=p.val_split)
+        clean = ImageDataset(val, ImageTransform(model.transform))
+        calibration = stratified_order(val.labels)[: self.settings.calibration_images]
         log = self._log(runner, f"{folder.name}-calibration-{self.settings.readout_id}.jsonl")
         classified = classify_indices(
             cfg, model, clean, calibration, list(range(runner.source.num_classes)), log, runner.progress, runner.dist
@@ -369,7 +382,7 @@ class DiffusionClassifierContender(Contender):
         )
         recipe = (
             f" Its own training recipe (a DDPM needs more optimisation steps than a classifier): "
-            f"{s.epochs or preset.epochs} epochs at batch {s.batch_size}, lr {s.lr:g}, EMA {s.ema_decay}"
+            f"{s.epochs or preset.epochs_for(self)} epochs at batch {s.batch_size}, lr {s.lr:g}, EMA {s.ema_decay}"
             f"{low_res}."
         )
         return [
@@ -377,7 +390,7 @@ class DiffusionClassifierContender(Contender):
             f"**{self.label}** ({first['model']}, DDPM; readout `{first['readout']}`, {first['nfe']} "
             f"network evaluations per image): seed {first['seed']} only, each cell measured on a fixed "
             f"stratified subset of {first['num_samples']} test images (the other contenders use the whole "
-            f"test split), with the temperature of softmax(−λ·error) fitted on other clean test images "
+            f"test split), with the temperature of softmax(−λ·error) fitted on validation images "
             f"(λ = {first['temperature']:.4g})." + recipe,
         ]
 
@@ -406,6 +419,16 @@ DIDICM = ClassifierContender(
     description="score entropy on the same DiDiRN",
 )
 CONTENDERS: tuple[Contender, ...] = (STANDARD_TWIN, PLAIN_RESNET, DIDICM)
+DIDICM_LATE1 = ClassifierContender(
+    "didicm-late1",
+    "DiDiCM late-1",
+    "didicm",
+    "didirn_small_late1",
+    colour="C5",
+    description="DiDiCM whose last stage alone sees the label and σ, so the first stages run once per image",
+)
+# Contenders a benchmark can add by name (``diffcls bench --with NAME``); each may join a finished benchmark.
+OPTIONAL_CONTENDERS: dict[str, Contender] = {"late1": DIDICM_LATE1}
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,19 @@
-"""The benchmark's grid as data: presets, test conditions and the tasks (one per results row) they make.
+"""The benchmark's grid as data: presets, test conditions, trainings and the tasks (one per results row) they make.
 
-A :class:`BenchPreset` says what a benchmark trains (its contenders, the budget, seeds and data fractions) and
-under which conditions it evaluates them: clean test data; corruptions × severities; low-resolution views; each
-data fraction (a separate set of trainings, tiled to the full split's length so every fraction gets the same
-number of optimisation steps); and the NFE sweep on clean data and one hard condition. :meth:`BenchPreset.tasks`
-lists every row to compute, one :class:`Task` per (contender, data ratio, seed, condition, readout).
+A :class:`BenchPreset` says what a benchmark trains (its contenders, their budgets, seeds, data fractions and
+resolutions) and under which conditions it evaluates them. Conditions come in kinds, and a kind says which model
+meets it (its :class:`Training`):
+
+* ``clean`` and ``corruption`` — full-data models at the data's size, on clean or corrupted test images;
+* ``low_res`` — the DiDiCM paper's protocol: models *trained and tested* at RES×RES (the network's input is RES);
+* ``low_res_shift`` — full-data models tested on a RES×RES view resized back (a train/test shift they never saw);
+* ``data_ratio`` — the DiDiCM reference's scarce-data protocol: the same epochs on the subset (so fewer steps),
+  learning rate × √(1/r);
+* ``data_ratio_eq`` — the equal-steps variant: the subset tiled to the full split's length, so every fraction
+  gets the same number of optimisation steps.
+
+:meth:`BenchPreset.tasks` lists every row to compute, one :class:`Task` per (contender, training, seed,
+condition, readout); the trainings a benchmark needs are the distinct (contender, training, seed) of its tasks.
 """
 
 from __future__ import annotations
@@ -17,10 +26,38 @@ from diffcls.bench.contenders import CONTENDERS, Contender, DCSettings, Lineup
 from diffcls.data.corruptions import CORRUPTION_FAMILIES, CORRUPTION_NAMES
 from diffcls.didicm import SamplerConfig
 
+CONDITION_KINDS = {
+    "clean": "clean test images",
+    "corruption": "corrupted test images",
+    "low_res": "trained and tested at RES×RES (the paper's protocol)",
+    "low_res_shift": "trained at full size, tested on a RES×RES view resized back (a shift)",
+    "data_ratio": "trained on a fraction r of the images for the same epochs, lr × √(1/r) (the reference's protocol)",
+    "data_ratio_eq": "trained on a fraction r of the images, tiled to equal optimisation steps (our variant)",
+}
+
+
+@dataclass(frozen=True)
+class Training:
+    """How a model of the grid is trained, besides its contender's recipe and seed: on which fraction of the
+    training pool (tiled to equal steps or not) and at which input resolution (None: the data's default)."""
+
+    ratio: float = 1.0
+    equal_steps: bool = False
+    resolution: int | None = None
+
+    @property
+    def tag(self) -> str:
+        """Its part of model folder names and row keys: ``r1``, ``r0.05``, ``r0.05eq``, ``r1-16px``."""
+        return (
+            f"r{self.ratio:g}"
+            + ("eq" if self.equal_steps else "")
+            + (f"-{self.resolution}px" if self.resolution else "")
+        )
+
 
 @dataclass(frozen=True)
 class Condition:
-    """One test condition. ``kind``: clean, corruption, low_res or data_ratio (clean test, fewer training images)."""
+    """One test condition; ``kind`` is one of :data:`CONDITION_KINDS`."""
 
     kind: str
     corruption: str | None = None
@@ -32,11 +69,25 @@ class Condition:
     def label(self) -> str:
         if self.kind == "corruption":
             return f"{self.corruption}/{self.severity}"
-        if self.kind == "low_res":
-            return f"low_res/{self.low_res}"
-        if self.kind == "data_ratio":
-            return f"data_ratio/{self.data_ratio:g}"
+        if self.kind in ("low_res", "low_res_shift"):
+            return f"{self.kind}/{self.low_res}"
+        if self.kind in ("data_ratio", "data_ratio_eq"):
+            return f"{self.kind}/{self.data_ratio:g}"
         return "clean"
+
+    @property
+    def training(self) -> Training:
+        """The training of the models that meet this condition."""
+        if self.kind == "low_res":
+            return Training(resolution=self.low_res)
+        if self.kind in ("data_ratio", "data_ratio_eq"):
+            return Training(self.data_ratio, equal_steps=self.kind == "data_ratio_eq")
+        return Training()
+
+    @property
+    def test_low_res(self) -> int | None:
+        """The resolution of the test-time low-resolution view (only the shift condition degrades test images)."""
+        return self.low_res if self.kind == "low_res_shift" else None
 
     def fields(self) -> dict:
         """A row's fields naming its condition."""
@@ -53,43 +104,55 @@ class Condition:
 
 @dataclass(frozen=True)
 class Task:
-    """One row to compute: a trained model (contender, data ratio, seed) under a condition, read out one way."""
+    """One row to compute: a trained model (contender, training, seed) under a condition, read out one way."""
 
     contender: Contender
-    ratio: float
     seed: int
     condition: Condition
     readout: object  # one of the contender's readouts (a SamplerConfig, None for a method's own, DCSettings)
 
     @property
+    def training(self) -> Training:
+        return self.condition.training
+
+    @property
     def key(self) -> str:
         """The row's key in ``rows.jsonl``: a resumed benchmark skips the tasks whose key it holds."""
         return (
-            f"{self.contender.key}|r{self.ratio:g}|s{self.seed}|{self.condition.label}|"
+            f"{self.contender.key}|{self.training.tag}|s{self.seed}|{self.condition.label}|"
             f"{self.contender.readout_id(self.readout)}"
         )
 
 
-Cell = tuple[Condition, float, tuple[int, ...]]
-"""(condition, training data fraction of the models, training seeds that meet it)."""
+Cell = tuple[Condition, tuple[int, ...]]
+"""(condition, training seeds whose models meet it)."""
 
 
 @dataclass
 class BenchPreset:
-    """What a benchmark trains and evaluates. ``epochs`` is the budget of every contender at every data fraction."""
+    """What a benchmark trains and evaluates. ``epochs`` is every contender's budget unless :attr:`budgets` gives
+    it its own (a contender that learns more slowly, as DiDiCM, trains until its validation curve is flat)."""
 
     name: str
     epochs: int
+    budgets: tuple[tuple[str, int], ...] = ()  # (contender key, epochs): budgets other than ``epochs``
     seeds: tuple[int, ...] = (0, 1, 2)
-    data_ratios: tuple[float, ...] = (0.5, 0.25, 0.1, 0.05)
+    data_ratios: tuple[float, ...] = (0.5, 0.25, 0.1, 0.05)  # the reference's protocol: same epochs, fewer steps
+    equal_steps_ratios: tuple[float, ...] = ()  # the equal-steps variant (each fraction tiled to the full length)
     corruptions: tuple[str, ...] = CORRUPTION_NAMES
     severities: tuple[int, ...] = (1, 2, 3, 4, 5)
-    low_res: tuple[int, ...] = (16, 12, 8)
+    low_res: tuple[int, ...] = (16, 12, 8)  # the paper's protocol: trained and tested at RES
+    shift_low_res: tuple[int, ...] = ()  # full-size models tested on a RES view (a train/test shift)
     grid_seeds: int = 3  # training seeds whose models meet the corruption and low-resolution grids
+    val_split: float = 0.1  # fraction of the training pool held out: validation curves, the DC's temperature
+    train_limit: int | None = None  # a fixed stratified subset of N training images (large data sets on a CPU)
     cp_steps: tuple[int, ...] = (1, 2, 4, 8, 16)
     cl_runs: tuple[tuple[int, int], ...] = ((10, 4), (10, 8), (10, 16))  # (chains, steps)
     hard_condition: tuple[str, int] | None = ("gaussian_noise", 5)  # a second NFE sweep, on hard inputs
     grid_sampler: SamplerConfig = field(default_factory=lambda: SamplerConfig("cp", steps=8, cp_update="euler"))
+    # Further CP readouts every sampler contender meets the grid with (the tie-free variants beside the grid
+    # sampler), e.g. SamplerConfig("cp", steps=8, cp_update="euler-lower")
+    extra_readouts: tuple[SamplerConfig, ...] = ()
     batch_size: int = 128
     # DiDiCM's per-epoch validation (the training curves): the one-pass readout costs 1 network evaluation per
     # image where CP-8 costs 8, which would add about half to each DiDiCM epoch on a CPU
@@ -110,21 +173,28 @@ class BenchPreset:
         dc = self.diffusion_classifier
         return Lineup(self.contenders + ((dc.contender(),) if dc else ()))
 
+    def epochs_for(self, contender: Contender) -> int:
+        """The contender's budget in epochs: its entry of :attr:`budgets`, else :attr:`epochs`."""
+        return dict(self.budgets).get(contender.key, self.epochs)
+
     def seeds_for_ratio(self, ratio: float) -> tuple[int, ...]:
         """All seeds for the full data and the smallest fraction; the first seed for the fractions between."""
-        smallest = min(self.data_ratios, default=1.0)
+        smallest = min(self.data_ratios + self.equal_steps_ratios, default=1.0)
         return self.seeds if ratio in (1.0, smallest) else self.seeds[:1]
 
     def grid_cells(self) -> list[Cell]:
-        """The grid: clean data, each data fraction, low resolutions, corruptions × severities."""
+        """The grid: clean data, each data fraction (both protocols), low resolutions (the paper's protocol, then
+        the shift), corruptions × severities."""
         full = self.seeds_for_ratio(1.0)
         grid = full[: self.grid_seeds]
         return (
-            [(Condition("clean"), 1.0, full)]
-            + [(Condition("data_ratio", data_ratio=r), r, self.seeds_for_ratio(r)) for r in self.data_ratios]
-            + [(Condition("low_res", low_res=s), 1.0, grid) for s in self.low_res]
+            [(Condition("clean"), full)]
+            + [(Condition("data_ratio", data_ratio=r), self.seeds_for_ratio(r)) for r in self.data_ratios]
+            + [(Condition("data_ratio_eq", data_ratio=r), self.seeds_for_ratio(r)) for r in self.equal_steps_ratios]
+            + [(Condition("low_res", low_res=s), grid) for s in self.low_res]
+            + [(Condition("low_res_shift", low_res=s), grid) for s in self.shift_low_res]
             + [
-                (Condition("corruption", corruption=n, severity=s), 1.0, grid)
+                (Condition("corruption", corruption=n, severity=s), grid)
                 for n in self.corruptions
                 for s in self.severities
             ]
@@ -137,7 +207,7 @@ class BenchPreset:
             name, severity = self.hard_condition
             conditions.append(Condition("corruption", corruption=name, severity=severity))
         seeds = self.seeds_for_ratio(1.0)[: self.sweep_seeds]
-        return [(condition, 1.0, seeds) for condition in conditions]
+        return [(condition, seeds) for condition in conditions]
 
     def tasks(self) -> list[Task]:
         """Every row of the benchmark, condition-major so that each corrupted test set is built once; the sweep
@@ -147,14 +217,19 @@ class BenchPreset:
         )
         return list({t.key: t for t in tasks}.values())
 
+    def trainings(self) -> list[tuple[Contender, Training, int]]:
+        """The models the tasks need, (contender, training, seed), in the order the tasks first need them."""
+        return list(dict.fromkeys((t.contender, t.training, t.seed) for t in self.tasks()))
+
     def _tasks(self, cells: list[Cell], readouts: Callable[[Contender], list]) -> list[Task]:
-        """Tasks of ``cells``: per condition, per seed, each contender training with that seed, its readouts."""
+        """Tasks of ``cells``: per condition, per seed, each contender that trains with that seed and meets the
+        condition, its readouts."""
         return [
-            Task(c, ratio, seed, condition, readout)
-            for condition, ratio, seeds in cells
+            Task(c, seed, condition, readout)
+            for condition, seeds in cells
             for seed in seeds
             for c in self.lineup
-            if c.trains_with(seed, self)
+            if c.trains_with(seed, self) and c.meets(condition)
             for readout in readouts(c)
         ]
 

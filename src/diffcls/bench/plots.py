@@ -21,7 +21,6 @@ from diffcls.bench.stats import (
     condition_groups,
     gain,
     is_clean,
-    percent,
     pooled_bins,
     sampler_groups,
     seed_stat,
@@ -108,32 +107,33 @@ def plot_gain_vs_difficulty(rows: list[Row], path: Path, preset: BenchPreset | N
     plt = _pyplot()
     groups = condition_groups(rows)
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.6))
-    axis_specs = [
-        (
-            "severity",
-            "corruption severity (0 = clean)",
-            [0] + sorted({r["severity"] for r in rows if r["kind"] == "corruption"}),
-        ),
-        (
-            "data_ratio",
-            "training data fraction",
-            [1.0] + sorted({r["data_ratio"] for r in rows if r["kind"] == "data_ratio"}, reverse=True),
-        ),
-        (
-            "low_res",
-            "input resolution (px)",
-            ["native"] + sorted({r["low_res"] for r in rows if r["kind"] == "low_res"}, reverse=True),
-        ),
+    # One panel per axis of difficulty; a panel with two protocols draws both (the second dashed).
+    panels = [
+        ("corruption severity (0 = clean)", [("severity", None)]),
+        ("training data fraction", [("data_ratio", "same epochs"), ("data_ratio_eq", "equal steps")]),
+        ("input resolution", [("low_res", "train+test"), ("low_res_shift", "test-only view")]),
     ]
-    for ax, (group, xlabel, xs) in zip(axes, axis_specs):
+    for ax, (xlabel, protocols) in zip(axes, panels):
         ax.axhline(0, color="grey", lw=0.8)
-        _errorbars(
-            ax,
-            list(range(len(xs))),
-            [gain(rows, base, new, where)[0] for _, where in groups[group]],
-            color=lineup.compared.colour,
-        )
-        ax.set_xticks(range(len(xs)), [percent(x) if group == "data_ratio" else str(x) for x in xs])
+        labels = list(dict.fromkeys(label for group, _ in protocols for label, _ in groups[group]))
+        if protocols[0][0] == "severity":
+            labels = ["0" if label == "clean" else label.rsplit(" ", 1)[-1] for label in labels]
+        for (group, name), line in zip(protocols, ("-", "--")):
+            if name and len(groups[group]) < 2:
+                continue  # the protocol was not run
+            points = groups[group]
+            xs = [i for i, _ in enumerate(points)] if group == "severity" else [labels.index(x) for x, _ in points]
+            _errorbars(
+                ax,
+                xs,
+                [gain(rows, base, new, where)[0] for _, where in points],
+                color=lineup.compared.colour,
+                ls=line,
+                label=name,
+            )
+        ax.set_xticks(range(len(labels)), labels)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(delta)
         ax.grid(alpha=0.3)
@@ -146,7 +146,14 @@ def plot_gain_vs_difficulty(rows: list[Row], path: Path, preset: BenchPreset | N
 
 def _plot_gain_vs_error(ax, rows: list[Row], base: Series, new: Series) -> None:
     """One point per condition: the gain against the baseline's error there, coloured by kind of condition."""
-    kinds = {"corruption": "corruptions", "data_ratio": "data fractions", "low_res": "low resolution", "clean": "clean"}
+    kinds = {
+        "corruption": "corruptions",
+        "data_ratio": "data fractions",
+        "data_ratio_eq": "data fractions (equal steps)",
+        "low_res": "low resolution (train+test)",
+        "low_res_shift": "low resolution (test-only)",
+        "clean": "clean",
+    }
     for i, (kind, name) in enumerate(kinds.items()):
         xs, ys = [], []
         for cond in sorted({r["condition"] for r in rows if r["kind"] == kind}):
@@ -314,7 +321,7 @@ def plot_training_curves(curves: list[Curve], path: Path, preset: BenchPreset | 
         axes[1].plot(epochs, [r["val_top1"] for r in curve.rows], color=colour, alpha=0.8, label=label)
     axes[0].set_yscale("log")
     axes[0].set_ylabel("training loss (CE or score entropy)")
-    axes[1].set_ylabel("test top-1 after the epoch\n(DiDiCM: one-pass readout)")
+    axes[1].set_ylabel("validation top-1 after the epoch\n(DiDiCM: one-pass readout)")
     fig.suptitle("training at full data (one line per seed)", y=1.02)
     for ax in axes:
         ax.set_xlabel("epoch")

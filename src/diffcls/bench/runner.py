@@ -41,8 +41,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from diffcls.bench.contenders import Contender, DCSettings, Measurement
-from diffcls.bench.grid import PRESETS, BenchPreset, Condition, Task, comparable, jsonable
+from diffcls.bench.contenders import OPTIONAL_CONTENDERS, Contender, DCSettings, Measurement
+from diffcls.bench.grid import PRESETS, BenchPreset, Condition, Task, Training, comparable, jsonable
 from diffcls.bench.report import write_report
 from diffcls.bench.stats import Curve, Row
 from diffcls.bench.tables import summary_table
@@ -127,8 +127,10 @@ class Benchmark:
             raise DiffclsError(f"grid_seeds must lie in 1..{len(p.seeds)} (the number of seeds), got {p.grid_seeds}")
         if p.hard_condition:
             check_corruption(*p.hard_condition)
-        if any(not 0 < r < 1 for r in p.data_ratios):
-            raise DiffclsError(f"data fractions must lie in (0, 1), got {p.data_ratios}")
+        if any(not 0 < r < 1 for r in p.data_ratios + p.equal_steps_ratios):
+            raise DiffclsError(f"data fractions must lie in (0, 1), got {p.data_ratios + p.equal_steps_ratios}")
+        if p.diffusion_classifier and not p.val_split:
+            raise DiffclsError("the Diffusion Classifier fits its temperature on the validation split: val_split > 0")
         manifest = self.out / "bench.json"
         if manifest.is_file():
             old = json.loads(manifest.read_text())
@@ -141,30 +143,23 @@ class Benchmark:
 
     # ------------------------------------------------------------------------------------------------ training
 
-    def model_dir(self, contender: Contender, ratio: float, seed: int) -> Path:
-        return self.out / "models" / f"{contender.key}-r{ratio:g}-s{seed}"
+    def model_dir(self, contender: Contender, training: Training, seed: int) -> Path:
+        return self.out / "models" / f"{contender.key}-{training.tag}-s{seed}"
 
-    def training_jobs(self) -> list[tuple[Contender, float, int]]:
-        p = self.preset
-        return [
-            (c, r, s)
-            for r in (1.0, *p.data_ratios)
-            for s in p.seeds_for_ratio(r)
-            for c in p.lineup
-            if c.trains_with(s, p)
-        ]
+    def training_jobs(self) -> list[tuple[Contender, Training, int]]:
+        return self.preset.trainings()
 
     def train_all(self) -> None:
         """Train every model the grid needs (the data set loaded once for all); complete ones are skipped."""
         jobs = self.training_jobs()
-        for i, (contender, ratio, seed) in enumerate(jobs, 1):
-            folder = self.model_dir(contender, ratio, seed)
+        for i, (contender, training, seed) in enumerate(jobs, 1):
+            folder = self.model_dir(contender, training, seed)
             config = contender.train_config(
-                self.preset, ratio, seed, data=self.data, output=str(folder), device=self.device
+                self.preset, training, seed, data=self.data, output=str(folder), device=self.device
             )
             if _finished_epochs(folder) >= config.epochs and (folder / CONFIG_NAME).is_file():
                 continue
-            self.log(f"[train {i}/{len(jobs)}] {contender.label} ({contender.model}), data {ratio:.0%}, seed {seed}")
+            self.log(f"[train {i}/{len(jobs)}] {contender.label} ({contender.model}), {folder.name}")
             train(
                 config,
                 resume=(folder / STATE_NAME).is_file(),
@@ -244,7 +239,7 @@ class Benchmark:
         if contender is None:
             return {}
         steps, seed = max(p.cp_steps), p.seeds[0]
-        model, mconfig = self.load_classifier(self.model_dir(contender, 1.0, seed))
+        model, mconfig = self.load_classifier(self.model_dir(contender, Training(), seed))
         split = select_split(self.source, "test", min(p.eval_limit or TRAJECTORY_POOL, TRAJECTORY_POOL))
         images = _transformed(split, TransformConfig.from_dict(mconfig["transform"])).to(self.device)
         trajectory: list[torch.Tensor] = []
@@ -332,7 +327,7 @@ class Benchmark:
 
     def training_curves(self) -> list[Curve]:
         """The per-epoch metrics of every full-data model: the report's budget figure."""
-        folders = [(c, self.model_dir(c, r, s)) for c, r, s in self.training_jobs() if r == 1.0]
+        folders = [(c, self.model_dir(c, t, s)) for c, t, s in self.training_jobs() if t == Training()]
         return [Curve(folder.name, c.key, rows) for c, folder in folders if (rows := _epoch_rows(folder))]
 
     def write_results(self, rows: list[Row]) -> None:
@@ -393,9 +388,13 @@ def run_benchmark(
     command: str | None = None,
     diffusion_classifier: DCSettings | None = None,
     dist: Dist = SINGLE_PROCESS,
+    extra_contenders: tuple[str, ...] = (),
+    **overrides,
 ) -> dict:
     """Run (or resume) a benchmark preset on a data spec (default: mnist5k); see the module docstring.
-    ``diffusion_classifier`` adds the Diffusion Classifier to the preset's contenders.
+    ``diffusion_classifier`` adds the Diffusion Classifier to the preset's contenders, ``extra_contenders`` the
+    named :data:`~diffcls.bench.contenders.OPTIONAL_CONTENDERS`; ``overrides`` replace preset fields (e.g.
+    ``train_limit``, ``eval_limit``; None leaves a field as it is).
 
     Returns ``{"report": Path, "plots": [Path, ...]}`` (``None`` and ``[]`` on ranks other than 0 under
     torchrun); prints the summary table.
@@ -406,4 +405,10 @@ def run_benchmark(
         preset = PRESETS[preset]
     if diffusion_classifier is not None:
         preset = dataclasses.replace(preset, diffusion_classifier=diffusion_classifier)
+    unknown = [name for name in extra_contenders if name not in OPTIONAL_CONTENDERS]
+    if unknown:
+        raise DiffclsError(f"unknown contender {unknown[0]!r}; choose from {', '.join(OPTIONAL_CONTENDERS)}")
+    added = tuple(OPTIONAL_CONTENDERS[name] for name in dict.fromkeys(extra_contenders))
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    preset = dataclasses.replace(preset, contenders=preset.contenders + added, **overrides)
     return Benchmark(preset, data or "mnist5k", output, device, workers, progress, command, dist).run()

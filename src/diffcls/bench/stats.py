@@ -117,8 +117,6 @@ def condition_groups(rows: list[Row]) -> dict[str, list[tuple[str, Predicate]]]:
         {r["corruption"] for r in rows if r["kind"] == "corruption"},
         key=lambda n: (FAMILY_NAMES.index(_family(rows, n)), n),
     )
-    ratios = sorted({r["data_ratio"] for r in rows if r["kind"] == "data_ratio"}, reverse=True)
-    resolutions = sorted({r["low_res"] for r in rows if r["kind"] == "low_res"}, reverse=True)
 
     def corr(sev=None, fam=None, name=None) -> Predicate:
         return lambda r: (
@@ -135,11 +133,25 @@ def condition_groups(rows: list[Row]) -> dict[str, list[tuple[str, Predicate]]]:
         "family": [(f"{f}, severity {s}", corr(sev=s, fam=f)) for f in families for s in severities]
         + [(f"{f}, mean", corr(fam=f)) for f in families],
         "corruption": [(n, corr(name=n)) for n in names],
-        "data_ratio": [("100%", is_clean)]
-        + [(percent(r), lambda row, r=r: row["kind"] == "data_ratio" and row["data_ratio"] == r) for r in ratios],
-        "low_res": [("native", is_clean)]
-        + [(f"{s} px", lambda row, s=s: row["kind"] == "low_res" and row["low_res"] == s) for s in resolutions],
+        **{kind: _fraction_group(rows, kind) for kind in ("data_ratio", "data_ratio_eq")},
+        **{kind: _resolution_group(rows, kind) for kind in ("low_res", "low_res_shift")},
     }
+
+
+def _fraction_group(rows: list[Row], kind: str) -> list[tuple[str, Predicate]]:
+    """Clean full data, then each training fraction of ``kind`` (``data_ratio`` or ``data_ratio_eq``)."""
+    ratios = sorted({r["data_ratio"] for r in rows if r["kind"] == kind}, reverse=True)
+    return [("100%", is_clean)] + [
+        (percent(x), lambda row, x=x: row["kind"] == kind and row["data_ratio"] == x) for x in ratios
+    ]
+
+
+def _resolution_group(rows: list[Row], kind: str) -> list[tuple[str, Predicate]]:
+    """Clean native size, then each resolution of ``kind`` (``low_res`` or ``low_res_shift``)."""
+    resolutions = sorted({r["low_res"] for r in rows if r["kind"] == kind}, reverse=True)
+    return [("native", is_clean)] + [
+        (f"{x} px", lambda row, x=x: row["kind"] == kind and row["low_res"] == x) for x in resolutions
+    ]
 
 
 def percent(fraction: float) -> str:
@@ -165,7 +177,7 @@ def sweep_conditions(rows: list[Row], preset) -> list[tuple[str, tuple[int, ...]
     """(condition label, seeds) of ``preset``'s NFE sweep (a :class:`~diffcls.bench.grid.BenchPreset`), where one
     of its swept contenders has rows."""
     swept = {c.key for c in preset.lineup.swept}
-    cells = [(condition.label, seeds) for condition, _, seeds in preset.sweep_cells()]
+    cells = [(condition.label, seeds) for condition, seeds in preset.sweep_cells()]
     return [
         (label, seeds) for label, seeds in cells if any(r["contender"] in swept for r in sweep_rows(rows, label, seeds))
     ]

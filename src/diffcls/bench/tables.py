@@ -82,14 +82,31 @@ def comparison_table(
     return markdown_table(comparison_header(series, first, lineup), comparison_rows(rows, series, groups, lineup))
 
 
+# The condition groups besides the corruptions, as the summary table prefixes their rows
+SUMMARY_GROUPS = (
+    ("data_ratio", "data"),
+    ("data_ratio_eq", "data (equal steps)"),
+    ("low_res", "train+test at"),
+    ("low_res_shift", "test-only view"),
+)
+
+# The report's sections for them: (group, title, first column's header)
+GROUP_SECTIONS = (
+    ("data_ratio", "Scarce training data: the reference's protocol (same epochs, lr × √(1/r))", "training data"),
+    ("data_ratio_eq", "Scarce training data: equal optimisation steps (our variant)", "training data"),
+    ("low_res", "Low resolution: the paper's protocol (trained and tested at RES×RES)", "resolution"),
+    ("low_res_shift", "Low resolution as a shift (full-size models, test images at RES, resized back)", "resolution"),
+)
+
+
 def summary_table(rows: list[Row], preset: BenchPreset | None = None) -> str:
     """Plain-text table for the terminal: top-1 of each series per condition group, and the gain Δ."""
     lineup = Lineup.of(preset)
     series = lineup.series(rows, preset)
     groups = condition_groups(rows)
-    chosen = (
-        groups["severity"] + groups["data_ratio"][1:] + [(f"low res {label}", w) for label, w in groups["low_res"][1:]]
-    )
+    chosen = groups["severity"] + [
+        (f"{prefix} {label}", where) for key, prefix in SUMMARY_GROUPS for label, where in groups[key][1:]
+    ]
     table = [comparison_header(series, "condition", lineup)] + comparison_rows(rows, series, chosen, lineup)
     widths = [max(len(str(row[i])) for row in table) for i in range(len(table[0]))]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in table)
@@ -182,17 +199,14 @@ def report_markdown(
             "",
             comparison_table(rows, series, groups["corruption"], "corruption", lineup),
         ]
-    for key, title, first in (
-        ("data_ratio", "Scarce training data", "training data"),
-        ("low_res", "Low resolution (downsampled, then resized back)", "resolution"),
-    ):
+    for key, title, first in GROUP_SECTIONS:
         if len(groups[key]) > 1:
             parts += ["", f"## {title}", "", comparison_table(rows, series, groups[key], first, lineup)]
     for condition, seeds in sweep_conditions(rows, preset):
         parts += ["", f"## NFE sweep on `{condition}`", "", nfe_table(rows, condition, seeds, lineup)]
     parts += ["", "## Calibration", "", _calibration_table(rows, series)]
     if curves:
-        parts += ["", "## Training curves", "", _budget_text(curves)]
+        parts += ["", "## Training curves and cost", "", _budget_text(curves, lineup)]
     if plots:
         parts += ["", "## Plots", ""] + [f"![{name}](plots/{p.name})" for name, p in plots.items()]
     return "\n".join(parts) + "\n"
@@ -229,16 +243,26 @@ def _budget_line(rows: list[Row], preset: BenchPreset, corruption_set: str | Non
     def seeds_of(kind: str) -> str:
         return ", ".join(map(str, sorted({r["seed"] for r in rows if r["kind"] == kind}))) or "none"
 
+    budgets = _and([f"{preset.epochs_for(c)} for the {c.label}" for c in preset.lineup if c.full_test_split])
     text = (
-        f"Budget: {preset.epochs} epochs for every model at every data fraction (a fraction's subset is tiled "
-        f"to the full training set's length, so each gets the same number of optimisation steps); batch "
-        f"{preset.batch_size}. Training seeds: {seeds_of('clean')} at full data"
+        f"Budget (epochs, chosen from validation curves, see *Training curves*): {budgets}; batch "
+        f"{preset.batch_size}. Validation: {preset.val_split:.0%} of the training images, held out (stratified, "
+        f"fixed seed); the test split is used for these tables only. Training seeds: {seeds_of('clean')} at "
+        f"full data"
     )
-    if preset.data_ratios:
-        smallest = min(preset.data_ratios)
-        at_smallest = sorted({r["seed"] for r in rows if r["kind"] == "data_ratio" and r["data_ratio"] == smallest})
+    fractions = preset.data_ratios + preset.equal_steps_ratios
+    if fractions:
+        smallest = min(fractions)
+        at_smallest = sorted(
+            {r["seed"] for r in rows if r["kind"].startswith("data_ratio") and r["data_ratio"] == smallest}
+        )
         text += f", {', '.join(map(str, at_smallest))} at {percent(smallest)}, the first seed at the other fractions"
-    text += f"; seeds {seeds_of('corruption')} meet the corruptions and {seeds_of('low_res')} the low resolutions."
+    text += (
+        f"; seeds {seeds_of('corruption')} meet the corruptions and "
+        f"{seeds_of('low_res') if preset.low_res else seeds_of('low_res_shift')} the low resolutions."
+    )
+    if preset.train_limit:
+        text += f" Training pool: a fixed stratified subset of {preset.train_limit} training images."
     whole = {c.key for c in preset.lineup if c.full_test_split}
     sizes = sorted({r["num_samples"] for r in rows if r["contender"] in whole})
     if sizes:
@@ -272,29 +296,62 @@ def _calibration_table(rows: list[Row], series: list[Series]) -> str:
     return markdown_table(header, body)
 
 
-def _budget_text(curves: list[Curve]) -> str:
+PLATEAU_GAIN = 0.005  # a curve has plateaued when its last quarter beats the best before it by less than this
+
+
+def plateau_gain(values: list[float]) -> float | None:
+    """How much the best value of the last quarter of a curve beats the best before it (None under 4 points).
+    Below :data:`PLATEAU_GAIN` the curve has plateaued: more epochs would not have bought much."""
+    if len(values) < 4:
+        return None
+    tail = max(1, len(values) // 4)
+    return max(values[-tail:]) - max(values[:-tail])
+
+
+def _budget_text(curves: list[Curve], lineup: Lineup | None = None) -> str:
     body = []
     for curve in sorted(curves, key=lambda c: c.name):
         rows, last = curve.rows, curve.rows[-1]
-        tail = [r["val_top1"] for r in rows[-5:]]
+        gained = plateau_gain([r["val_top1"] for r in rows])
         body.append(
             [
                 curve.name,
                 str(int(last["epoch"])),
                 f"{last['train_loss']:.4f}",
                 f"{last['val_top1']:.3f}",
-                f"{max(tail) - min(tail):.3f}",
+                "–" if gained is None else f"{gained:+.3f}",
+                "–" if gained is None else ("yes" if gained < PLATEAU_GAIN else "**no**"),
                 f"{sum(r['seconds'] for r in rows):.0f}",
             ]
         )
     note = (
-        "Test top-1 after each epoch comes from the training loop's validation: softmax for the standard "
-        "models, DiDiCM's one-pass readout (its CP readout is in the tables above)."
+        "Validation top-1 after each epoch, on the images held out of the training split (never the test "
+        "split): softmax for the standard models, DiDiCM's one-pass readout (its CP readout is in the tables "
+        f"above). *Plateau*: the best of the last quarter of epochs beats the best before it by less than "
+        f"{PLATEAU_GAIN:g}."
     )
-    return (
-        note
-        + "\n\n"
-        + markdown_table(
-            ["model", "epochs", "final loss", "final test top-1", "range of the last 5 epochs", "training s"], body
+    table = markdown_table(
+        ["model", "epochs", "final loss", "final val top-1", "last-quarter gain", "plateau", "training s"], body
+    )
+    return note + "\n\n" + table + "\n\n" + _cost_table(curves, lineup)
+
+
+def _cost_table(curves: list[Curve], lineup: Lineup | None) -> str:
+    """Training cost per contender: its budget and the median seconds of one full-data model."""
+    body = []
+    for key in dict.fromkeys(c.contender for c in curves):
+        mine = [c for c in curves if c.contender == key]
+        seconds = sorted(sum(r["seconds"] for r in c.rows) for c in mine)
+        contender = lineup.get(key) if lineup else None
+        body.append(
+            [
+                contender.label if contender else key,
+                str(int(mine[0].rows[-1]["epoch"])),
+                str(len(mine)),
+                f"{statistics.median(seconds):.0f}",
+                f"{statistics.median(seconds) / max(int(mine[0].rows[-1]['epoch']), 1):.1f}",
+            ]
         )
+    return "Training cost of one full-data model (median over seeds):\n\n" + markdown_table(
+        ["contender", "epochs", "models", "training s", "s per epoch"], body
     )

@@ -1,6 +1,16 @@
 """Data: spec strings → sources → datasets with transforms, subsets and low-resolution views."""
 
-from diffcls.data.datasets import ImageDataset, data_ratio_indices, make_loader, stratified_order, subset_split
+from diffcls.data.datasets import (
+    ImageDataset,
+    data_ratio_indices,
+    limit_split,
+    make_loader,
+    stratified_order,
+    subset_split,
+    training_splits,
+    validation_split,
+)
+from diffcls.data.idx import load_fashion_mnist, load_idx_folder, read_idx  # registers idx: and fashion-mnist
 from diffcls.data.sources import (
     DATA_KINDS,
     DataKind,
@@ -23,6 +33,9 @@ __all__ = [
     "ImageDataset",
     "data_ratio_indices",
     "subset_split",
+    "limit_split",
+    "validation_split",
+    "training_splits",
     "stratified_order",
     "make_loader",
     "ImageTransform",
@@ -33,4 +46,7 @@ __all__ = [
     "DataKind",
     "register_data_kind",
     "data_spec_help",
+    "read_idx",
+    "load_idx_folder",
+    "load_fashion_mnist",
 ]

@@ -110,6 +110,34 @@ def holdout_split(split: Split, count: int, seed: int = HOLDOUT_SEED) -> tuple[S
     return subset_split(split, np.sort(order[count:])), subset_split(split, np.sort(order[:count]))
 
 
+def limit_split(split: Split, count: int | None) -> Split:
+    """A fixed stratified subset of ``count`` images (the first of :func:`stratified_order`), kept in data-set
+    order; the whole split when ``count`` is None or not smaller than it."""
+    if count is None or count >= len(split):
+        return split
+    if count < 1:
+        raise DiffclsError(f"an image count must be >= 1, got {count}")
+    return subset_split(split, np.sort(stratified_order(split.labels)[:count]))
+
+
+def validation_split(split: Split, fraction: float, seed: int = HOLDOUT_SEED) -> tuple[Split, Split | None]:
+    """(train, validation): ``round(fraction · N)`` images of a fixed, seeded stratified order of ``split`` are
+    held out for validation, the rest train; ``fraction=0`` holds out nothing (validation None)."""
+    if not 0.0 <= fraction < 1.0:
+        raise DiffclsError(f"--val-split must lie in [0, 1), got {fraction}")
+    count = int(round(len(split) * fraction))
+    if fraction > 0 and count < 1:
+        raise DiffclsError(f"--val-split {fraction} holds out no image of {len(split)}; use a larger fraction")
+    return holdout_split(split, count, seed) if count else (split, None)
+
+
+def training_splits(train: Split, train_limit: int | None = None, val_split: float = 0.0) -> tuple[Split, Split | None]:
+    """(training pool, validation split) of a data set's training split: first a fixed stratified subset of
+    ``train_limit`` images (None: all), then ``val_split`` of them held out (see :func:`validation_split`). A
+    model's data fractions are drawn from the pool, so every fraction is validated on the same images."""
+    return validation_split(limit_split(train, train_limit), val_split)
+
+
 def subset_split(split: Split, indices: np.ndarray) -> Split:
     """The split restricted to ``indices`` (in their order)."""
     images = split.images[indices] if split.in_memory else [split.images[i] for i in indices]

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
 
-from diffcls.errors import DiffclsError
+from diffcls.errors import DiffclsError, first_line
 
 FitMode = Literal["auto", "resize", "pad"]
 AugmentName = Literal["none", "crop", "crop-flip", "rrc-flip"]
@@ -75,11 +75,20 @@ class ImageTransform:
     """uint8 ``[C, H, W]`` → normalised float ``[3, S, S]``, with optional training augmentation.
 
     Augmentations: ``crop`` (random translation by up to S/8 px, zero fill), ``crop-flip`` (plus horizontal flip),
-    ``rrc-flip`` (RandomResizedCrop + flip, for photographs). Randomness comes from torch's global generator,
-    which the training loop seeds per epoch so that runs (and resumed runs) repeat exactly.
+    ``rrc-flip`` (RandomResizedCrop + flip, for photographs); then, as timm's training transform orders them,
+    ``color_jitter`` (brightness, contrast and saturation of that strength) or ``rand_augment`` (timm's
+    RandAugment, a config string such as ``rand-m7-mstd0.5-inc1``, applied to the uint8 image). Randomness comes
+    from torch's and Python's global generators, which the training loop seeds per epoch so that runs (and
+    resumed runs) repeat exactly.
     """
 
-    def __init__(self, config: TransformConfig, augment: AugmentName = "none"):
+    def __init__(
+        self,
+        config: TransformConfig,
+        augment: AugmentName = "none",
+        rand_augment: str | None = None,
+        color_jitter: float = 0.0,
+    ):
         self.config = config
         s = config.img_size
         augs = {
@@ -90,7 +99,12 @@ class ImageTransform:
         }
         if augment not in augs:
             raise DiffclsError(f"unknown augmentation {augment!r}; choose from {sorted(augs)}")
-        self.augment = v2.Compose(augs[augment]) if augs[augment] else None
+        steps = list(augs[augment])
+        if rand_augment:
+            steps.append(_RandAugment(rand_augment, s))
+        elif color_jitter:
+            steps.append(v2.ColorJitter(color_jitter, color_jitter, color_jitter))
+        self.augment = v2.Compose(steps) if steps else None
         self.normalize = v2.Normalize(config.mean, config.std)
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
@@ -101,3 +115,24 @@ class ImageTransform:
         if self.augment is not None:
             x = self.augment(x)
         return self.normalize(x)
+
+
+class _RandAugment:
+    """timm's RandAugment on a ``float[3, S, S]`` image in [0, 1]: it works on PIL images, so the image goes
+    through uint8 and back (as in timm's own pipeline, where it runs before ToTensor)."""
+
+    def __init__(self, config: str, img_size: int):
+        from timm.data import rand_augment_transform
+
+        try:
+            # timm's hyper-parameters for its ImageNet pipeline: translation relative to the size, grey fill
+            self.transform = rand_augment_transform(
+                config, {"translate_const": int(img_size * 0.45), "img_mean": (128, 128, 128)}
+            )
+        except Exception as e:  # noqa: BLE001  (timm raises AssertionError, KeyError or ValueError on a bad string)
+            reason = f": {first_line(e)}" if str(e) else ""
+            raise DiffclsError(f"bad --rand-augment {config!r} (timm's syntax: rand-m7-mstd0.5-inc1){reason}") from None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        image = v2.functional.to_pil_image(x.mul(255).round_().clamp_(0, 255).to(torch.uint8))
+        return v2.functional.to_dtype(v2.functional.pil_to_tensor(self.transform(image)), torch.float32, scale=True)

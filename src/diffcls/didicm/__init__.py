@@ -9,6 +9,7 @@ from .losses import denoising_score_entropy, didicm_loss, soft_score_entropy
 from .noise import NOISES, GeometricNoise, LogLinearNoise, Noise, get_noise
 from .process import UniformProcess, mask_reference, sample_categorical
 from .samplers import (
+    CP_UPDATES,
     SAMPLERS,
     SamplerConfig,
     SamplerSpec,
@@ -38,6 +39,7 @@ __all__ = [
     "time_grid",
     "repeat_for_chains",
     "cp_sample",
+    "CP_UPDATES",
     "cl_sample",
     "onepass_readout",
     "SAMPLERS",

@@ -27,9 +27,12 @@ from .process import LOG_SCORE_CLAMP, UniformProcess, mask_reference, sample_cat
 
 __all__ = [
     "ScoreFn",
+    "CP_UPDATES",
+    "CPUpdate",
     "time_grid",
     "repeat_for_chains",
     "cp_sample",
+    "break_top_ties",
     "cl_sample",
     "onepass_readout",
     "SamplerConfig",
@@ -41,6 +44,15 @@ __all__ = [
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 Callback = Callable[[dict[str, Any]], None]
+
+CPUpdate = Literal["euler", "euler-lower", "euler-tiebreak", "analytic"]
+CP_UPDATES: dict[str, str] = {
+    "euler": "the paper's Euler step: clamp p to [0, 1], renormalise (the reference; can end in exact ties)",
+    "euler-lower": "Euler step clamped only below 0, then renormalised (no exact ties from the clamp)",
+    "euler-tiebreak": "the reference Euler step; final exact ties at the top ordered by p before the last step",
+    "analytic": "exact Tweedie step of the uniform process (denoise to p0, re-noise to the next sigma)",
+}
+"""The valid ``update`` values of :func:`cp_sample` (``SamplerConfig.cp_update``), with one line each for --help."""
 
 
 def time_grid(steps: int, eps: float = 1e-5, device: torch.device | None = None) -> tuple[Tensor, float]:
@@ -73,6 +85,33 @@ def _record(trajectory: list[Tensor] | None, p: Tensor) -> None:
         trajectory.append(p.detach().float().cpu())
 
 
+def _euler_step(p: Tensor, pi: Tensor, rate: Tensor, process: UniformProcess, clamp_max: float | None) -> Tensor:
+    """p + rate (R p) (B, K), clamped to [0, clamp_max] (None: below only), rows renormalised.
+
+    The upper clamp is the reference's. In the last steps rate ~ 1/sigma is huge, so every class with
+    p_j / pi_j well above the rest overshoots 1; clamping them all to 1 leaves them exactly tied.
+    Clamping only below keeps their relative sizes (the row sum is >= 1, as R p sums to 0).
+    """
+    p = (p + rate * process.reverse_rate_matvec(p, pi)).clamp(0.0, clamp_max)
+    return p / p.sum(-1, keepdim=True)
+
+
+def break_top_ties(p: Tensor, p_prev: Tensor) -> Tensor:
+    """Order the exact ties at the top of each row of ``p`` (B, K) float32 by ``p_prev`` (B, K), the p before the
+    last step (then by class index), so argmax picks the tied class that led before the last step.
+
+    The classes sharing a row's maximum keep their order by ``p_prev``: the one of rank r among them (0 = largest
+    ``p_prev``) is moved r float32 ulps down (one ulp is the smallest step float32 holds, so a smaller nudge would
+    round back into the tie). The leader keeps its value; an entry moves by at most (ties - 1) ulps of 1/ties,
+    i.e. < 1.2e-7 in absolute terms whatever K. Rows without a tie, and all other entries, are unchanged.
+    """
+    top = p == p.amax(-1, keepdim=True)  # (B, K); p > 0 there, since rows sum to 1
+    order = torch.where(top, p_prev, -torch.inf).argsort(dim=-1, descending=True, stable=True)
+    rank = torch.where(top, order.argsort(-1), 0).to(torch.int32)
+    # Positive float32 values are ordered like their bit patterns, so bits - r is r ulps lower.
+    return (p.contiguous().view(torch.int32) - rank).view(torch.float32)
+
+
 def _pick_reference(p: Tensor, reference: str, generator: torch.Generator | None) -> Tensor:
     if reference == "min":
         return p.argmin(-1)
@@ -91,7 +130,7 @@ def cp_sample(
     steps: int,
     *,
     reference: Literal["min", "max", "random"] = "min",
-    update: Literal["euler", "analytic"] = "euler",
+    update: CPUpdate = "euler",
     noise: Noise | None = None,
     eps: float = 1e-5,
     device: torch.device | str | None = None,
@@ -104,8 +143,13 @@ def cp_sample(
 
     At t_i the network, fed the reference label c (argmin/argmax/sample of p), gives
     pi = softmax(s), the estimate of p_sigma(.|y). Updates:
-      * ``"euler"`` (paper): p <- clip((I + dt sigma' R) p), renormalised, with the O(K) form
-        of R p from :meth:`UniformProcess.reverse_rate_matvec`.
+      * ``"euler"`` (paper, the reference): p <- clip((I + dt sigma' R) p) to [0, 1], renormalised, with
+        the O(K) form of R p from :meth:`UniformProcess.reverse_rate_matvec`. At the last step
+        (sigma ~ eps) the classes that overshoot 1 are all clamped to 1, so rows can end in exact ties,
+        which argmax breaks by class index.
+      * ``"euler-lower"``: the same step clamped only below 0 (then renormalised): no ties from the clamp.
+      * ``"euler-tiebreak"``: ``"euler"``, then the exact ties at the top of the final p are ordered by
+        the p before the last step (:func:`break_top_ties`; entries move by < 1.2e-7).
       * ``"analytic"``: the exact reverse of the uniform kernel. Denoise pi to
         p0 = (pi - (1 - e^{-sigma})/K) e^{sigma} (clamped, renormalised) and re-noise it to the
         next grid sigma (0 after the last point), so the output is the p0 estimate at
@@ -120,8 +164,8 @@ def cp_sample(
     Returns:
         (B, K) float32 class probabilities.
     """
-    if update not in ("euler", "analytic"):
-        raise ValueError(f"unknown update {update!r}")
+    if update not in CP_UPDATES:
+        raise ValueError(f"unknown update {update!r}; choose from {', '.join(CP_UPDATES)}")
     noise = noise if noise is not None else LogLinearNoise()
     device = _device(device, generator)
     process = UniformProcess(num_classes)
@@ -132,13 +176,14 @@ def cp_sample(
     for i in trange(steps, disable=disable):
         c = _pick_reference(p, reference, generator)
         pi = torch.softmax(_log_scores(score_fn, c, sigmas[i]), dim=-1)
-        if update == "euler":
-            p = p + dt * dsigmas[i] * process.reverse_rate_matvec(p, pi)
-            p = p.clamp(0.0, 1.0)
-            p = p / p.sum(-1, keepdim=True)
-        else:
+        p_prev = p  # euler-tiebreak orders the last step's ties by it
+        if update == "analytic":
             sigma_next = sigmas[i + 1] if i + 1 < steps else 0.0
             p = process.reverse_marginal(pi, sigmas[i], sigma_next)
+        else:
+            p = _euler_step(p, pi, dt * dsigmas[i], process, None if update == "euler-lower" else 1.0)
+        if update == "euler-tiebreak" and i + 1 == steps:
+            p = break_top_ties(p.float(), p_prev).double()  # on the float32 values returned
         _record(trajectory, p)
         if callback is not None:
             callback({"step": i, "t": ts[i].item(), "sigma": sigmas[i].item(), "p": p})
@@ -242,7 +287,7 @@ class SamplerConfig:
     sampler: str = "cp"
     steps: int = 8
     chains: int = 10
-    cp_update: Literal["euler", "analytic"] = "euler"
+    cp_update: CPUpdate = "euler"
     cp_reference: Literal["min", "max", "random"] = "min"
 
     @property
@@ -255,12 +300,14 @@ class SamplerConfig:
 
     @property
     def label(self) -> str:
-        """Display name for tables and plots, e.g. ``CP-8``, ``CP-8 analytic``, ``CL 10×8``, ``one-pass``."""
+        """Display name for tables and plots, e.g. ``CP-8``, ``CP-8 analytic``, ``CP-8 tie-break``, ``CL 10×8``,
+        ``one-pass``."""
         return self.spec.label(self)
 
     @property
     def key(self) -> str:
-        """A short id of the readout and the options it reads, e.g. ``cp-euler-8``, ``cl-10x8``, ``onepass``."""
+        """A short id of the readout and the options it reads, e.g. ``cp-euler-8``, ``cp-euler-tiebreak-8``,
+        ``cl-10x8``, ``onepass``."""
         return self.spec.key(self)
 
     def fields(self) -> dict:
@@ -322,6 +369,9 @@ class SamplerSpec:
         return [SamplerConfig(self.name)]
 
 
+_CP_LABELS = {"euler": "", "euler-lower": " lower-clamp", "euler-tiebreak": " tie-break", "analytic": " analytic"}
+
+
 class CPSampler(SamplerSpec):
     name = "cp"
     summary = "diffusion over class probabilities (DiDiCM-CP)"
@@ -335,15 +385,16 @@ class CPSampler(SamplerSpec):
         return config.steps
 
     def label(self, config):
-        return f"CP-{config.steps}" + (" analytic" if config.cp_update == "analytic" else "")
+        return f"CP-{config.steps}{_CP_LABELS[config.cp_update]}"
 
     def key(self, config):
         return f"cp-{config.cp_update}-{config.steps}"
 
     def plot_group(self, config):
-        return f"CP {config.cp_update}"
+        return "CP" + (_CP_LABELS[config.cp_update] or " euler")  # CP euler, CP analytic, CP lower-clamp, ...
 
     def sweep(self, steps, chains_steps):
+        # the reference and the exact step; the tie-free Euler variants are opt-in (benchmarks/cp_ties.py)
         return [SamplerConfig("cp", steps=k, cp_update=u) for u in ("euler", "analytic") for k in steps]
 
 

@@ -22,6 +22,7 @@ from diffcls.data import (
     read_image_file,
     stratified_order,
     subset_split,
+    training_splits,
 )
 from diffcls.data.corruptions import check_corruption, corrupt_images, default_corruption_set
 from diffcls.didicm import SamplerConfig
@@ -64,17 +65,36 @@ def check_output_paths(*paths: str | None) -> None:
             prepare_output_dir(Path(p).parent if str(Path(p).parent) else ".")
 
 
-def select_split(source: DataSource, split: str, limit: int | None = None) -> Split:
-    """``source.train`` or ``source.test``, optionally only ``limit`` of its images: a fixed, stratified choice
-    (:func:`~diffcls.data.datasets.stratified_order`), kept in data-set order."""
-    if split not in ("train", "test"):
-        raise DiffclsError(f"--split must be train or test, got {split!r}")
-    chosen = getattr(source, split)
+def select_split(
+    source: DataSource, split: str, limit: int | None = None, *, train_limit: int | None = None, val_split: float = 0.0
+) -> Split:
+    """The ``test`` split, or the ``train``/``val`` images of a model trained with ``train_limit`` and
+    ``val_split`` (see :func:`~diffcls.data.training_splits`); optionally only ``limit`` of its images: a fixed,
+    stratified choice (:func:`~diffcls.data.datasets.stratified_order`), kept in data-set order."""
+    if split not in ("train", "val", "test"):
+        raise DiffclsError(f"--split must be train, val or test, got {split!r}")
+    if split == "test":
+        chosen = source.test
+    else:
+        train, val = training_splits(source.train, train_limit, val_split)
+        if split == "val" and val is None:
+            raise DiffclsError(
+                "--split val: the checkpoint held out no validation images (it was trained with "
+                "--val-split 0); use --split test"
+            )
+        chosen = train if split == "train" else val
     if limit is not None:
         if limit < 1:
             raise DiffclsError(f"--limit must be >= 1, got {limit}")
         chosen = subset_split(chosen, np.sort(stratified_order(chosen.labels)[:limit]))
     return chosen
+
+
+def held_out_images(mconfig: dict) -> dict:
+    """``train_limit`` and ``val_split`` of a checkpoint's ``config.json``: which training images it trained and
+    validated on (a checkpoint from before validation splits validated on the test split)."""
+    train = mconfig.get("train", {})
+    return {"train_limit": train.get("train_limit"), "val_split": train.get("val_split", 0.0)}
 
 
 def corrupt_split(
@@ -172,7 +192,7 @@ def evaluate_classifier(
             f"data {cfg.data} has {source.num_classes} classes but the checkpoint was trained on "
             f"{mconfig['num_classes']}"
         )
-    split = select_split(source, cfg.split, cfg.limit)
+    split = select_split(source, cfg.split, cfg.limit, **held_out_images(mconfig))
     corruption_set = None
     if cfg.corruption is not None:
         split, corruption_set = corrupt_split(

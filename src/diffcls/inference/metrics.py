@@ -1,4 +1,5 @@
-"""Classification metrics from predicted class probabilities: top-k accuracy, NLL, ECE, per-class accuracy.
+"""Classification metrics from predicted class probabilities: top-k accuracy, NLL, ECE, tie rate, per-class
+accuracy.
 
 Every metric takes ``probs: float[N, K]`` (rows sum to 1) and ``labels: int64[N]``. Diffusion samplers can put
 exactly zero mass on a class (a CL histogram over 10 chains, say), so the NLL clamps probabilities at
@@ -68,8 +69,24 @@ def per_class_accuracy(probs: torch.Tensor, labels: torch.Tensor) -> list[float 
     return [round(a, 6) if p else None for a, p in zip(acc.tolist(), present.tolist())]
 
 
+def tie_rate(probs: torch.Tensor, rtol: float = 0.0) -> float:
+    """Fraction of rows of ``probs`` (float[N, K]) whose largest probability is shared: the second largest is
+    within ``rtol`` of the largest (relative; the default counts exact ties only, which is what the reference CP
+    sampler produces). 0 for N = 0 or K < 2.
+
+    Ties matter because argmax (and so top-1) breaks them by class index, not by the model: a sampler that ends
+    in ties (DiDiCM-CP's reference Euler step clamps every overshooting class to 1) scores the lowest-indexed of
+    the tied classes, and its confidence is split evenly among them.
+    """
+    if probs.shape[0] == 0 or probs.shape[1] < 2:
+        return 0.0
+    top2 = probs.double().topk(2, dim=1).values  # (N, 2)
+    return (top2[:, 0] - top2[:, 1] <= rtol * top2[:, 0]).double().mean().item()
+
+
 def classification_metrics(probs: torch.Tensor, labels: torch.Tensor) -> dict:
-    """All metrics as a JSON-ready dict: ``top1``, ``top5`` (fractions), ``nll``, ``ece``, ``per_class_top1``."""
+    """All metrics as a JSON-ready dict: ``top1``, ``top5`` (fractions), ``nll``, ``ece``, ``tie_rate`` (see
+    :func:`tie_rate`), ``num_samples``, ``per_class_top1``."""
     if probs.ndim != 2 or len(probs) != len(labels):
         raise ValueError(f"probs must be N×K with N = len(labels); got {tuple(probs.shape)} and {len(labels)}")
     labels = labels.long()
@@ -78,6 +95,7 @@ def classification_metrics(probs: torch.Tensor, labels: torch.Tensor) -> dict:
         "top5": topk_accuracy(probs, labels, 5),
         "nll": negative_log_likelihood(probs, labels),
         "ece": expected_calibration_error(probs, labels),
+        "tie_rate": tie_rate(probs),
         "num_samples": int(len(labels)),
         "per_class_top1": per_class_accuracy(probs, labels),
     }

@@ -14,7 +14,7 @@ from diffcls.generative import add_noise, classify, parse_schedule
 from diffcls.methods.base import Method, register
 from diffcls.models.noise_predictors import create_noise_predictor, create_scheduler, save_pipeline
 from diffcls.runtime.device import seed_everything
-from diffcls.train.config import check
+from diffcls.train.config import SUPERVISED_OPTIONS, check
 from diffcls.train.supervised import SupervisedTrainer
 
 
@@ -67,10 +67,10 @@ class DDPMTrainer(SupervisedTrainer):
     @torch.no_grad()
     def validate(self) -> dict:
         """Top-1 of a flat Diffusion Classifier (``val_steps`` timesteps, one seeded noise bank) on ``val_images``
-        test images (a fixed stratified subset: test splits may be sorted by class)."""
+        validation images (a fixed stratified subset: splits may be sorted by class)."""
         c, model = self.config, self.eval_model
         model.eval()
-        chosen = np.sort(stratified_order(self.source.test.labels)[: c.val_images])
+        chosen = np.sort(stratified_order(self.val_set.split.labels)[: c.val_images])
         count = len(chosen)
         images, labels = zip(*(self.val_set[int(i)] for i in chosen))
         x0, labels = torch.stack(images).to(self.device), torch.as_tensor(labels)
@@ -97,6 +97,6 @@ class DDPMMethod(Method):
         "a class-conditional noise predictor for the Diffusion Classifier, saved as a diffusers DDPMPipeline folder"
     )
     models_help = "unet_tiny, unet_small or unet_base"
-    options = frozenset({"equal_steps", "low_res", "label_dropout", "val_images", "val_steps"})
+    options = SUPERVISED_OPTIONS | {"label_dropout", "val_images", "val_steps"}
     trainer_class = DDPMTrainer
     evaluation = "diffusion-classifier"

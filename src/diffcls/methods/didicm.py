@@ -16,7 +16,7 @@ from diffcls.inference.predict import Readout, sample_proba
 from diffcls.methods.base import register
 from diffcls.methods.classifier import ClassifierMethod
 from diffcls.models.factory import create_timm_model, is_didirn
-from diffcls.train.config import TrainConfig
+from diffcls.train.config import CLASSIFIER_OPTIONS, TrainConfig
 
 
 def smooth_targets(labels: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
@@ -49,9 +49,7 @@ class DiDiCMMethod(ClassifierMethod):
     name = "didicm"
     summary = "discrete label diffusion on a DiDiRN backbone"
     models_help = "a DiDiRN: didirn_small, didirn18 .. didirn152, or a late-conditioned *_late1/_late2"
-    options = frozenset(
-        {"smoothing", "mixup", "cutmix", "equal_steps", "low_res", "noise", "sampling_eps", "val_sampler", "val_steps"}
-    )
+    options = CLASSIFIER_OPTIONS | {"noise", "sampling_eps", "val_sampler", "val_steps"}
     uses_sampler = True
 
     def create_network(self, model_name: str, num_classes: int, in_chans: int = 3, **kwargs) -> nn.Module:

@@ -13,7 +13,7 @@ from diffcls.inference.predict import Readout
 from diffcls.methods.base import register
 from diffcls.methods.classifier import ClassifierMethod
 from diffcls.models.factory import create_timm_model, is_didirn
-from diffcls.train.config import TrainConfig
+from diffcls.train.config import CLASSIFIER_OPTIONS, TrainConfig
 
 
 class StandardObjective:
@@ -35,7 +35,7 @@ class StandardMethod(ClassifierMethod):
     name = "standard"
     summary = "cross-entropy classifier (any timm model; a didirn* name builds its twin)"
     models_help = "any timm model, e.g. didirn_small (the twin), resnet_small, resnet18"
-    options = frozenset({"smoothing", "mixup", "cutmix", "equal_steps", "low_res"})
+    options = CLASSIFIER_OPTIONS
 
     def create_network(self, model_name: str, num_classes: int, in_chans: int = 3, **kwargs) -> nn.Module:
         if is_didirn(model_name):

@@ -44,6 +44,21 @@ COMMON_OPTIONS = frozenset(
 )
 
 
+# What every method that trains on a labelled split reads (standard, didicm, ddpm): how the training split is cut.
+SUPERVISED_OPTIONS = frozenset({"equal_steps", "low_res", "val_split", "train_limit", "ratio_lr"})
+# ... and what the classifiers (standard, didicm) read besides: targets, timm's RandAugment, repeated augmentation,
+# colour jitter, and the named recipes that set them (diffcls.train.recipes).
+CLASSIFIER_OPTIONS = SUPERVISED_OPTIONS | {
+    "smoothing",
+    "mixup",
+    "cutmix",
+    "rand_augment",
+    "aug_repeats",
+    "color_jitter",
+    "recipe",
+}
+
+
 def flag(option: str) -> str:
     """``batch_size`` -> ``--batch-size``."""
     return "--" + option.replace("_", "-")
@@ -105,10 +120,17 @@ class TrainConfig:
     amp: bool = False
     data_ratio: float = 1.0
     equal_steps: bool = False
+    ratio_lr: bool = False  # the DiDiCM reference's rule for a data fraction r: lr × √(1/r)
+    val_split: float = 0.1  # fraction of the training images held out for per-epoch validation (0: the test split)
+    train_limit: int | None = None  # train on a fixed stratified subset of N training images (before val_split)
     img_size: int | None = None
     fit: str = "auto"
     low_res: int | None = None
     augment: str | None = None
+    rand_augment: str | None = None  # timm's RandAugment config string, e.g. rand-m7-mstd0.5-inc1
+    aug_repeats: int = 1  # timm's RepeatAugSampler: each image this many times per epoch, augmented apart
+    color_jitter: float = 0.0  # brightness, contrast and saturation jitter of this strength
+    recipe: str | None = None  # the named recipe that filled the options (diffcls.train.recipes)
     seed: int = 0
     workers: int = 0
     device: str = "auto"
@@ -117,13 +139,14 @@ class TrainConfig:
     val_sampler: str = "cp"
     val_steps: int = 8
     label_dropout: float = 0.0
-    val_images: int = 200  # ddpm: validation classifies only the first N test images (a Diffusion Classifier is slow)
+    val_images: int = 200  # ddpm: validation classifies only N validation images (a Diffusion Classifier is slow)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        """The config of a stored ``"train"`` block (keys of other config classes are left out)."""
+        """The config of a stored ``"train"`` block (keys of other config classes are left out). A block written
+        before validation splits existed validated on the test split: its ``val_split`` is 0."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls(**{"val_split": 0.0, **{k: v for k, v in d.items() if k in names}})
 
     def validate(self) -> None:
         check(
@@ -132,6 +155,13 @@ class TrainConfig:
                 (0.0 <= self.smoothing < 1.0, f"--smoothing must lie in [0, 1), got {self.smoothing}"),
                 (self.mixup >= 0 and self.cutmix >= 0, "--mixup and --cutmix must be >= 0"),
                 (self.low_res is None or self.low_res >= 1, f"--low-res must be >= 1, got {self.low_res}"),
+                (self.aug_repeats >= 1, f"--aug-repeats must be >= 1, got {self.aug_repeats}"),
+                (self.color_jitter >= 0, f"--color-jitter must be >= 0, got {self.color_jitter}"),
+                (0.0 <= self.val_split < 1.0, f"--val-split must lie in [0, 1), got {self.val_split}"),
+                (
+                    self.train_limit is None or self.train_limit >= 2,
+                    f"--train-limit must be >= 2, got {self.train_limit}",
+                ),
                 (0.0 <= self.label_dropout < 1.0, f"--label-dropout must lie in [0, 1), got {self.label_dropout}"),
                 (self.val_steps >= 1, f"--val-steps must be >= 1, got {self.val_steps}"),
                 (

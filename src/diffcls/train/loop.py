@@ -31,7 +31,7 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DistributedSampler
+from torch.utils.data import DistributedSampler, Sampler
 from tqdm import tqdm  # not tqdm.auto: its asyncio bar calls iter() at once, starting idle loader workers
 
 import diffcls
@@ -223,18 +223,7 @@ class Trainer:
         c = self.config
         # Each rank draws its own augmentations and noise; rank 0 draws what a single process draws.
         seed_everything(c.seed * 100_003 + epoch + 1_000_003 * self.dist.rank)
-        # One sampler for one process or many: rank r takes every world_size-th image of a permutation seeded
-        # by (seed, epoch), so the union of the ranks' batches j is a single process's batch j at world_size x
-        # the batch size.
-        sampler = DistributedSampler(
-            self.train_set,
-            num_replicas=self.dist.world_size,
-            rank=self.dist.rank,
-            shuffle=True,
-            seed=c.seed * 100_003,
-            drop_last=False,
-        )
-        sampler.set_epoch(epoch)
+        sampler = self.train_sampler(epoch)
         loader = make_loader(
             self.train_set, c.batch_size, shuffle=True, workers=c.workers, sampler=sampler, drop_last=self._drop_last
         )
@@ -272,6 +261,24 @@ class Trainer:
             bar.set_postfix(loss=f"{total / count:.4f}")
         total, count = self.dist.all_reduce_sum([total, count])
         return total / max(count, 1)
+
+    def train_sampler(self, epoch: int) -> Sampler:
+        """The order of an epoch's training images on this rank.
+
+        One sampler for one process or many: rank r takes every world_size-th image of a permutation seeded by
+        (seed, epoch), so the union of the ranks' batches j is a single process's batch j at world_size x the
+        batch size.
+        """
+        sampler = DistributedSampler(
+            self.train_set,
+            num_replicas=self.dist.world_size,
+            rank=self.dist.rank,
+            shuffle=True,
+            seed=self.config.seed * 100_003,
+            drop_last=False,
+        )
+        sampler.set_epoch(epoch)
+        return sampler
 
     def loss_on_batch(self, images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The scalar training loss of a batch (images on the device; labels or soft targets)."""

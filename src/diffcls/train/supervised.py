@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from timm.data import Mixup
+from timm.data.distributed_sampler import RepeatAugSampler
+from torch.utils.data import Sampler
 
 from diffcls.data import (
     ImageDataset,
@@ -13,6 +17,7 @@ from diffcls.data import (
     default_augment,
     load_source,
     subset_split,
+    training_splits,
 )
 from diffcls.train.config import TrainConfig
 from diffcls.train.loop import Trainer
@@ -32,6 +37,8 @@ class SupervisedTrainer(Trainer):
         "seed",
         "data_ratio",
         "equal_steps",
+        "val_split",
+        "train_limit",
         "opt",
         "img_size",
     )
@@ -43,7 +50,9 @@ class SupervisedTrainer(Trainer):
         c.img_size = c.img_size or source.default_img_size
         c.augment = c.augment or default_augment(c.data)
         self.transform = TransformConfig(img_size=c.img_size, fit=c.fit, low_res=c.low_res)
-        train_split = source.train
+        # Validation (per-epoch curves, plateau checks, fitted temperatures) never sees a test image unless asked
+        # for with --val-split 0; the held-out images are the same for every data fraction.
+        train_split, val_split = training_splits(source.train, c.train_limit, c.val_split)
         if c.data_ratio < 1.0:
             keep = data_ratio_indices(train_split.labels, c.data_ratio)
             if c.equal_steps:
@@ -51,8 +60,31 @@ class SupervisedTrainer(Trainer):
                 # optimisation steps (the same budget), and only the variety of images shrinks.
                 keep = np.resize(keep, len(train_split))
             train_split = subset_split(train_split, keep)
-        self.train_set = ImageDataset(train_split, ImageTransform(self.transform, c.augment))
-        self.val_set = ImageDataset(source.test, ImageTransform(self.transform))
+        train_transform = ImageTransform(self.transform, c.augment, c.rand_augment, c.color_jitter)
+        self.train_set = ImageDataset(train_split, train_transform)
+        self.val_set = ImageDataset(val_split or source.test, ImageTransform(self.transform))
+
+    def default_lr(self) -> float:
+        """The loop's default (or --lr), times √(1/data_ratio) with --ratio-lr (the DiDiCM reference's rule for
+        training on a data fraction)."""
+        c = self.config
+        return super().default_lr() * (math.sqrt(1.0 / c.data_ratio) if c.ratio_lr else 1.0)
+
+    def train_sampler(self, epoch: int) -> Sampler:
+        """With ``--aug-repeats N``, timm's RepeatAugSampler: each image N times in a row (augmented apart), an
+        epoch as long as the data set (so it holds 1/N of the images); otherwise the loop's sampler."""
+        c = self.config
+        if c.aug_repeats == 1:
+            return super().train_sampler(epoch)
+        sampler = RepeatAugSampler(
+            self.train_set,
+            num_replicas=self.dist.world_size,
+            rank=self.dist.rank,
+            num_repeats=c.aug_repeats,
+            selected_round=0,  # timm's default rounds the epoch down to a multiple of 256 images
+        )
+        sampler.set_epoch(c.seed * 100_003 + epoch)  # it seeds its permutation by the epoch alone
+        return sampler
 
     @property
     def _drop_last(self) -> bool:
