@@ -96,6 +96,8 @@ def checkpoint_rows(args) -> tuple[list[list[str]], str]:
                 checkpoint=args.checkpoint,
                 data=args.data,
                 split=args.split,
+                corruption=args.corruption,
+                severity=args.severity,
                 sampler=sampler,
                 batch_size=args.batch_size,
                 limit=args.limit,
@@ -104,7 +106,11 @@ def checkpoint_rows(args) -> tuple[list[list[str]], str]:
             )
             results, probs = evaluate_classifier(cfg, progress=False)
             rows.append(row(str(steps), update, probs, results, None))
-    setup = f"Checkpoint {args.checkpoint}, data {args.data}, split {args.split}, {results['num_samples']} images."
+    corrupted = f" under {args.corruption}/{args.severity}" if args.corruption else ""
+    setup = (
+        f"Checkpoint {args.checkpoint}, data {args.data}, split {args.split}{corrupted}, "
+        f"{results['num_samples']} images."
+    )
     return rows, setup
 
 
@@ -120,6 +126,8 @@ def main() -> None:
     ap.add_argument("--data", help="data spec of --checkpoint (as diffcls eval --data)")
     ap.add_argument("--split", default="test", help="split of --data (default: test)")
     ap.add_argument("--limit", type=int, help="a fixed stratified subset of this many images")
+    ap.add_argument("--corruption", help="corrupt the images first (as diffcls eval --corruption)")
+    ap.add_argument("--severity", type=int, help="severity of --corruption (1..5)")
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()

@@ -196,6 +196,14 @@ def test_error_cases_are_one_line(trained, tmp_path, capsys, npz_path):
         ["eval", "--checkpoint", str(trained), "--data", "digits", "--results-file", str(blocker / "r.json")], capsys
     )
     assert "cannot decode image" in run_error(["predict", "--checkpoint", str(trained), str(blocker)], capsys)
+    assert "unknown --cp-update 'clamp'; choose from euler, euler-lower, euler-tiebreak, analytic" in run_error(
+        [*evaluate, "--checkpoint", str(trained), "--cp-update", "clamp"], capsys
+    )
+    assert "unknown recipe 'fast'" in run_error([*train, "--data", "digits", "--recipe", "fast"], capsys)
+    assert "bad --rand-augment 'rnd'" in run_error([*train, "--data", "digits", "--rand-augment", "rnd"], capsys)
+    assert "--recipe does not apply to --method ddpm" in run_error(
+        ["train", "--data", "digits", "--method", "ddpm", "--output", out, "--recipe", "didicm-strong"], capsys
+    )
 
 
 def test_unknown_method_and_flags_of_other_methods_are_one_line_errors(tmp_path, capsys):

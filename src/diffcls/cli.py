@@ -498,6 +498,14 @@ def _add_bench_parser(sub) -> None:
         "didirn_small_late1, the cheap DiDiCM whose last stage alone is conditioned",
     )
     p.add_argument(
+        "--budget",
+        action="append",
+        default=[],
+        metavar="KEY=EPOCHS",
+        help="a contender's budget in epochs instead of the preset's (repeatable; keys: standard, plain, didicm, "
+        "didicm-late1, dc), e.g. --budget didicm=80 where its validation curve is still climbing",
+    )
+    p.add_argument(
         "--train-limit",
         type=int,
         default=None,
@@ -540,8 +548,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from diffcls.train.recipes import apply_recipe
 
     options = {k: v for k, v in vars(args).items() if k not in ("func", "command", "resume")}
-    options = apply_recipe(options.pop("recipe", None), options)
+    recipe = options.pop("recipe", None)
     method = get_method(options.pop("method"))
+    if recipe is not None and "recipe" not in method.options:
+        raise DiffclsError(f"--recipe does not apply to --method {method.name} (the recipes train classifiers)")
+    options = apply_recipe(recipe, options)
     config = method.make_config(options)
     dist = init_distributed(config.device)
     row = method.train(config, resume=getattr(args, "resume", False), dist=dist)
@@ -740,6 +751,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _budgets(given: list[str]) -> dict[str, int]:
+    """``["didicm=80", ...]`` as ``{"didicm": 80}``; a malformed entry is a one-line error."""
+    budgets = {}
+    for item in given:
+        key, _, epochs = item.partition("=")
+        if not key or not epochs.isdigit() or int(epochs) < 1:
+            raise DiffclsError(f"--budget takes KEY=EPOCHS with EPOCHS >= 1, got {item!r}")
+        budgets[key] = int(epochs)
+    return budgets
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from diffcls.bench import DCSettings, run_benchmark
     from diffcls.generative import parse_schedule
@@ -769,6 +791,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         diffusion_classifier=dc,
         dist=dist,
         extra_contenders=tuple(args.extra_contenders),
+        budgets=_budgets(args.budget),
         train_limit=args.train_limit,
         eval_limit=args.eval_limit,
     )

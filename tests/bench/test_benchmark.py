@@ -30,7 +30,8 @@ TINY = BenchPreset(
     hard_condition=("contrast", 5),
     batch_size=16,
     trajectory_images=2,
-    grid_sampler=SamplerConfig("cp", steps=2),
+    grid_sampler=SamplerConfig("cp", steps=2),  # the library's CP step (euler-lower) ...
+    extra_readouts=(SamplerConfig("cp", steps=2, cp_update="euler"),),  # ... and the reference's beside it
     diffusion_classifier=DCSettings(
         model="unet_tiny", test_images=8, calibration_images=8, n_samples=(2, 4), to_keep=(2, 1), val_images=4
     ),
@@ -55,9 +56,9 @@ DC_ROWS = GRID_CONDITIONS - 1  # one per grid condition but the paper's low reso
 
 
 def expected_row_count() -> int:
-    # Per condition and seed: twin 1, plain 1, DiDiCM 2 (grid sampler + one-pass) = 4 rows.
+    # Per condition and seed: twin 1, plain 1, DiDiCM 3 (grid sampler, the reference's CP, one-pass) = 5 rows.
     sweep_extra = (2 * 2 + 1) - 1  # CP euler/analytic × 2 steps + CL, minus the CP-2 euler already in the grid
-    return 4 * GRID_CONDITIONS + sweep_extra * 2 + DC_ROWS  # the sweep runs on clean and on contrast/5
+    return 5 * GRID_CONDITIONS + sweep_extra * 2 + DC_ROWS  # the sweep runs on clean and on contrast/5
 
 
 def test_bench_writes_every_row_once(bench):
@@ -67,11 +68,13 @@ def test_bench_writes_every_row_once(bench):
     with open(benchmark.out / "results.csv") as f:
         table = list(csv.DictReader(f))
     assert len(table) == len(rows)
-    for column in ("contender", "sampler", "steps", "nfe", "condition", "top1", "top5", "nll", "ece", "seconds"):
+    for column in ("contender", "sampler", "steps", "nfe", "condition", "top1", "nll", "ece", "tie_rate", "seconds"):
         assert column in table[0]
     # NFE is exact for each readout; accuracies are fractions; reliability bins count every test image.
     for r in rows:
-        assert 0.0 <= r["top1"] <= r["top5"] <= 1.0
+        assert 0.0 <= r["top1"] <= r["top5"] <= 1.0 and 0.0 <= r["tie_rate"] <= 1.0
+        # a softmax never ties exactly; CP's clamped step and CL's chain histograms can
+        assert r["tie_rate"] == 0.0 or r["sampler"] not in ("softmax", "onepass")
         assert sum(r["reliability"]["count"]) == r["num_samples"] == (8 if r["contender"] == "dc" else 20)
         expected_nfe = {
             "softmax": 1,
@@ -107,6 +110,11 @@ def test_bench_report_and_plots(bench):
         "## Calibration",
         "Diffusion Classifier top-1",
         "subset of 8 test images",
+        "## Training curves and cost",
+        "| standard-r1-s0 | 2 |",  # every trained model has its plateau row: full data,
+        "| didicm-r0.5-s0 | 2 |",  # a data fraction,
+        "| plain-r1-8px-s0 | 2 |",  # a low-resolution training
+        "| standard twin | 2 | 1 |",  # and the cost table counts the full-data models
     ):
         assert section in report, section
     names = {p.name for p in paths["plots"]}

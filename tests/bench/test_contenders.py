@@ -32,7 +32,7 @@ SMALL = BenchPreset(
     hard_condition=None,
     batch_size=16,
     trajectory_images=1,
-    grid_sampler=SamplerConfig("cp", steps=1),
+    grid_sampler=SamplerConfig("cp", steps=1, cp_update="euler"),
 )
 WITH_LATE = dataclasses.replace(SMALL, contenders=CONTENDERS + (LATE,))
 
@@ -137,3 +137,14 @@ def test_unknown_optional_contender_is_one_line(tmp_path, capsys):
 
     assert main(["bench", "--with", "late2", "--data", "digits", "--output", str(tmp_path / "b")]) == 2
     assert "unknown contender 'late2'; choose from late1" in capsys.readouterr().err
+
+
+def test_bench_budget_flag_is_checked_in_one_line(tmp_path, capsys):
+    from diffcls.cli import main
+
+    out = str(tmp_path / "b")
+    assert main(["bench", "--budget", "didicm", "--data", "digits", "--output", out]) == 2
+    assert "--budget takes KEY=EPOCHS" in capsys.readouterr().err
+    assert main(["bench", "--budget", "late=5", "--data", "digits", "--output", out]) == 2
+    assert "no contender 'late' in this benchmark; keys: didicm, standard" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()  # refused before anything is written

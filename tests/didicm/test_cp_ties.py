@@ -136,3 +136,11 @@ def test_config_names_and_round_trip(update, label, key, group):
 def test_sweep_keeps_reference_and_analytic_only():
     updates = {c.cp_update for c in SamplerConfig().spec.sweep((4, 8), ())}
     assert updates == {"euler", "analytic"}
+
+
+def test_the_library_reads_out_with_euler_lower_and_the_reference_is_one_option_away():
+    import inspect
+
+    assert SamplerConfig().cp_update == "euler-lower" and SamplerConfig().label == "CP-8 lower-clamp"
+    assert SamplerConfig(cp_update="euler").label == "CP-8"  # the reference readout
+    assert inspect.signature(cp_sample).parameters["update"].default == "euler"  # the paper's function

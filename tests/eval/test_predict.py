@@ -30,7 +30,7 @@ def test_cp_with_the_cached_prefix_equals_full_forwards_per_step(name, prefix_ru
     # The late variant's prefix runs once for 8 steps; the paper's DiDiRN (stem only) reruns it: faster.
     assert stem_calls[0] == prefix_runs
     with torch.inference_mode():
-        full = cp_sample(lambda c, s: net(images, c, s), len(images), 10, 8)
+        full = cp_sample(lambda c, s: net(images, c, s), len(images), 10, 8, update=SamplerConfig().cp_update)
     assert stem_calls[0] == prefix_runs + 8
     torch.testing.assert_close(cached, full, rtol=0, atol=1e-6)
 

@@ -120,7 +120,7 @@ def test_equal_steps_tiles_the_subset_to_the_full_length(tmp_path):
 
 
 def test_late_conditioned_didicm_learns_digits_and_reloads(tmp_path):
-    cfg = tiny_config(tmp_path, "didicm", model="didirn_small_late1", epochs=6, data_ratio=1.0, lr=4e-3)
+    cfg = tiny_config(tmp_path, "didicm", model="didirn_small_late1", epochs=6, data_ratio=1.0, lr=4e-3, val_steps=8)
     row = trainer(cfg, progress=False).fit()
     assert row["val_top1"] > 0.8, row
     model, config = load_classifier(tmp_path / "didicm")

@@ -66,7 +66,7 @@ class Contender:
     """A model in the comparison. Subclasses say how it is read out and measured; this base class holds what the
     report shows and the recipe every contender shares."""
 
-    key: str  # names its model folders (models/<key>-r<ratio>-s<seed>) and the first part of its row keys
+    key: str  # names its model folders (models/<key>-<training>-s<seed>) and the first part of its row keys
     label: str  # its name in tables, plots and rows
     method: str  # the registered method it trains with
     model: str  # the backbone
@@ -286,6 +286,7 @@ class DiffusionClassifierContender(Contender):
             batch_size=s.batch_size,
             lr=s.lr,
             ema_decay=s.ema_decay,
+            ratio_lr=False,  # the reference's rule is for its classifiers; a DDPM keeps its own lr
             val_images=s.val_images,
             val_steps=4,
         )

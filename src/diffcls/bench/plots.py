@@ -305,6 +305,7 @@ def plot_reliability(rows: list[Row], path: Path, preset: BenchPreset | None = N
 def plot_training_curves(curves: list[Curve], path: Path, preset: BenchPreset | None = None) -> Path | None:
     """Training loss and validation top-1 per epoch of the full-data models, one line per seed, coloured by
     contender."""
+    curves = [c for c in curves if c.full_data]
     if not curves:
         return None
     lineup = Lineup.of(preset)

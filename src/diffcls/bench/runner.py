@@ -1,11 +1,13 @@
 """``diffcls bench``: train the contenders of a preset, evaluate its grid, write rows, report and plots.
 
-The default contenders (:mod:`diffcls.bench.contenders`) are trained with one recipe, one budget and the same
-seeds:
+The default contenders (:mod:`diffcls.bench.contenders`) are trained with one recipe and the same seeds, each for
+its own budget (the preset's ``budgets``: where its validation curve flattens):
 
 * ``standard`` — DiDiRN's *standard twin*: the same network without the label/noise conditioning, cross-entropy;
 * ``plain``    — the paper's kind of baseline: a plain ResNet of the same widths (BatchNorm only);
-* ``didicm``   — DiDiCM on the DiDiRN backbone, read out by the CP sampler and by the one-pass readout;
+* ``didicm``   — DiDiCM on the DiDiRN backbone, read out by the CP sampler (the library's step, and the
+  reference's where a preset asks) and by the one-pass readout; ``didicm-late1`` its late-conditioned variant
+  (``--with late1``);
 * ``dc``       — optionally, the Diffusion Classifier (a DDPM; first seed, a fixed test subset);
 
 so ``didicm − standard`` is what the diffusion adds and ``standard − plain`` what DiDiRN's architecture adds.
@@ -13,7 +15,7 @@ The grid (:mod:`diffcls.bench.grid`) gives one row per (contender, readout, trai
 
 Output folder::
 
-    models/<contender>-r<ratio>-s<seed>/   checkpoints: reused when complete, resumed when interrupted
+    models/<contender>-<training>-s<seed>/ checkpoints (training: r1, r0.05, r0.05eq, r1-8px): reused when complete
     rows.jsonl                             one line per finished row: the resume log
     results.csv, results.json              all rows (written atomically)
     trajectories.json                      CP class-probability trajectories of a few easy and hard images
@@ -60,7 +62,7 @@ from diffcls.runtime.distributed import SINGLE_PROCESS, Dist, rank_device
 from diffcls.runtime.io import JsonlLog, atomic_write, prepare_output_dir, write_json
 
 TRAJECTORY_POOL = 512  # test images among which the trajectory figure picks its easy and hard examples
-METRICS = ("top1", "top5", "nll", "ece")  # the metrics a row records, rounded to 6 digits
+METRICS = ("top1", "top5", "nll", "ece", "tie_rate")  # the metrics a row records, rounded to 6 digits
 
 
 def result_row(task: Task, m: Measurement) -> Row:
@@ -326,9 +328,13 @@ class Benchmark:
         return seconds
 
     def training_curves(self) -> list[Curve]:
-        """The per-epoch metrics of every full-data model: the report's budget figure."""
-        folders = [(c, self.model_dir(c, t, s)) for c, t, s in self.training_jobs() if t == Training()]
-        return [Curve(folder.name, c.key, rows) for c, folder in folders if (rows := _epoch_rows(folder))]
+        """The per-epoch metrics of every trained model: the report's plateau table, cost table and figure."""
+        folders = [(c, t, self.model_dir(c, t, s)) for c, t, s in self.training_jobs()]
+        return [
+            Curve(folder.name, c.key, rows, full_data=t == Training())
+            for c, t, folder in folders
+            if (rows := _epoch_rows(folder))
+        ]
 
     def write_results(self, rows: list[Row]) -> None:
         """``results.json`` (every field) and ``results.csv`` (all but the key and the reliability bins)."""
@@ -389,12 +395,14 @@ def run_benchmark(
     diffusion_classifier: DCSettings | None = None,
     dist: Dist = SINGLE_PROCESS,
     extra_contenders: tuple[str, ...] = (),
+    budgets: dict[str, int] | None = None,
     **overrides,
 ) -> dict:
     """Run (or resume) a benchmark preset on a data spec (default: mnist5k); see the module docstring.
     ``diffusion_classifier`` adds the Diffusion Classifier to the preset's contenders, ``extra_contenders`` the
-    named :data:`~diffcls.bench.contenders.OPTIONAL_CONTENDERS`; ``overrides`` replace preset fields (e.g.
-    ``train_limit``, ``eval_limit``; None leaves a field as it is).
+    named :data:`~diffcls.bench.contenders.OPTIONAL_CONTENDERS`; ``budgets`` ({contender key: epochs}) replace
+    the preset's budgets of those contenders; ``overrides`` replace preset fields (e.g. ``train_limit``,
+    ``eval_limit``; None leaves a field as it is).
 
     Returns ``{"report": Path, "plots": [Path, ...]}`` (``None`` and ``[]`` on ranks other than 0 under
     torchrun); prints the summary table.
@@ -411,4 +419,12 @@ def run_benchmark(
     added = tuple(OPTIONAL_CONTENDERS[name] for name in dict.fromkeys(extra_contenders))
     overrides = {k: v for k, v in overrides.items() if v is not None}
     preset = dataclasses.replace(preset, contenders=preset.contenders + added, **overrides)
+    if budgets:
+        keys = {c.key for c in preset.lineup}
+        unknown = sorted(set(budgets) - keys)
+        if unknown:
+            raise DiffclsError(
+                f"--budget: no contender {unknown[0]!r} in this benchmark; keys: {', '.join(sorted(keys))}"
+            )
+        preset = dataclasses.replace(preset, budgets=tuple({**dict(preset.budgets), **budgets}.items()))
     return Benchmark(preset, data or "mnist5k", output, device, workers, progress, command, dist).run()

@@ -45,6 +45,7 @@ class Curve:
     name: str  # the model folder's name
     contender: str  # the contender's key
     rows: list[dict]  # {"epoch", "train_loss", "val_top1", "seconds", ...} as floats
+    full_data: bool = True  # a model of the full training data at the data's size (not a fraction, not low res)
 
 
 def per_seed(rows: list[Row], series: Series, where: Predicate, metric: str = "top1") -> dict[int, float]:
@@ -52,7 +53,7 @@ def per_seed(rows: list[Row], series: Series, where: Predicate, metric: str = "t
     condition (a seed evaluated on fewer conditions, e.g. only in the NFE sweep, would average something else)."""
     by_seed: dict[int, dict[str, float]] = {}
     for r in rows:
-        if series.matches(r) and where(r):
+        if series.matches(r) and where(r) and r.get(metric) is not None:  # rows of older versions may lack one
             by_seed.setdefault(r["seed"], {})[r["condition"]] = r[metric]
     complete = max((len(v) for v in by_seed.values()), default=0)
     return {s: statistics.fmean(v.values()) for s, v in by_seed.items() if len(v) == complete}

@@ -282,12 +282,18 @@ def onepass_readout(
 @dataclass(frozen=True)
 class SamplerConfig:
     """How DiDiCM turns scores into probabilities: a sampler name from :data:`SAMPLERS` and its options (each
-    sampler reads the options it needs; see :meth:`SamplerSpec.options`)."""
+    sampler reads the options it needs; see :meth:`SamplerSpec.options`).
+
+    The library's default CP step is ``euler-lower``, chosen on the validation splits of mnist5k and
+    Fashion-MNIST (docs/protocols.md): at 8 steps it matched or beat the reference ``euler`` in top-1, NLL and
+    ECE on both, and with an exact score it never ends in the reference's exact ties. :func:`cp_sample` itself
+    keeps the paper's step as its default, and ``cp_update="euler"`` is the reference readout.
+    """
 
     sampler: str = "cp"
     steps: int = 8
     chains: int = 10
-    cp_update: CPUpdate = "euler"
+    cp_update: CPUpdate = "euler-lower"
     cp_reference: Literal["min", "max", "random"] = "min"
 
     @property
