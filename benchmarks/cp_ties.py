@@ -82,29 +82,28 @@ def oracle_rows(args) -> tuple[list[list[str]], str]:
 
 
 def checkpoint_rows(args) -> tuple[list[list[str]], str]:
-    """Rows of every (steps, update) on a trained DiDiCM checkpoint, against the data set's labels."""
-    from diffcls.eval.evaluate import EvalConfig, evaluate_classifier
-    from diffcls.methods import method_of
+    """Rows of every (steps, update) on a trained DiDiCM checkpoint, against the data set's labels. The model, the
+    split and its corruption are loaded once; only the readout changes between rows."""
+    from diffcls.data import TransformConfig, load_source
+    from diffcls.eval.evaluate import corrupt_split, evaluate_model, held_out_images, select_split
+    from diffcls.methods import get_method, load_classifier
 
-    if not getattr(method_of(args.checkpoint)[0], "uses_sampler", False):
+    model, mconfig = load_classifier(args.checkpoint, args.device)
+    method = get_method(mconfig["method"])
+    if not method.uses_sampler:
         raise SystemExit(f"{args.checkpoint} is not a DiDiCM checkpoint (its readout takes no sampler)")
+    source = load_source(args.data)
+    split = select_split(source, args.split, args.limit, **held_out_images(mconfig))
+    if args.corruption:
+        split, _ = corrupt_split(split, source, args.corruption, args.severity, workers=1, progress=False)
+    transform = TransformConfig.from_dict(mconfig["transform"])
     rows = []
     for steps in args.steps:
         for update in CP_UPDATES:
             sampler = SamplerConfig("cp", steps=steps, cp_update=update)
-            cfg = EvalConfig(
-                checkpoint=args.checkpoint,
-                data=args.data,
-                split=args.split,
-                corruption=args.corruption,
-                severity=args.severity,
-                sampler=sampler,
-                batch_size=args.batch_size,
-                limit=args.limit,
-                seed=args.seed,
-                device=args.device,
+            results, probs = evaluate_model(
+                method, model, split, transform, sampler, device=args.device, seed=args.seed, batch_size=args.batch_size
             )
-            results, probs = evaluate_classifier(cfg, progress=False)
             rows.append(row(str(steps), update, probs, results, None))
     corrupted = f" under {args.corruption}/{args.severity}" if args.corruption else ""
     setup = (
