@@ -60,6 +60,7 @@ from diffcls.runtime.checkpoint import CONFIG_NAME, METRICS_NAME, STATE_NAME
 from diffcls.runtime.device import resolve_device
 from diffcls.runtime.distributed import SINGLE_PROCESS, Dist, rank_device
 from diffcls.runtime.io import JsonlLog, atomic_write, prepare_output_dir, write_json
+from diffcls.runtime.lock import exclusive
 
 TRAJECTORY_POOL = 512  # test images among which the trajectory figure picks its easy and hard examples
 METRICS = ("top1", "top5", "nll", "ece", "tie_rate")  # the metrics a row records, rounded to 6 digits
@@ -427,4 +428,5 @@ def run_benchmark(
                 f"--budget: no contender {unknown[0]!r} in this benchmark; keys: {', '.join(sorted(keys))}"
             )
         preset = dataclasses.replace(preset, budgets=tuple({**dict(preset.budgets), **budgets}.items()))
-    return Benchmark(preset, data or "mnist5k", output, device, workers, progress, command, dist).run()
+    with exclusive(folders=[output], dist=dist):  # one benchmark per folder (rows.jsonl has one writer)
+        return Benchmark(preset, data or "mnist5k", output, device, workers, progress, command, dist).run()

@@ -16,8 +16,10 @@ from typing import ClassVar
 
 from diffcls.data import DataSource
 from diffcls.errors import DiffclsError
+from diffcls.runtime import distributed
 from diffcls.runtime.checkpoint import read_checkpoint_config
 from diffcls.runtime.distributed import Dist
+from diffcls.runtime.lock import exclusive
 from diffcls.train.config import COMMON_OPTIONS, TrainConfig, config_from_options
 from diffcls.train.loop import Trainer
 
@@ -61,8 +63,11 @@ class Method:
         dist: Dist | None = None,
         source: DataSource | None = None,
     ) -> dict:
-        """Train as configured (resuming from ``config.output`` when asked); returns the last metrics row."""
-        return self.trainer(config, progress, dist, source).fit(resume=resume)
+        """Train as configured (resuming from ``config.output`` when asked); returns the last metrics row.
+        The output folder is locked for the whole run (:mod:`diffcls.runtime.lock`): a second run on it stops
+        with :class:`~diffcls.runtime.lock.OutputBusy` before it reads or writes anything."""
+        with exclusive(folders=[config.output], dist=dist or distributed.current()):
+            return self.trainer(config, progress, dist, source).fit(resume=resume)
 
 
 METHODS: dict[str, Method] = {}
