@@ -404,3 +404,18 @@ def test_decompression_bomb_given_to_predict(standard_ckpt, tmp_path, capsys):
     bomb = png_bomb(tmp_path / "bomb.png", 10_000, 10_000)  # 100 MP: PIL would only warn; refused all the same
     err = run_error(["predict", "--checkpoint", str(standard_ckpt), str(bomb)], capsys)
     assert "cannot decode image" in err and str(bomb) in err and "decompression bomb" in err
+
+
+def test_calibrate_without_validation_images_or_on_the_diffusion_classifier(tmp_path, npz_path, capsys):
+    """--calibrate needs the validation images a checkpoint held out, and belongs to classifiers."""
+    run = tmp_path / "no-val"
+    train = ["train", "--data", f"npz:{npz_path}", "--method", "standard", "--model", "didirn_small"]
+    assert main([*train, "--epochs", "1", "--img-size", "16", "--val-split", "0", "--output", str(run)]) == 0
+    capsys.readouterr()
+    results = tmp_path / "r.json"
+    evaluation = ["eval", "--checkpoint", str(run), "--data", f"npz:{npz_path}", "--results-file", str(results)]
+    err = run_error([*evaluation, "--calibrate"], capsys)
+    assert "--calibrate fits a temperature on the validation images" in err and "--val-split 0" in err
+    err = run_error([*evaluation, "--calibrate", "--method", "diffusion-classifier"], capsys)
+    assert "--calibrate applies to classifiers" in err and "--fit-temperature" in err
+    assert not results.exists()

@@ -13,7 +13,7 @@ from PIL import Image
 
 from datafiles import write_image_folder
 from diffcls.cli import main
-from diffcls.data import load_source, stratified_order
+from diffcls.data import load_source, stratified_order, training_splits
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +93,57 @@ def test_eval_results_and_probs_agree(trained, tmp_path, capsys):
     assert r["top1"] == pytest.approx(float((probs.argmax(1) == labels).mean()))
     assert r["top1"] > 0.7 and 0 <= r["top5"] <= 1 and r["nfe_per_image"] == 1
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["top1"] == r["top1"]
+
+
+def _numpy_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
+    """Brier, equal-mass ECE (15 bins), AURC and AUGRC written again in numpy, for comparison with diffcls's."""
+    n = len(labels)
+    onehot = np.eye(probs.shape[1])[labels]
+    confidence, correct = probs.max(1), (probs.argmax(1) == labels).astype(float)
+    by_confidence = np.argsort(confidence, kind="stable")
+    ece = sum(abs(correct[b].sum() - confidence[b].sum()) for b in np.array_split(by_confidence, 15)) / n
+    ranked = np.argsort(-confidence, kind="stable")
+    errors = np.cumsum(1 - correct[ranked])
+    return {
+        "brier": ((probs - onehot) ** 2).sum(1).mean(),
+        "ece_adaptive": ece,
+        "aurc": (errors / np.arange(1, n + 1)).mean(),
+        "augrc": (errors / n).mean(),
+        "nll": -np.log(np.maximum(probs[np.arange(n), labels], 1e-12)).mean(),
+    }
+
+
+def test_eval_uncertainty_metrics_and_calibration_agree_with_the_saved_probabilities(trained, tmp_path, capsys):
+    """brier, ece_adaptive, aurc, augrc against numpy on --save-probs; --calibrate fits T on the checkpoint's
+    validation images (not the test split) and post_* are the metrics of softmax(log p / T)."""
+    results, probs_file = tmp_path / "r.json", tmp_path / "p.npy"
+    args = ["eval", "--checkpoint", trained, "--data", "digits", "--results-file", results, "--save-probs", probs_file]
+    assert main([str(a) for a in [*args, "--calibrate"]]) == 0
+    r = json.loads(results.read_text())
+    probs, labels = np.load(probs_file).astype(np.float64), load_source("digits").test.labels
+    for key, value in _numpy_metrics(probs, labels).items():
+        assert r[key] == pytest.approx(value, abs=1e-5), key
+    assert r["ms_per_image"] == pytest.approx(1000 * r["seconds"] / len(labels), rel=0.01)
+
+    # T: the NLL minimiser on the validation images the checkpoint held out (a grid search in numpy on their
+    # probabilities, which `--split val` evaluates), not on the test split.
+    val_probs_file = tmp_path / "val.npy"
+    val_args = [*args[:-4], "--split", "val", "--results-file", tmp_path / "val.json", "--save-probs", val_probs_file]
+    assert main([str(a) for a in val_args]) == 0
+    val_probs = np.load(val_probs_file).astype(np.float64)
+    val_labels = training_splits(load_source("digits").train, None, 0.1)[1].labels
+    assert r["temperature_images"] == len(val_labels) == len(val_probs)
+    grid = np.linspace(-2, 2, 4001)
+    best = grid[np.argmin([_numpy_metrics(_scaled(val_probs, 10**x), val_labels)["nll"] for x in grid])]
+    assert abs(np.log10(r["temperature"]) - best) < 2e-3
+    for key, value in _numpy_metrics(_scaled(probs, r["temperature"]), labels).items():
+        assert r[f"post_{key}"] == pytest.approx(value, abs=1e-4), key
+    assert "temperature" in json.loads(capsys.readouterr().out.strip().splitlines()[-2])
+
+
+def _scaled(probs: np.ndarray, t: float) -> np.ndarray:
+    scaled = np.exp(np.log(np.maximum(probs, 1e-12)) / t)
+    return scaled / scaled.sum(1, keepdims=True)
 
 
 def test_predict_matches_eval_probabilities(trained, tmp_path, capsys):

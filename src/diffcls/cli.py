@@ -338,6 +338,13 @@ def _add_eval_parser(sub) -> None:
         help="evaluate only N images: a fixed stratified subset (the first N of a class-interleaved order)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the samplers' randomness")
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="classifiers (standard, DiDiCM): fit a temperature T (p ∝ p^(1/T)) by NLL on the validation images "
+        "the checkpoint held out, with the same readout, and add temperature and post_nll, post_brier, post_ece, "
+        "post_ece_adaptive, post_aurc, post_augrc (the Diffusion Classifier's λ: --fit-temperature)",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument(
         "-j",
@@ -579,6 +586,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         "dc-zero": _eval_dc_zero,
     }
     evaluation = _evaluation(args)
+    if args.calibrate and evaluation != "classifier":
+        raise DiffclsError(
+            "--calibrate applies to classifiers; the Diffusion Classifier fits its λ with --fit-temperature"
+        )
     # One writer per results file set; the checkpoint is only read, unless the Diffusion Classifier stores a
     # fitted temperature in it.
     model_folder = args.checkpoint or args.pretrained
@@ -627,12 +638,14 @@ def _eval_classifier(args: argparse.Namespace, dist, device: str) -> int:
         severity=args.severity,
         corruption_set=args.corruption_set,
         cache_dir=args.corruption_cache,
+        calibrate=args.calibrate,
     )
     results, probs = evaluate_classifier(cfg, dist=dist)
     if not dist.is_main:
         return 0
     write_results(results, probs, args.results_file, args.save_probs)
-    summary = {k: results[k] for k in ("top1", "top5", "nll", "ece", "num_samples", "nfe_per_image", "seconds")}
+    keys = ("top1", "top5", "nll", "brier", "ece", "aurc", "num_samples", "nfe_per_image", "ms_per_image")
+    summary = {k: results[k] for k in keys + (("temperature", "post_nll", "post_ece") if args.calibrate else ())}
     print(json.dumps(summary))
     return 0
 

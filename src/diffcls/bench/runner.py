@@ -63,7 +63,8 @@ from diffcls.runtime.io import JsonlLog, atomic_write, prepare_output_dir, write
 from diffcls.runtime.lock import exclusive
 
 TRAJECTORY_POOL = 512  # test images among which the trajectory figure picks its easy and hard examples
-METRICS = ("top1", "top5", "nll", "ece", "tie_rate")  # the metrics a row records, rounded to 6 digits
+# the metrics a row records, rounded to 6 digits
+METRICS = ("top1", "top5", "nll", "brier", "ece", "ece_adaptive", "aurc", "augrc", "tie_rate")
 
 
 def result_row(task: Task, m: Measurement) -> Row:
@@ -82,6 +83,7 @@ def result_row(task: Task, m: Measurement) -> Row:
         **task.condition.fields(),
         **{k: round(metrics[k], 6) for k in METRICS},
         "seconds": round(m.seconds, 3),
+        "ms_per_image": round(1000 * m.seconds / max(len(m.labels), 1), 3),
         "num_samples": len(m.labels),
         **m.extra,
         "reliability": reliability_bins(m.probs, m.labels),

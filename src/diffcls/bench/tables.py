@@ -282,19 +282,31 @@ def _clean_table(rows: list[Row], series: list[Series]) -> str:
     return markdown_table(["model", "top-1", "top-5", "NLL", "ECE"], body)
 
 
+# The uncertainty columns of the calibration table: (row key, header), clean and at the worst severity.
+CALIBRATION_COLUMNS = (
+    ("nll", "NLL"),
+    ("brier", "Brier"),
+    ("ece", "ECE"),
+    ("ece_adaptive", "ECE (equal mass)"),
+    ("aurc", "AURC"),
+    ("tie_rate", "ties"),
+)
+WORST_SEVERITY_COLUMNS = (("nll", "NLL"), ("brier", "Brier"), ("ece", "ECE"), ("aurc", "AURC"))
+
+
 def _calibration_table(rows: list[Row], series: list[Series]) -> str:
-    """NLL, ECE and the rate of exact ties at the top (rows argmax breaks by class index), clean and at the worst
-    severity."""
+    """Proper scores (NLL, Brier), calibration (ECE over 15 equal-width and 15 equal-mass bins), selective risk
+    (AURC) and the rate of exact ties at the top (rows argmax breaks by class index), clean and at the worst
+    severity. A cell is "–" where the rows predate a metric."""
     worst = worst_severity(rows)
-    metrics = ("nll", "ece", "tie_rate")
-    header = ["model", "clean NLL", "clean ECE", "clean ties"]
+    header = ["model", *[f"clean {name}" for _, name in CALIBRATION_COLUMNS]]
     if worst:
-        header += [f"severity {worst}: {name}" for name in ("NLL", "ECE", "ties")]
+        header += [f"severity {worst}: {name}" for _, name in WORST_SEVERITY_COLUMNS]
     body = []
     for s in series:
-        cells = metric_cells(rows, s, is_clean, metrics)
+        cells = metric_cells(rows, s, is_clean, tuple(key for key, _ in CALIBRATION_COLUMNS))
         if worst:
-            cells += metric_cells(rows, s, at_severity(worst), metrics)
+            cells += metric_cells(rows, s, at_severity(worst), tuple(key for key, _ in WORST_SEVERITY_COLUMNS))
         body.append([s.label, *cells])
     return markdown_table(header, body)
 

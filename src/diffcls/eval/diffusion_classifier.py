@@ -293,6 +293,7 @@ def evaluate_diffusion_classifier(
         "nfe_per_image": cfg.schedule.nfe(len(candidates)),
         "seconds": round(seconds, 3),
         "seconds_per_image": round(seconds / max(len(labels), 1), 4),
+        "ms_per_image": round(1000 * seconds / max(len(labels), 1), 3),
         "method": "diffusion-classifier",
         "model": str(model.folder),
         "model_kind": model.kind,

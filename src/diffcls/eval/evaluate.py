@@ -27,6 +27,7 @@ from diffcls.data import (
 from diffcls.data.corruptions import check_corruption, corrupt_images, default_corruption_set
 from diffcls.didicm import SamplerConfig
 from diffcls.errors import DiffclsError
+from diffcls.inference.calibration import fit_probability_temperature, post_metrics
 from diffcls.inference.metrics import classification_metrics
 from diffcls.inference.predict import predict_dataset
 from diffcls.methods import ClassifierMethod, get_method, load_classifier
@@ -50,6 +51,7 @@ class EvalConfig:
     severity: int | None = None
     corruption_set: str | None = None  # None: "cifar" for images of at most 64 px, else "imagenet"
     cache_dir: str | None = None  # None: default_cache_dir()
+    calibrate: bool = False  # fit a temperature on the checkpoint's validation split; report post_* metrics
 
 
 def default_cache_dir() -> Path:
@@ -95,6 +97,37 @@ def held_out_images(mconfig: dict) -> dict:
     validated on (a checkpoint from before validation splits validated on the test split)."""
     train = mconfig.get("train", {})
     return {"train_limit": train.get("train_limit"), "val_split": train.get("val_split", 0.0)}
+
+
+def _temperature_scaled(cfg, method, model, mconfig, source, tconf, probs, split, dist) -> dict:
+    """``temperature`` fitted by NLL on the checkpoint's clean validation split (same readout and seed; the
+    model's own input resolution, whatever ``--low-res`` the test view has) and the test metrics at it
+    (``post_*``); see :mod:`diffcls.inference.calibration`."""
+    held_out = held_out_images(mconfig)
+    if not held_out["val_split"]:
+        raise DiffclsError(
+            "--calibrate fits a temperature on the validation images the checkpoint held out, but it was trained "
+            "with --val-split 0"
+        )
+    val = select_split(source, "val", **held_out)
+    val_transform = TransformConfig.from_dict(mconfig["transform"])
+    _, val_probs = evaluate_model(
+        method,
+        model,
+        val,
+        val_transform,
+        cfg.sampler,
+        device=cfg.device,
+        seed=cfg.seed,
+        batch_size=cfg.batch_size,
+        workers=cfg.workers,
+        progress=False,
+        dist=dist,
+    )
+    temperature = fit_probability_temperature(val_probs, torch.as_tensor(val.labels))
+    return {"temperature": round(temperature, 6), "temperature_images": len(val.labels)} | post_metrics(
+        probs, torch.as_tensor(split.labels), temperature
+    )
 
 
 def corrupt_split(
@@ -170,6 +203,7 @@ def evaluate_model(
         **classification_metrics(probs, labels),
         "nfe_per_image": method.nfe(sampler),
         "seconds": round(seconds, 3),
+        "ms_per_image": round(1000 * seconds / max(len(labels), 1), 3),
         "images_per_second": round(len(labels) / max(seconds, 1e-9), 2),
     }
     return results, probs
@@ -222,6 +256,8 @@ def evaluate_classifier(
         progress=progress,
         dist=dist,
     )
+    if cfg.calibrate:
+        metrics.update(_temperature_scaled(cfg, method, model, mconfig, source, tconf, probs, split, dist))
     results = {
         **metrics,
         "method": method.name,

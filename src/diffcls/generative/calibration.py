@@ -3,16 +3,16 @@
 The per-class errors are means over pixels, so softmax(-error) is nearly uniform (the reference code's issues
 #23 and #35). With logits -lambda * error and lambda fitted on held-out data, NLL and ECE become meaningful; the
 argmax does not change. The NLL is convex in lambda (a sum of log-sum-exp terms of functions linear in lambda),
-hence unimodal in log lambda, so a golden-section search over log10 lambda finds its minimum.
+hence unimodal in log lambda, so a golden-section search over log10 lambda finds its minimum (the search of
+:mod:`diffcls.inference.calibration`, which scales any contender's probabilities the same way).
 """
 
 from __future__ import annotations
 
-import math
-
 from torch import Tensor
 
 from diffcls.errors import DiffclsError
+from diffcls.inference.calibration import golden_section_log10
 
 from .adaptive import pool_candidates, stagewise_probabilities
 
@@ -41,17 +41,4 @@ def fit_temperature(
     def nll(log10_temperature: float) -> float:
         return nll_at(10**log10_temperature, stage_means, labels, candidate_classes)
 
-    inv_phi = (math.sqrt(5) - 1) / 2
-    a, b = low, high
-    c, d = b - inv_phi * (b - a), a + inv_phi * (b - a)
-    fc, fd = nll(c), nll(d)
-    while b - a > tolerance:
-        if fc <= fd:
-            b, d, fd = d, c, fc
-            c = b - inv_phi * (b - a)
-            fc = nll(c)
-        else:
-            a, c, fc = c, d, fd
-            d = a + inv_phi * (b - a)
-            fd = nll(d)
-    return 10 ** ((a + b) / 2)
+    return golden_section_log10(nll, low, high, tolerance)

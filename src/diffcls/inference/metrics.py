@@ -1,9 +1,13 @@
-"""Classification metrics from predicted class probabilities: top-k accuracy, NLL, ECE, tie rate, per-class
-accuracy.
+"""Classification metrics from predicted class probabilities: top-k accuracy, the proper scores (NLL, Brier),
+calibration (ECE over equal-width and equal-mass bins), selective classification (AURC, AUGRC), tie rate and
+per-class accuracy, under the names torch-uncertainty and uncertainty-baselines use.
 
 Every metric takes ``probs: float[N, K]`` (rows sum to 1) and ``labels: int64[N]``. Diffusion samplers can put
 exactly zero mass on a class (a CL histogram over 10 chains, say), so the NLL clamps probabilities at
 ``NLL_FLOOR`` = 1e-12: a confidently wrong zero costs −log(1e-12) ≈ 27.6 nats instead of infinity.
+
+Confidence is the largest probability of a row and the prediction its argmax. Selective metrics rank images by
+confidence, highest first; equal confidences keep data-set order (a stable sort), so results are reproducible.
 """
 
 from __future__ import annotations
@@ -33,6 +37,57 @@ def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins
     return multiclass_calibration_error(
         probs.float(), labels, num_classes=probs.shape[1], n_bins=n_bins, norm="l1"
     ).item()
+
+
+def brier_score(probs: torch.Tensor, labels: torch.Tensor) -> float:
+    """Multi-class Brier score: mean over images of Σ_k (p_k − 1[k = y])² (0 is perfect, 2 the worst)."""
+    onehot = torch.nn.functional.one_hot(labels, probs.shape[1]).double()
+    return (probs.double() - onehot).pow(2).sum(dim=1).mean().item()
+
+
+def adaptive_calibration_error(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = ECE_BINS) -> float:
+    """L1 ECE over ``n_bins`` equal-mass bins: images sorted by confidence and cut into ``n_bins`` runs of
+    (nearly) equal size (sizes differ by at most one, larger runs first, as ``numpy.array_split``); Σ_b (n_b / N)
+    |accuracy_b − mean confidence_b|. Fewer images than bins: one bin per image."""
+    if len(labels) == 0:
+        return 0.0
+    confidence, correct = _confidence_and_correct(probs, labels)
+    order = confidence.argsort(stable=True)
+    gaps = [
+        (correct[run].mean() - confidence[run].mean()).abs() * len(run)
+        for run in order.tensor_split(min(n_bins, len(order)))
+        if len(run)
+    ]
+    return (sum(gaps) / len(order)).item()
+
+
+def risk_coverage(probs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The risk–coverage curve of selective classification: keeping the i most confident images (i = 1..N),
+    coverage i/N and risk = error rate among them. Returns ``(coverage, risk)``, float64[N] each."""
+    confidence, correct = _confidence_and_correct(probs, labels)
+    order = (-confidence).argsort(stable=True)
+    errors = (1 - correct[order]).cumsum(0)
+    kept = torch.arange(1, len(order) + 1, dtype=torch.float64)
+    return kept / len(order), errors / kept
+
+
+def area_under_risk_coverage(probs: torch.Tensor, labels: torch.Tensor) -> float:
+    """AURC: the mean over i = 1..N of the error rate of the i most confident images (lower is better; a
+    classifier that ranks all its errors last reaches the minimum for its accuracy)."""
+    return risk_coverage(probs, labels)[1].mean().item() if len(labels) else 0.0
+
+
+def area_under_generalized_risk_coverage(probs: torch.Tensor, labels: torch.Tensor) -> float:
+    """AUGRC (Traub et al., 2024): the mean over i = 1..N of (errors among the i most confident images) / N, the
+    rate of silent failures at each coverage; unlike AURC it does not weigh the first few images most."""
+    coverage, risk = risk_coverage(probs, labels)
+    return (coverage * risk).mean().item() if len(labels) else 0.0
+
+
+def _confidence_and_correct(probs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image: the largest probability and whether the argmax is the label, float64[N] each."""
+    confidence, predicted = probs.double().max(dim=1)
+    return confidence, (predicted == labels).double()
 
 
 def reliability_bins(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = ECE_BINS) -> dict[str, list]:
@@ -85,8 +140,9 @@ def tie_rate(probs: torch.Tensor, rtol: float = 0.0) -> float:
 
 
 def classification_metrics(probs: torch.Tensor, labels: torch.Tensor) -> dict:
-    """All metrics as a JSON-ready dict: ``top1``, ``top5`` (fractions), ``nll``, ``ece``, ``tie_rate`` (see
-    :func:`tie_rate`), ``num_samples``, ``per_class_top1``."""
+    """All metrics as a JSON-ready dict: ``top1``, ``top5`` (fractions), ``nll``, ``brier``, ``ece``,
+    ``ece_adaptive``, ``aurc``, ``augrc``, ``tie_rate`` (see :func:`tie_rate`), ``num_samples``,
+    ``per_class_top1``."""
     if probs.ndim != 2 or len(probs) != len(labels):
         raise ValueError(f"probs must be N×K with N = len(labels); got {tuple(probs.shape)} and {len(labels)}")
     labels = labels.long()
@@ -94,7 +150,11 @@ def classification_metrics(probs: torch.Tensor, labels: torch.Tensor) -> dict:
         "top1": topk_accuracy(probs, labels, 1),
         "top5": topk_accuracy(probs, labels, 5),
         "nll": negative_log_likelihood(probs, labels),
+        "brier": brier_score(probs, labels),
         "ece": expected_calibration_error(probs, labels),
+        "ece_adaptive": adaptive_calibration_error(probs, labels),
+        "aurc": area_under_risk_coverage(probs, labels),
+        "augrc": area_under_generalized_risk_coverage(probs, labels),
         "tie_rate": tie_rate(probs),
         "num_samples": int(len(labels)),
         "per_class_top1": per_class_accuracy(probs, labels),
