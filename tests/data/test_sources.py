@@ -218,7 +218,9 @@ def test_a_registered_kind_loads_and_has_its_own_augmentation(toy_kind):
 def test_a_kind_registered_in_a_test_is_gone_afterwards():
     assert "toy" not in DATA_KINDS
     with pytest.raises(
-        DiffclsError, match=r"expected mnist5k, digits, npz:PATH, folder:PATH, cifar10:PATH, idx:PATH or fashion-mnist$"
+        DiffclsError,
+        match=r"expected mnist5k, digits, npz:PATH, folder:PATH, cifar10:PATH, gaussmix\[:OPTIONS\], idx:PATH or "
+        r"fashion-mnist$",
     ):
         load_source("toy:6")
 
@@ -229,14 +231,17 @@ def test_data_spec_help_lists_every_kind():
     assert text == (
         "data spec: mnist5k (bundled MNIST, 4,000/1,000), digits (scikit-learn 8×8), npz:PATH (x_train, "
         "y_train, x_test, y_test), folder:PATH (train/ and val/ with a folder per class), "
-        "cifar10:PATH (the cifar-10-batches-py folder), idx:PATH (a folder of the four MNIST-format IDX files, "
-        "gzipped or not), fashion-mnist (Fashion-MNIST 60,000/10,000 from Debian's dataset-fashion-mnist)"
+        "cifar10:PATH (the cifar-10-batches-py folder), gaussmix[:OPTIONS] (generated class templates + Gaussian "
+        "noise with an exact Bayes posterior; options after a colon, e.g. "
+        "gaussmix:classes=10,noise=0.8,size=16,train=5000,test=1000,seed=0), idx:PATH (a folder of the four "
+        "MNIST-format IDX files, gzipped or not), fashion-mnist (Fashion-MNIST 60,000/10,000 from Debian's "
+        "dataset-fashion-mnist)"
     )
 
 
 def test_default_augment_per_kind():
-    specs = ["mnist5k", "digits", "npz:x.npz", "folder:/data", "cifar10:/data", "hdf5:/data"]
-    assert [default_augment(s) for s in specs] == ["crop", "crop", "crop", "rrc-flip", "crop-flip", "crop"]
+    specs = ["mnist5k", "digits", "npz:x.npz", "folder:/data", "cifar10:/data", "gaussmix:noise=1", "hdf5:/data"]
+    assert [default_augment(s) for s in specs] == ["crop", "crop", "crop", "rrc-flip", "crop-flip", "none", "crop"]
 
 
 def test_unknown_spec_error_lists_the_kinds():
@@ -244,5 +249,5 @@ def test_unknown_spec_error_lists_the_kinds():
         load_source("hdf5:/data/train.h5")
     assert str(info.value) == (
         "unknown data spec 'hdf5:/data/train.h5': expected mnist5k, digits, npz:PATH, folder:PATH, cifar10:PATH, "
-        "idx:PATH or fashion-mnist"
+        "gaussmix[:OPTIONS], idx:PATH or fashion-mnist"
     )

@@ -10,6 +10,7 @@ from diffcls.data.datasets import (
     training_splits,
     validation_split,
 )
+from diffcls.data.gaussmix import GaussMix, load_gaussmix  # registers gaussmix
 from diffcls.data.idx import load_fashion_mnist, load_idx_folder, read_idx  # registers idx: and fashion-mnist
 from diffcls.data.sources import (
     DATA_KINDS,
@@ -47,6 +48,8 @@ __all__ = [
     "register_data_kind",
     "data_spec_help",
     "read_idx",
+    "GaussMix",
+    "load_gaussmix",
     "load_idx_folder",
     "load_fashion_mnist",
 ]

@@ -60,6 +60,9 @@ class DataSource:
     channels: int
     default_img_size: int = 32
     meta: dict = field(default_factory=dict)
+    # Generated data only: the exact class posterior p(c | x) of raw images uint8[N, H, W, C] -> float64[N, K]
+    # (see diffcls.data.gaussmix); None where nobody knows it (every real data set).
+    posterior: Callable[[np.ndarray], np.ndarray] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -70,7 +73,8 @@ class DataSource:
 class DataKind:
     """One kind of data spec, named by the part of the spec before ``:``.
 
-    ``load`` reads the source: ``load(path)`` when ``takes_path`` (spec ``name:PATH``), else ``load()`` (spec
+    ``load`` reads the source: ``load(path)`` when ``takes_path`` (spec ``name:PATH``), ``load(options)`` when
+    ``takes_options`` (spec ``name`` or ``name:OPTIONS``, options "" when none), else ``load()`` (spec
     ``name``). ``default_augment`` is the training augmentation for the kind (a
     :class:`~diffcls.data.transforms.TransformConfig` ``augment`` value); ``help`` says what the spec names, for
     ``--data``'s help text.
@@ -81,10 +85,13 @@ class DataKind:
     takes_path: bool
     default_augment: str
     help: str
+    takes_options: bool = False
 
     @property
     def usage(self) -> str:
-        """How the spec is written: ``name:PATH`` or ``name``."""
+        """How the spec is written: ``name:PATH``, ``name[:OPTIONS]`` or ``name``."""
+        if self.takes_options:
+            return f"{self.name}[:OPTIONS]"
         return f"{self.name}:PATH" if self.takes_path else self.name
 
 
@@ -105,6 +112,8 @@ def load_source(spec: str) -> DataSource:
     kind = DATA_KINDS.get(name)
     if kind is None:
         raise DiffclsError(f"unknown data spec {spec!r}: expected {_usages()}")
+    if kind.takes_options:
+        return kind.load(path)
     if kind.takes_path and not path:
         raise DiffclsError(f"data spec {spec!r} needs a path, e.g. {name}:/path/to/data")
     if not kind.takes_path and path:

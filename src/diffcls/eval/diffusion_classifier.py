@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from diffcls.data import ImageDataset, ImageTransform, TransformConfig, load_source, stratified_order
+from diffcls.data import ImageDataset, ImageTransform, TransformConfig, load_source, stratified_order, subset_split
 from diffcls.errors import DiffclsError
-from diffcls.eval.evaluate import corrupt_split, select_split
+from diffcls.eval.evaluate import corrupt_split, known_posterior, select_split
 from diffcls.generative import Schedule, classify, parse_schedule
 from diffcls.generative.adaptive import pool_candidates, stagewise_probabilities
 from diffcls.generative.calibration import fit_temperature
@@ -31,7 +31,7 @@ from diffcls.generative.pretrained import (
     pipeline_kind,
     read_prompt_csv,
 )
-from diffcls.inference.metrics import classification_metrics
+from diffcls.inference.metrics import classification_metrics, posterior_metrics
 from diffcls.methods import METHODS, method_of
 from diffcls.models.noise_predictors import load_pipeline_unet
 from diffcls.runtime.distributed import SINGLE_PROCESS, Dist
@@ -288,8 +288,11 @@ def evaluate_diffusion_classifier(
     pooling = torch.tensor(candidates) if model.candidate_classes is not None else None
     temperature, source_of_temperature = _temperature(cfg, model, stage_means, labels, pooling)
     probs = pool_candidates(stagewise_probabilities(stage_means, temperature), pooling, source.num_classes).float()
+    posterior = known_posterior(source, subset_split(split, indices), cfg.corruption, transform.low_res)
+    bayes = {} if posterior is None else posterior_metrics(probs, labels, posterior)
     results = {
         **classification_metrics(probs, labels),
+        **bayes,
         "nfe_per_image": cfg.schedule.nfe(len(candidates)),
         "seconds": round(seconds, 3),
         "seconds_per_image": round(seconds / max(len(labels), 1), 4),

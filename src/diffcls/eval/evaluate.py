@@ -28,7 +28,7 @@ from diffcls.data.corruptions import check_corruption, corrupt_images, default_c
 from diffcls.didicm import SamplerConfig
 from diffcls.errors import DiffclsError
 from diffcls.inference.calibration import fit_probability_temperature, post_metrics
-from diffcls.inference.metrics import classification_metrics
+from diffcls.inference.metrics import classification_metrics, posterior_metrics
 from diffcls.inference.predict import predict_dataset
 from diffcls.methods import ClassifierMethod, get_method, load_classifier
 from diffcls.runtime.distributed import SINGLE_PROCESS, Dist
@@ -99,7 +99,15 @@ def held_out_images(mconfig: dict) -> dict:
     return {"train_limit": train.get("train_limit"), "val_split": train.get("val_split", 0.0)}
 
 
-def _temperature_scaled(cfg, method, model, mconfig, source, tconf, probs, split, dist) -> dict:
+def known_posterior(source: DataSource, split: Split, corruption: str | None, low_res: int | None):
+    """The exact Bayes posterior float64[N, K] of ``split``'s images when the data set knows it (``gaussmix``) and
+    the images are the generator's own (no corruption, no low-resolution view); else None."""
+    if source.posterior is None or corruption is not None or low_res is not None or not split.in_memory:
+        return None
+    return torch.as_tensor(source.posterior(split.images))
+
+
+def _temperature_scaled(cfg, method, model, mconfig, source, probs, split, posterior, dist) -> dict:
     """``temperature`` fitted by NLL on the checkpoint's clean validation split (same readout and seed; the
     model's own input resolution, whatever ``--low-res`` the test view has) and the test metrics at it
     (``post_*``); see :mod:`diffcls.inference.calibration`."""
@@ -126,7 +134,7 @@ def _temperature_scaled(cfg, method, model, mconfig, source, tconf, probs, split
     )
     temperature = fit_probability_temperature(val_probs, torch.as_tensor(val.labels))
     return {"temperature": round(temperature, 6), "temperature_images": len(val.labels)} | post_metrics(
-        probs, torch.as_tensor(split.labels), temperature
+        probs, torch.as_tensor(split.labels), temperature, posterior
     )
 
 
@@ -256,8 +264,11 @@ def evaluate_classifier(
         progress=progress,
         dist=dist,
     )
+    posterior = known_posterior(source, split, cfg.corruption, tconf.low_res)
+    if posterior is not None:
+        metrics.update(posterior_metrics(probs, torch.as_tensor(split.labels), posterior))
     if cfg.calibrate:
-        metrics.update(_temperature_scaled(cfg, method, model, mconfig, source, tconf, probs, split, dist))
+        metrics.update(_temperature_scaled(cfg, method, model, mconfig, source, probs, split, posterior, dist))
     results = {
         **metrics,
         "method": method.name,

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import torch
 
 from diffcls.errors import DiffclsError
-from diffcls.inference.metrics import NLL_FLOOR, classification_metrics, negative_log_likelihood
+from diffcls.inference.metrics import NLL_FLOOR, classification_metrics, negative_log_likelihood, posterior_metrics
 
 # The metrics temperature scaling changes (top-1 and ties stay), reported after it as ``post_<name>``.
 POST_METRICS = ("nll", "brier", "ece", "ece_adaptive", "aurc", "augrc")
@@ -72,7 +72,14 @@ def fit_probability_temperature(probs: torch.Tensor, labels: torch.Tensor) -> fl
     return golden_section_log10(nll, *LOG10_T_RANGE)
 
 
-def post_metrics(probs: torch.Tensor, labels: torch.Tensor, temperature: float) -> dict:
-    """``post_<metric>`` for each of :data:`POST_METRICS`: the metrics of ``probs`` float[N, K] at ``temperature``."""
-    scaled = classification_metrics(scale_probabilities(probs, temperature), labels.long())
-    return {f"post_{name}": scaled[name] for name in POST_METRICS}
+def post_metrics(
+    probs: torch.Tensor, labels: torch.Tensor, temperature: float, posterior: torch.Tensor | None = None
+) -> dict:
+    """``post_<metric>`` for each of :data:`POST_METRICS` (and ``post_kl_to_bayes`` given the exact
+    ``posterior``): the metrics of ``probs`` float[N, K] at ``temperature``."""
+    scaled_probs = scale_probabilities(probs, temperature)
+    scaled = classification_metrics(scaled_probs, labels.long())
+    out = {f"post_{name}": scaled[name] for name in POST_METRICS}
+    if posterior is not None:
+        out["post_kl_to_bayes"] = posterior_metrics(scaled_probs, labels, posterior)["kl_to_bayes"]
+    return out

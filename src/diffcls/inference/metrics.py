@@ -90,6 +90,21 @@ def _confidence_and_correct(probs: torch.Tensor, labels: torch.Tensor) -> tuple[
     return confidence, (predicted == labels).double()
 
 
+def posterior_metrics(probs: torch.Tensor, labels: torch.Tensor, posterior: torch.Tensor) -> dict:
+    """Against the exact Bayes posterior ``posterior`` float[N, K] of the same images (generated data such as
+    ``gaussmix``): ``bayes_top1`` and ``bayes_nll`` (the best any classifier can score on these images, in
+    expectation) and ``kl_to_bayes`` = mean over images of KL(posterior ‖ probs) in nats, with ``probs`` floored
+    at ``NLL_FLOOR`` like the NLL (0 only for the posterior itself)."""
+    q = posterior.double()
+    p = probs.double().clamp_min(NLL_FLOOR)
+    kl = torch.where(q > 0, q * (q.clamp_min(1e-300).log() - p.log()), torch.zeros_like(q)).sum(dim=1)
+    return {
+        "bayes_top1": topk_accuracy(q, labels.long(), 1),
+        "bayes_nll": negative_log_likelihood(q, labels.long()),
+        "kl_to_bayes": kl.mean().item(),
+    }
+
+
 def reliability_bins(probs: torch.Tensor, labels: torch.Tensor, n_bins: int = ECE_BINS) -> dict[str, list]:
     """Per confidence bin ``(i/n, (i+1)/n]``: image count, summed confidence and summed correctness.
 
