@@ -345,3 +345,18 @@ def test_v_prediction_output_is_converted_to_epsilon():
 
     model = TextConditionalNoisePredictor(VUnet(), torch.zeros(2, 3, 5), alphas, "v_prediction")
     torch.testing.assert_close(model(x_t, t, torch.tensor([0, 1, 0])), eps, rtol=1e-4, atol=1e-5)
+
+
+def test_split_val_classifies_the_images_the_checkpoint_held_out(tmp_path, npz_path, ddpm_checkpoint):
+    """--split val reads the checkpoint's val_split of its training images (as for classifiers), and --split test
+    the test split; per-image labels come from the right split."""
+    from diffcls.data import load_source, training_splits
+
+    val = training_splits(load_source(f"npz:{npz_path}").train, None, 0.1)[1]
+    results = tmp_path / "val.json"
+    common = ["--checkpoint", ddpm_checkpoint, "--data", f"npz:{npz_path}", "--n-samples", "2", "--to-keep", "1"]
+    assert run_eval(*common, "--split", "val", "--results-file", results) == 0
+    r = json.loads(results.read_text())
+    assert r["num_samples"] == len(val.labels) == 8 and r["split"] == "val"
+    rows = [json.loads(line) for line in results.with_suffix(".images.jsonl").read_text().splitlines()[1:]]
+    assert sorted(row["label"] for row in rows) == sorted(val.labels.tolist())

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from diffcls.data import ImageDataset, ImageTransform, TransformConfig, load_source, stratified_order, subset_split
 from diffcls.errors import DiffclsError
-from diffcls.eval.evaluate import corrupt_split, known_posterior, select_split
+from diffcls.eval.evaluate import corrupt_split, held_out_images, known_posterior, select_split
 from diffcls.generative import Schedule, classify, parse_schedule
 from diffcls.generative.adaptive import pool_candidates, stagewise_probabilities
 from diffcls.generative.calibration import fit_temperature
@@ -269,7 +269,9 @@ def evaluate_diffusion_classifier(
             if model.candidate_classes is None
             else f"a prompt's classidx is outside the data's {source.num_classes} classes"
         )
-    split = select_split(source, cfg.split, None)
+    # --split val/train: the images a diffcls checkpoint held out or trained on (a diffusers folder records none)
+    held_out = held_out_images(method_of(cfg.checkpoint)[1]) if cfg.checkpoint else {}
+    split = select_split(source, cfg.split, None, **held_out)
     indices = _indices(split.labels, cfg.start, cfg.limit)
     corruption_set = None
     if cfg.corruption is not None:
