@@ -345,6 +345,23 @@ def _add_eval_parser(sub) -> None:
         "the checkpoint held out, with the same readout, and add temperature and post_nll, post_brier, post_ece, "
         "post_ece_adaptive, post_aurc, post_augrc (the Diffusion Classifier's λ: --fit-temperature)",
     )
+    g = p.add_argument_group("out-of-distribution detection (classifiers)")
+    g.add_argument(
+        "--ood-data",
+        default=None,
+        metavar="SPEC",
+        help="also classify the test split of this data spec (or 'noise': uniform noise shaped like the test "
+        "images) and write ood_auroc, ood_aupr, ood_fpr95 (OOD is the positive class); --save-probs FILE saves "
+        "its probabilities in FILE with .ood.npy",
+    )
+    g.add_argument(
+        "--ood-score",
+        default="msp",
+        metavar="NAME",
+        help="uncertainty score of the ood_* metrics: msp (1 - max probability; default) or entropy "
+        "(ood_by_score has both)",
+    )
+    g.add_argument("--ood-limit", type=int, default=None, help="OOD images (default: as many as test images)")
     p.add_argument("--device", default="auto")
     p.add_argument(
         "-j",
@@ -572,7 +589,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from diffcls.eval.evaluate import check_output_paths
+    from diffcls.eval.evaluate import check_output_paths, ood_probs_path
     from diffcls.runtime.device import resolve_device
     from diffcls.runtime.distributed import init_distributed, rank_device
     from diffcls.runtime.lock import exclusive
@@ -590,11 +607,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise DiffclsError(
             "--calibrate applies to classifiers; the Diffusion Classifier fits its λ with --fit-temperature"
         )
+    if args.ood_data and evaluation != "classifier":
+        raise DiffclsError("--ood-data applies to classifiers (standard, DiDiCM) for now")
+    ood_probs = ood_probs_path(args.save_probs) if args.save_probs and args.ood_data else None
     # One writer per results file set; the checkpoint is only read, unless the Diffusion Classifier stores a
     # fitted temperature in it.
     model_folder = args.checkpoint or args.pretrained
     written_folders = [model_folder] if args.fit_temperature and model_folder else []
-    with exclusive(written_folders, [args.results_file, args.save_probs, _per_image_path(args)], dist=dist):
+    written_files = [args.results_file, args.save_probs, ood_probs, _per_image_path(args)]
+    with exclusive(written_folders, written_files, dist=dist):
         return runners[evaluation](args, dist, device)
 
 
@@ -639,13 +660,18 @@ def _eval_classifier(args: argparse.Namespace, dist, device: str) -> int:
         corruption_set=args.corruption_set,
         cache_dir=args.corruption_cache,
         calibrate=args.calibrate,
+        ood_data=args.ood_data,
+        ood_score=args.ood_score,
+        ood_limit=args.ood_limit,
     )
     results, probs = evaluate_classifier(cfg, dist=dist)
     if not dist.is_main:
         return 0
     write_results(results, probs, args.results_file, args.save_probs)
     keys = ("top1", "top5", "nll", "brier", "ece", "aurc", "num_samples", "nfe_per_image", "ms_per_image")
-    summary = {k: results[k] for k in keys + (("temperature", "post_nll", "post_ece") if args.calibrate else ())}
+    keys += ("temperature", "post_nll", "post_ece") if args.calibrate else ()
+    keys += ("ood_score", "ood_auroc", "ood_aupr", "ood_fpr95") if args.ood_data else ()
+    summary = {k: results[k] for k in keys}
     print(json.dumps(summary))
     return 0
 

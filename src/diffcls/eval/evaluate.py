@@ -29,6 +29,7 @@ from diffcls.didicm import SamplerConfig
 from diffcls.errors import DiffclsError
 from diffcls.inference.calibration import fit_probability_temperature, post_metrics
 from diffcls.inference.metrics import classification_metrics, posterior_metrics
+from diffcls.inference.ood import OOD_SCORES, all_ood_metrics
 from diffcls.inference.predict import predict_dataset
 from diffcls.methods import ClassifierMethod, get_method, load_classifier
 from diffcls.runtime.distributed import SINGLE_PROCESS, Dist
@@ -52,6 +53,9 @@ class EvalConfig:
     corruption_set: str | None = None  # None: "cifar" for images of at most 64 px, else "imagenet"
     cache_dir: str | None = None  # None: default_cache_dir()
     calibrate: bool = False  # fit a temperature on the checkpoint's validation split; report post_* metrics
+    ood_data: str | None = None  # a data spec (its test split) or "noise": score OOD detection against it
+    ood_score: str = "msp"  # the uncertainty score of ood_auroc / ood_aupr / ood_fpr95 (see diffcls.inference.ood)
+    ood_limit: int | None = None  # OOD images: a fixed stratified subset (default: as many as the test images)
 
 
 def default_cache_dir() -> Path:
@@ -136,6 +140,37 @@ def _temperature_scaled(cfg, method, model, mconfig, source, probs, split, poste
     return {"temperature": round(temperature, 6), "temperature_images": len(val.labels)} | post_metrics(
         probs, torch.as_tensor(split.labels), temperature, posterior
     )
+
+
+def ood_split(spec: str, source: DataSource, n: int, transform: TransformConfig) -> Split:
+    """``n`` out-of-distribution images for a model of ``source``: a fixed stratified subset of the test split of
+    data spec ``spec``, or ``"noise"``: uniform uint8 noise shaped like ``source``'s test images (seed 0). Images
+    the model cannot take (another channel count; too large to pad to its input) are a one-line error."""
+    if spec == "noise":
+        shape = (n, *source.test.images.shape[1:]) if source.test.in_memory else (n, *source.native_size, 3)
+        images = np.random.default_rng(0).integers(0, 256, size=shape, dtype=np.uint8)
+        return Split(images, np.zeros(n, dtype=np.int64))
+    ood = load_source(spec)
+    if ood.channels != source.channels:
+        raise DiffclsError(
+            f"--ood-data {spec} has {ood.channels}-channel images but the in-distribution data {source.name} has "
+            f"{source.channels}; convert one of them first"
+        )
+    if transform.fit == "pad" and max(ood.native_size) > transform.img_size:
+        raise DiffclsError(
+            f"--ood-data {spec} has {ood.native_size[0]}×{ood.native_size[1]} images, larger than the model's "
+            f"{transform.img_size}-px input that it pads to (--fit pad)"
+        )
+    return select_split(ood, "test", min(n, len(ood.test)))
+
+
+def ood_results(in_probs: torch.Tensor, out_probs: torch.Tensor, score: str, spec: str) -> dict:
+    """The results fields of OOD detection: ``ood_auroc``, ``ood_aupr``, ``ood_fpr95`` of ``score`` (a name of
+    :data:`~diffcls.inference.ood.OOD_SCORES`), which score and data, and every score's metrics under
+    ``ood_by_score``."""
+    by_score = all_ood_metrics(in_probs, out_probs)
+    return {**by_score[score], "ood_score": score, "ood_data": spec, "ood_num_samples": len(out_probs),
+            "ood_by_score": by_score}  # fmt: skip
 
 
 def corrupt_split(
@@ -235,6 +270,16 @@ def evaluate_classifier(
             f"{mconfig['num_classes']}"
         )
     split = select_split(source, cfg.split, cfg.limit, **held_out_images(mconfig))
+    tconf = TransformConfig.from_dict(mconfig["transform"])
+    if cfg.low_res is not None:
+        tconf.low_res = cfg.low_res
+    ood = None  # checked before any work
+    if cfg.ood_data is not None:
+        if cfg.ood_score not in OOD_SCORES:
+            raise DiffclsError(f"unknown --ood-score {cfg.ood_score!r}; choose from {', '.join(OOD_SCORES)}")
+        if cfg.ood_limit is not None and cfg.ood_limit < 1:
+            raise DiffclsError(f"--ood-limit must be >= 1, got {cfg.ood_limit}")
+        ood = ood_split(cfg.ood_data, source, cfg.ood_limit or len(split), tconf)
     corruption_set = None
     if cfg.corruption is not None:
         split, corruption_set = corrupt_split(
@@ -248,9 +293,6 @@ def evaluate_classifier(
             progress,
             dist,
         )
-    tconf = TransformConfig.from_dict(mconfig["transform"])
-    if cfg.low_res is not None:
-        tconf.low_res = cfg.low_res
     metrics, probs = evaluate_model(
         method,
         model,
@@ -269,6 +311,13 @@ def evaluate_classifier(
         metrics.update(posterior_metrics(probs, torch.as_tensor(split.labels), posterior))
     if cfg.calibrate:
         metrics.update(_temperature_scaled(cfg, method, model, mconfig, source, probs, split, posterior, dist))
+    ood_probs = None
+    if ood is not None:
+        _, ood_probs = evaluate_model(
+            method, model, ood, tconf, cfg.sampler, device=cfg.device, seed=cfg.seed, batch_size=cfg.batch_size,
+            workers=cfg.workers, progress=progress, dist=dist,
+        )  # fmt: skip
+        metrics.update(ood_results(probs, ood_probs, cfg.ood_score, cfg.ood_data))
     results = {
         **metrics,
         "method": method.name,
@@ -284,16 +333,32 @@ def evaluate_classifier(
         "seed": cfg.seed,
         "processes": dist.world_size,
     }
+    if ood_probs is not None:
+        results["ood_probs"] = ood_probs  # popped by the caller, saved beside --save-probs
     return results, probs
 
 
 def write_results(results: dict, probs: torch.Tensor, results_file: str | None, probs_file: str | None) -> None:
+    """The results JSON and, with ``probs_file``, the probabilities float32[N, K] as .npy (and those of the OOD
+    images, ``results["ood_probs"]``, in :func:`ood_probs_path`)."""
+    ood_probs = results.pop("ood_probs", None)
     if results_file:
         write_json(results_file, results)
     if probs_file:
-        buffer = io.BytesIO()
-        np.save(buffer, probs.numpy().astype(np.float32))
-        atomic_write(probs_file, lambda f: f.write(buffer.getvalue()))
+        _save_npy(probs_file, probs)
+        if ood_probs is not None:
+            _save_npy(ood_probs_path(probs_file), ood_probs)
+
+
+def ood_probs_path(probs_file: str | Path) -> Path:
+    """Where ``--save-probs FILE`` puts the OOD images' probabilities: ``FILE`` with ``.ood.npy``."""
+    return Path(probs_file).with_suffix(".ood.npy")
+
+
+def _save_npy(path: str | Path, array: torch.Tensor) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, array.numpy().astype(np.float32))
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))
 
 
 def predict_files(
