@@ -88,6 +88,28 @@ def test_bench_writes_every_row_once(bench):
     assert {r["family"] for r in corrupted} == {"noise", "digital"}
 
 
+def test_bench_rows_carry_uncertainty_metrics_temperature_and_per_image_outcomes(bench):
+    """Every row: the new metrics, a temperature fitted once per model and readout on the validation split (the
+    same T in every condition), post_* metrics equal to the metrics of the rescaled probabilities (top-1 kept,
+    so the per-image outcomes are those of the raw probabilities), and a per-image outcome string that the
+    row's top-1 is the mean of."""
+    benchmark, _ = bench
+    rows = json.loads((benchmark.out / "results.json").read_text())
+    temperatures: dict = {}
+    for r in rows:
+        for key in ("brier", "ece_adaptive", "aurc", "augrc", "ms_per_image", "temperature", "post_nll", "post_ece"):
+            assert key in r, key
+        assert len(r["correct"]) == r["num_samples"] and set(r["correct"]) <= {"0", "1"}
+        assert r["correct"].count("1") / r["num_samples"] == pytest.approx(r["top1"], abs=1e-6)
+        assert r["temperature"] > 0 and sum(r["post_reliability"]["count"]) == r["num_samples"]
+        if r["kind"] in ("clean", "corruption"):  # full-data models: one T per (model, readout)
+            temperatures.setdefault((r["contender"], r["readout"], r["seed"]), set()).add(r["temperature"])
+    assert all(len(ts) == 1 for ts in temperatures.values())
+    with open(benchmark.out / "results.csv") as f:
+        header = next(csv.reader(f))
+    assert "post_nll" in header and "correct" not in header and "post_reliability" not in header
+
+
 def test_bench_models_learn_the_blobs(bench):
     benchmark, _ = bench
     rows = json.loads((benchmark.out / "results.json").read_text())

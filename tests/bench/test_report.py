@@ -100,3 +100,30 @@ def test_plateau_gain_compares_the_last_quarter_with_the_best_before():
     assert plateau_gain([0.5, 0.9, 0.95, 0.96, 0.96, 0.961, 0.959, 0.962]) == pytest.approx(0.001)  # flat
     assert plateau_gain([0.5, 0.9, 0.95, 0.96, 0.96, 0.95, 0.94, 0.93]) < 0  # a best epoch earlier than the tail
     assert plateau_gain([0.5, 0.9, 0.95]) is None
+
+
+def _rows_with_outcomes(base: str, new: str, seed: int = 0, condition: str = "clean") -> list[dict]:
+    return [
+        {"contender": c, "readout": "r", "seed": seed, "condition": condition, "kind": "clean", "correct": outcomes}
+        for c, outcomes in (("a", base), ("b", new))
+    ]
+
+
+def test_bootstrap_interval_of_a_gain():
+    """A gain that is the same on every image has a zero-width interval; a gain of +0.1 on 400 images (40 images
+    better, none worse) has the paired bootstrap's interval around 0.1 of width ≈ 2 × 1.96 × sd / √n."""
+    from diffcls.bench.stats import Series, bootstrap_gain
+
+    a, b = Series("a", "r", "a"), Series("b", "r", "b")
+    always = _rows_with_outcomes("0" * 50, "1" * 50)
+    assert bootstrap_gain(always, a, b, lambda r: True) == (1.0, 1.0)
+    rows = _rows_with_outcomes("0" * 40 + "1" * 360, "1" * 400)
+    low, high = bootstrap_gain(rows, a, b, lambda r: True)
+    half_width = 1.96 * (0.1 * 0.9) ** 0.5 / 400**0.5
+    assert low < 0.1 < high and abs((high - low) / 2 - half_width) < 0.25 * half_width
+    # Seeds average: a second seed with no gain halves the gain and narrows the interval by √2.
+    rows += _rows_with_outcomes("1" * 400, "1" * 400, seed=1)
+    low2, high2 = bootstrap_gain(rows, a, b, lambda r: True)
+    assert low2 < 0.05 < high2 and (high2 - low2) < (high - low) * 0.6
+    # Rows without per-image outcomes (older versions) give no interval.
+    assert bootstrap_gain([{**r, "correct": None} for r in rows], a, b, lambda r: True) is None

@@ -37,6 +37,7 @@ from diffcls.eval.evaluate import evaluate_model, select_split
 from diffcls.generative.adaptive import Schedule, stagewise_probabilities
 from diffcls.generative.calibration import fit_temperature
 from diffcls.generative.pretrained import NoiseModel
+from diffcls.inference.calibration import fit_probability_temperature
 from diffcls.methods import ClassifierMethod, get_method
 from diffcls.runtime.io import JsonlLog
 from diffcls.train.config import TrainConfig
@@ -59,6 +60,11 @@ class Measurement:
     seconds: float
     nfe: int
     extra: dict = field(default_factory=dict)
+    # Temperature scaling fitted on the validation split (None: not fitted): T of p ∝ p^(1/T) for classifiers,
+    # lambda of softmax(-lambda * error) for the Diffusion Classifier, which gives its ``calibrated`` probabilities
+    # itself (for classifiers they are ``probs`` at T).
+    temperature: float | None = None
+    calibrated: torch.Tensor | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -189,22 +195,40 @@ class ClassifierContender(Contender):
         return {"readout": self.readout_label(readout), **self._fields(readout)}
 
     def evaluate(self, task: Task, split: Split, runner: Benchmark) -> Measurement:
-        model, mconfig = runner.load_classifier(runner.model_dir(self, task.training, task.seed))
+        folder = runner.model_dir(self, task.training, task.seed)
+        model, mconfig = runner.load_classifier(folder)
         transform = TransformConfig.from_dict(mconfig["transform"])
         transform.low_res = task.condition.test_low_res
-        metrics, probs = evaluate_model(
+        metrics, probs = self._measure(model, split, transform, task.readout, runner, runner.progress)
+        key = ("temperature", folder, self.readout_id(task.readout))
+        temperature = runner.cached(key, lambda: self._fit_temperature(model, mconfig, task.readout, runner))
+        return Measurement(
+            probs, torch.as_tensor(split.labels), metrics["seconds"], metrics["nfe_per_image"], temperature=temperature
+        )
+
+    def _measure(self, model, split: Split, transform: TransformConfig, readout, runner: Benchmark, progress):
+        return evaluate_model(
             self.classifier,
             model,
             split,
             transform,
-            task.readout,
+            readout,
             device=runner.device,
             seed=0,
             batch_size=256,
-            progress=runner.progress,
+            progress=progress,
             dist=runner.dist,
         )
-        return Measurement(probs, torch.as_tensor(split.labels), metrics["seconds"], metrics["nfe_per_image"])
+
+    def _fit_temperature(self, model, mconfig: dict, readout, runner: Benchmark) -> float | None:
+        """T fitted by NLL on the model's clean validation split at its own input resolution, with ``readout``
+        (once per model and readout; every condition's rows use it). None without a validation split."""
+        p = runner.preset
+        if not p.val_split:
+            return None
+        val = select_split(runner.source, "val", train_limit=p.train_limit, val_split=p.val_split)
+        _, probs = self._measure(model, val, TransformConfig.from_dict(mconfig["transform"]), readout, runner, False)
+        return fit_probability_temperature(probs, torch.as_tensor(val.labels))
 
     def series_label(self, readout: str) -> str:
         return f"{self.label} {readout}" if self.swept else self.label
@@ -333,11 +357,12 @@ class DiffusionClassifierContender(Contender):
             return None
         means, labels, seconds = classified
         return Measurement(
-            stagewise_probabilities(means, temperature).float(),
+            stagewise_probabilities(means, 1.0).float(),  # the raw Bayes rule: softmax(-error)
             labels,
             seconds,
             self.settings.schedule.nfe(runner.source.num_classes),
-            {"temperature": round(temperature, 6)},
+            temperature=temperature,
+            calibrated=stagewise_probabilities(means, temperature).float(),
         )
 
     def _scorer(self, folder: Path, runner: Benchmark) -> tuple[DCEvalConfig, NoiseModel, float]:
@@ -391,7 +416,8 @@ class DiffusionClassifierContender(Contender):
             f"**{self.label}** ({first['model']}, DDPM; readout `{first['readout']}`, {first['nfe']} "
             f"network evaluations per image): seed {first['seed']} only, each cell measured on a fixed "
             f"stratified subset of {first['num_samples']} test images (the other contenders use the whole "
-            f"test split), with the temperature of softmax(−λ·error) fitted on validation images "
+            f"test split); its raw probabilities are softmax(−error) (λ = 1, nearly uniform), and after "
+            f"temperature scaling softmax(−λ·error) with λ fitted on validation images "
             f"(λ = {first['temperature']:.4g})." + recipe,
         ]
 

@@ -53,7 +53,8 @@ from diffcls.data.corruptions import check_corruption, default_corruption_set
 from diffcls.didicm import cp_sample
 from diffcls.errors import DiffclsError
 from diffcls.eval.evaluate import corrupt_split, select_split
-from diffcls.inference.metrics import classification_metrics, reliability_bins
+from diffcls.inference.calibration import POST_METRICS, scale_probabilities
+from diffcls.inference.metrics import classification_metrics, reliability_bins, topk_correct
 from diffcls.inference.predict import bind_image
 from diffcls.methods import load_classifier, train
 from diffcls.runtime.checkpoint import CONFIG_NAME, METRICS_NAME, STATE_NAME
@@ -65,6 +66,9 @@ from diffcls.runtime.lock import exclusive
 TRAJECTORY_POOL = 512  # test images among which the trajectory figure picks its easy and hard examples
 # the metrics a row records, rounded to 6 digits
 METRICS = ("top1", "top5", "nll", "brier", "ece", "ece_adaptive", "aurc", "augrc", "tie_rate")
+
+
+NOT_IN_CSV = ("key", "reliability", "post_reliability", "correct")  # per-bin and per-image fields: JSON only
 
 
 def result_row(task: Task, m: Measurement) -> Row:
@@ -86,7 +90,23 @@ def result_row(task: Task, m: Measurement) -> Row:
         "ms_per_image": round(1000 * m.seconds / max(len(m.labels), 1), 3),
         "num_samples": len(m.labels),
         **m.extra,
+        **_temperature_scaled(m),
+        "correct": "".join("1" if c else "0" for c in topk_correct(m.probs, m.labels).tolist()),
         "reliability": reliability_bins(m.probs, m.labels),
+    }
+
+
+def _temperature_scaled(m: Measurement) -> dict:
+    """``temperature``, ``post_*`` metrics and ``post_reliability`` bins of the calibrated probabilities; {} when
+    no temperature was fitted."""
+    if m.temperature is None:
+        return {}
+    calibrated = m.calibrated if m.calibrated is not None else scale_probabilities(m.probs, m.temperature)
+    metrics = classification_metrics(calibrated, m.labels)
+    return {
+        "temperature": round(m.temperature, 6),
+        **{f"post_{k}": round(metrics[k], 6) for k in POST_METRICS},
+        "post_reliability": reliability_bins(calibrated, m.labels),
     }
 
 
@@ -340,9 +360,10 @@ class Benchmark:
         ]
 
     def write_results(self, rows: list[Row]) -> None:
-        """``results.json`` (every field) and ``results.csv`` (all but the key and the reliability bins)."""
+        """``results.json`` (every field) and ``results.csv`` (every field any row has, but the key, the reliability
+        bins and the per-image outcomes)."""
         write_json(self.out / "results.json", rows)
-        columns = [k for k in rows[0] if k not in ("reliability", "key")] if rows else []
+        columns = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in NOT_IN_CSV]
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()

@@ -7,6 +7,13 @@ of the cell count). A gain Δ is one series minus another (the compared contende
 difference. A gain is *beyond the seed spread* when, with at least 3 seeds, the two models' per-seed accuracies
 do not overlap at all (every seed of one above every seed of the other; with 3 seeds each, chance alone does
 that with probability 2/20 = 0.1); with fewer seeds it is not judged ("n/a").
+
+Beside it, a *paired bootstrap* interval over test images (:func:`bootstrap_gain`): within each seed, the test
+images are resampled with replacement (the same draw for both models and for every condition of the cell, so
+the pairing and the correlation across corruptions of one image are kept), the seed's gain is recomputed, and
+the resampled gains are averaged across seeds; the 2.5th and 97.5th percentiles of 1,000 resamples make the
+95% interval. It measures the uncertainty from the finite test set at these trained models, not from training
+(which the seed spread shows).
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+
+import numpy as np
 
 from diffcls.data.corruptions import FAMILY_NAMES
 from diffcls.didicm import SAMPLERS, SamplerConfig
@@ -24,6 +33,7 @@ Row = dict
 Predicate = Callable[[Row], bool]
 
 MIN_SEEDS_FOR_SPREAD = 3
+BOOTSTRAP_RESAMPLES = 1000
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,43 @@ def gain(rows: list[Row], base: Series, new: Series, where: Predicate) -> tuple[
         return stat, "n/a"
     va, vb = [a[s] for s in seeds], [b[s] for s in seeds]
     return stat, "yes" if min(vb) > max(va) or max(vb) < min(va) else "no"
+
+
+def bootstrap_gain(
+    rows: list[Row], base: Series, new: Series, where: Predicate, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
+) -> tuple[float, float] | None:
+    """95% paired-bootstrap interval of the top-1 gain ``new − base`` over test images (see the module docstring),
+    from the rows' per-image ``correct`` strings; None when no seed has both models on the same images for every
+    matching condition (rows of older versions have no ``correct``)."""
+    differences = []  # per seed: mean over conditions of new − base correctness, per image
+    for s in sorted({r["seed"] for r in rows if new.matches(r) and where(r)}):
+        pairs = _paired_outcomes(rows, base, new, where, s)
+        if pairs:
+            differences.append(np.mean([n - b for b, n in pairs], axis=0))
+    if not differences:
+        return None
+    rng = np.random.default_rng(seed)
+    gains = np.zeros(resamples)
+    for d in differences:
+        gains += d[rng.integers(0, len(d), size=(resamples, len(d)))].mean(axis=1)
+    gains /= len(differences)
+    low, high = np.percentile(gains, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _paired_outcomes(rows: list[Row], base: Series, new: Series, where: Predicate, seed: int) -> list:
+    """``[(base correct, new correct), ...]`` as 0/1 arrays, one pair per condition both have at ``seed`` on the
+    same number of images; [] if any matching condition lacks a pair."""
+    found: dict[str, list] = {}
+    for r in rows:
+        if r["seed"] == seed and where(r) and (base.matches(r) or new.matches(r)):
+            found.setdefault(r["condition"], [None, None])[0 if base.matches(r) else 1] = r.get("correct")
+    pairs = []
+    for b, n in found.values():
+        if b is None or n is None or len(b) != len(n):
+            return []
+        pairs.append((np.frombuffer(b.encode(), np.uint8) - 48, np.frombuffer(n.encode(), np.uint8) - 48))
+    return pairs
 
 
 def pooled_bins(rows: list[Row]) -> dict[str, list]:

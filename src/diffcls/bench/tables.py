@@ -20,6 +20,7 @@ from diffcls.bench.stats import (
     Row,
     Series,
     at_severity,
+    bootstrap_gain,
     condition_groups,
     gain,
     is_clean,
@@ -63,16 +64,20 @@ def comparison_rows(
         cells = [fmt(seed_stat(rows, s, where)) for s in series]
         if pair:
             stat, beyond = gain(rows, *pair, where)
-            cells += [fmt(stat, signed=True), beyond]
+            cells += [fmt(stat, signed=True), beyond, fmt_interval(bootstrap_gain(rows, *pair, where))]
         body.append([label, *cells])
     return body
+
+
+def fmt_interval(interval: tuple[float, float] | None, digits: int = 3) -> str:
+    return "–" if interval is None else f"[{interval[0]:+.{digits}f}, {interval[1]:+.{digits}f}]"
 
 
 def comparison_header(series: list[Series], first: str, lineup: Lineup) -> list[str]:
     head = [first, *[f"{s.label} top-1" for s in series]]
     pair = lineup.gain_pair(series)
     if pair:
-        head += [f"Δ {pair[1].label} − {lineup.baseline.name}", "beyond seed spread"]
+        head += [f"Δ {pair[1].label} − {lineup.baseline.name}", "beyond seed spread", "Δ 95% CI (test images)"]
     return head
 
 
@@ -205,6 +210,8 @@ def report_markdown(
     for condition, seeds in sweep_conditions(rows, preset):
         parts += ["", f"## NFE sweep on `{condition}`", "", nfe_table(rows, condition, seeds, lineup)]
     parts += ["", "## Calibration", "", _calibration_table(rows, series)]
+    if any("post_nll" in r for r in rows):
+        parts += ["", "## After temperature scaling", "", TEMPERATURE_TEXT, "", _temperature_table(rows, series)]
     if curves:
         parts += ["", "## Training curves and cost", "", _budget_text(curves, lineup)]
     if plots:
@@ -292,6 +299,33 @@ CALIBRATION_COLUMNS = (
     ("tie_rate", "ties"),
 )
 WORST_SEVERITY_COLUMNS = (("nll", "NLL"), ("brier", "Brier"), ("ece", "ECE"), ("aurc", "AURC"))
+
+
+TEMPERATURE_TEXT = (
+    "Each model's probabilities rescaled by one temperature fitted by NLL on its clean validation images with the "
+    "same readout (p ∝ p^(1/T); the Diffusion Classifier: softmax(−λ·error), λ fitted the same way), then "
+    "measured on the test images of every condition: calibration compared on equal terms. Top-1 does not change. "
+    "T > 1 means the raw output was overconfident."
+)
+
+
+def _temperature_table(rows: list[Row], series: list[Series]) -> str:
+    """The ``post_*`` metrics of :data:`CALIBRATION_COLUMNS` (clean and at the worst severity) and the fitted
+    temperature (mean over seeds)."""
+    worst = worst_severity(rows)
+    clean = tuple(key for key, _ in CALIBRATION_COLUMNS if key != "tie_rate")
+    header = ["model", "T (λ for DC)", *[f"clean {name}" for key, name in CALIBRATION_COLUMNS if key in clean]]
+    if worst:
+        header += [f"severity {worst}: {name}" for _, name in WORST_SEVERITY_COLUMNS]
+    body = []
+    for s in series:
+        cells = metric_cells(rows, s, is_clean, ("temperature",)) + metric_cells(
+            rows, s, is_clean, tuple(f"post_{k}" for k in clean)
+        )
+        if worst:
+            cells += metric_cells(rows, s, at_severity(worst), tuple(f"post_{k}" for k, _ in WORST_SEVERITY_COLUMNS))
+        body.append([s.label, *cells])
+    return markdown_table(header, body)
 
 
 def _calibration_table(rows: list[Row], series: list[Series]) -> str:

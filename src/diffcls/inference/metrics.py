@@ -19,11 +19,16 @@ NLL_FLOOR = 1e-12
 ECE_BINS = 15
 
 
+def topk_correct(probs: torch.Tensor, labels: torch.Tensor, k: int = 1) -> torch.Tensor:
+    """bool[N]: whether each row's label is among its k most probable classes (k is capped at K; ties broken as
+    ``torch.topk`` breaks them, which every top-k number of the library shares)."""
+    topk = probs.topk(min(k, probs.shape[1]), dim=1).indices
+    return (topk == labels[:, None]).any(dim=1)
+
+
 def topk_accuracy(probs: torch.Tensor, labels: torch.Tensor, k: int = 1) -> float:
     """Fraction of rows whose label is among the k most probable classes (k is capped at K)."""
-    k = min(k, probs.shape[1])
-    topk = probs.topk(k, dim=1).indices
-    return (topk == labels[:, None]).any(dim=1).float().mean().item()
+    return topk_correct(probs, labels, k).float().mean().item()
 
 
 def negative_log_likelihood(probs: torch.Tensor, labels: torch.Tensor) -> float:
@@ -86,8 +91,7 @@ def area_under_generalized_risk_coverage(probs: torch.Tensor, labels: torch.Tens
 
 def _confidence_and_correct(probs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per image: the largest probability and whether the argmax is the label, float64[N] each."""
-    confidence, predicted = probs.double().max(dim=1)
-    return confidence, (predicted == labels).double()
+    return probs.double().max(dim=1).values, topk_correct(probs, labels).double()
 
 
 def posterior_metrics(probs: torch.Tensor, labels: torch.Tensor, posterior: torch.Tensor) -> dict:
