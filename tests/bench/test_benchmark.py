@@ -100,6 +100,7 @@ def test_bench_rows_carry_uncertainty_metrics_temperature_and_per_image_outcomes
         for key in ("brier", "ece_adaptive", "aurc", "augrc", "ms_per_image", "temperature", "post_nll", "post_ece"):
             assert key in r, key
         assert len(r["correct"]) == r["num_samples"] and set(r["correct"]) <= {"0", "1"}
+        assert len(r["risk_coverage"]) == 20 and r["risk_coverage"][-1] == pytest.approx(1 - r["top1"], abs=1e-6)
         assert r["correct"].count("1") / r["num_samples"] == pytest.approx(r["top1"], abs=1e-6)
         assert r["temperature"] > 0 and sum(r["post_reliability"]["count"]) == r["num_samples"]
         if r["kind"] in ("clean", "corruption"):  # full-data models: one T per (model, readout)
@@ -130,6 +131,10 @@ def test_bench_report_and_plots(bench):
         "## NFE sweep on `contrast/5`",
         "Δ DiDiCM CP-",
         "## Calibration",
+        "## After temperature scaling",
+        "## Corruption error relative to the plain ResNet",
+        "| plain ResNet | 1.000 |",
+        "Δ 95% CI (test images)",
         "Diffusion Classifier top-1",
         "subset of 8 test images",
         "## Training curves and cost",
@@ -146,6 +151,8 @@ def test_bench_report_and_plots(bench):
         "accuracy_vs_nfe.png",
         "cp_trajectories.png",
         "reliability.png",
+        "reliability_after_temperature.png",
+        "risk_coverage.png",
         "training_curves.png",
     }
     for p in paths["plots"]:

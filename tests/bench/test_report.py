@@ -127,3 +127,25 @@ def test_bootstrap_interval_of_a_gain():
     assert low2 < 0.05 < high2 and (high2 - low2) < (high - low) * 0.6
     # Rows without per-image outcomes (older versions) give no interval.
     assert bootstrap_gain([{**r, "correct": None} for r in rows], a, b, lambda r: True) is None
+
+
+def test_relative_corruption_error_by_hand():
+    """Two corruptions at two severities: CE_c = Σ_s E / Σ_s E_plain, averaged over corruptions and seeds."""
+    from diffcls.bench.stats import Series, relative_corruption_error
+
+    def row(contender, corruption, severity, top1, seed=0):
+        condition = f"{corruption}/{severity}"
+        return {"contender": contender, "readout": "softmax", "seed": seed, "kind": "corruption",
+                "corruption": corruption, "severity": severity, "condition": condition, "top1": top1}  # fmt: skip
+
+    rows = [
+        row("plain", "fog", 1, 0.8), row("plain", "fog", 5, 0.4),
+        row("plain", "snow", 1, 0.9), row("plain", "snow", 5, 0.5),
+        row("twin", "fog", 1, 0.9), row("twin", "fog", 5, 0.7), row("twin", "snow", 1, 0.9),
+        row("twin", "snow", 5, 0.8), row("twin", "snow", 5, 0.6, seed=1),
+    ]  # fmt: skip
+    twin, plain = Series("twin", "softmax", "twin"), Series("plain", "softmax", "plain")
+    fog = (0.1 + 0.3) / (0.2 + 0.6)
+    snow = (0.1 + 0.3) / (0.1 + 0.5)  # severity 5: the two seeds' errors 0.2 and 0.4 averaged
+    assert relative_corruption_error(rows, twin, plain) == pytest.approx((fog + snow) / 2)
+    assert relative_corruption_error(rows, plain, plain) == pytest.approx(1.0)

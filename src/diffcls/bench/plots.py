@@ -13,6 +13,7 @@ from pathlib import Path
 from diffcls.bench.contenders import Lineup
 from diffcls.bench.grid import BenchPreset
 from diffcls.bench.stats import (
+    RISK_COVERAGE_POINTS,
     Curve,
     Predicate,
     Row,
@@ -275,7 +276,12 @@ def _plot_one_trajectory(ax, image: dict, kind: str, names: list[str]) -> None:
         thumb.set_yticks([])
 
 
-def plot_reliability(rows: list[Row], path: Path, preset: BenchPreset | None = None) -> Path | None:
+def plot_reliability(
+    rows: list[Row], path: Path, preset: BenchPreset | None = None, bins_key: str = "reliability"
+) -> Path | None:
+    """Reliability diagrams per series, clean and at the worst severity, from the rows' ``bins_key`` bins
+    (``post_reliability``: after temperature scaling); None when no row has them."""
+    rows = [r for r in rows if r.get(bins_key)]
     series = Lineup.of(preset).series(rows, preset)
     worst = worst_severity(rows)
     columns = [("clean test", is_clean)]
@@ -289,16 +295,47 @@ def plot_reliability(rows: list[Row], path: Path, preset: BenchPreset | None = N
     for i, (title, where) in enumerate(columns):
         for j, s in enumerate(series):
             ax = axes[i][j]
-            bins = pooled_bins([r for r in rows if s.matches(r) and where(r)])
+            bins = pooled_bins([r for r in rows if s.matches(r) and where(r)], bins_key)
             acc = [c / n if n else float("nan") for c, n in zip(bins["correct"], bins["count"])]
             ax.bar(edges, acc, width=1 / ECE_BINS, align="edge", edgecolor="black", lw=0.5, label="accuracy")
             ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
-            ax.set_title(f"{s.label}\n{title}: pooled ECE {ece_from_bins(bins):.3f}", fontsize=9)
+            after = " after T" if bins_key == "post_reliability" else ""
+            ax.set_title(f"{s.label}\n{title}: pooled ECE{after} {ece_from_bins(bins):.3f}", fontsize=9)
             ax.set_xlabel("confidence")
             ax.set_ylabel("accuracy")
             ax.set_xlim(0, 1)
             ax.set_ylim(0, 1)
     axes[0][0].legend(fontsize=7, loc="upper left")
+    return _save(fig, path)
+
+
+def plot_risk_coverage(rows: list[Row], path: Path, preset: BenchPreset | None = None) -> Path | None:
+    """Selective classification: the error rate of the most confident images against the fraction kept, per
+    series (mean over the rows' seeds), clean and at the worst severity; the area under each is its AURC."""
+    rows = [r for r in rows if r.get("risk_coverage")]
+    series = Lineup.of(preset).series(rows, preset)
+    if not series:
+        return None
+    worst = worst_severity(rows)
+    panels = [("clean test", is_clean)] + (
+        [(f"all corruptions, severity {worst}", at_severity(worst))] if worst else []
+    )
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
+    coverage = [(i + 1) / RISK_COVERAGE_POINTS for i in range(RISK_COVERAGE_POINTS)]
+    lineup = Lineup.of(preset)
+    for ax, (title, where) in zip(axes[0], panels):
+        for s in series:
+            curves = [r["risk_coverage"] for r in rows if s.matches(r) and where(r)]
+            if curves:
+                contender = lineup.get(s.contender)
+                mean = [sum(c[i] for c in curves) / len(curves) for i in range(RISK_COVERAGE_POINTS)]
+                ax.plot(coverage, mean, marker=".", label=s.label, color=contender.colour if contender else None)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("coverage (fraction of images kept, most confident first)")
+        ax.set_ylabel("error rate of the kept images")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     return _save(fig, path)
 
 

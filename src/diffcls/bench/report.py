@@ -12,6 +12,7 @@ from diffcls.bench.plots import (
     plot_accuracy_vs_severity,
     plot_gain_vs_difficulty,
     plot_reliability,
+    plot_risk_coverage,
     plot_training_curves,
     plot_trajectories,
 )
@@ -40,6 +41,10 @@ def write_report(
         "accuracy_vs_nfe": plot_accuracy_vs_nfe(rows, plots_dir / "accuracy_vs_nfe.png", preset),
         "cp_trajectories": plot_trajectories(trajectories, plots_dir / "cp_trajectories.png", preset),
         "reliability": plot_reliability(rows, plots_dir / "reliability.png", preset),
+        "reliability_after_temperature": plot_reliability(
+            rows, plots_dir / "reliability_after_temperature.png", preset, bins_key="post_reliability"
+        ),
+        "risk_coverage": plot_risk_coverage(rows, plots_dir / "risk_coverage.png", preset),
         "training_curves": plot_training_curves(curves, plots_dir / "training_curves.png", preset),
     }
     plots = {name: path for name, path in plots.items() if path}

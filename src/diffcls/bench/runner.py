@@ -46,7 +46,7 @@ import torch.nn as nn
 from diffcls.bench.contenders import OPTIONAL_CONTENDERS, Contender, DCSettings, Measurement
 from diffcls.bench.grid import PRESETS, BenchPreset, Condition, Task, Training, comparable, jsonable
 from diffcls.bench.report import write_report
-from diffcls.bench.stats import Curve, Row
+from diffcls.bench.stats import RISK_COVERAGE_POINTS, Curve, Row
 from diffcls.bench.tables import summary_table
 from diffcls.data import ImageDataset, ImageTransform, Split, TransformConfig, load_source
 from diffcls.data.corruptions import check_corruption, default_corruption_set
@@ -54,7 +54,7 @@ from diffcls.didicm import cp_sample
 from diffcls.errors import DiffclsError
 from diffcls.eval.evaluate import corrupt_split, select_split
 from diffcls.inference.calibration import POST_METRICS, scale_probabilities
-from diffcls.inference.metrics import classification_metrics, reliability_bins, topk_correct
+from diffcls.inference.metrics import classification_metrics, reliability_bins, risk_coverage, topk_correct
 from diffcls.inference.predict import bind_image
 from diffcls.methods import load_classifier, train
 from diffcls.runtime.checkpoint import CONFIG_NAME, METRICS_NAME, STATE_NAME
@@ -68,7 +68,13 @@ TRAJECTORY_POOL = 512  # test images among which the trajectory figure picks its
 METRICS = ("top1", "top5", "nll", "brier", "ece", "ece_adaptive", "aurc", "augrc", "tie_rate")
 
 
-NOT_IN_CSV = ("key", "reliability", "post_reliability", "correct")  # per-bin and per-image fields: JSON only
+NOT_IN_CSV = (
+    "key",
+    "reliability",
+    "post_reliability",
+    "correct",
+    "risk_coverage",
+)  # per-bin and per-image fields: JSON only
 
 
 def result_row(task: Task, m: Measurement) -> Row:
@@ -92,8 +98,20 @@ def result_row(task: Task, m: Measurement) -> Row:
         **m.extra,
         **_temperature_scaled(m),
         "correct": "".join("1" if c else "0" for c in topk_correct(m.probs, m.labels).tolist()),
+        "risk_coverage": _risk_at_coverage(m.probs, m.labels),
         "reliability": reliability_bins(m.probs, m.labels),
     }
+
+
+def _risk_at_coverage(probs: torch.Tensor, labels: torch.Tensor) -> list[float]:
+    """The risk-coverage curve at coverage k / RISK_COVERAGE_POINTS, k = 1.. (the risk of the ⌈coverage · N⌉ most
+    confident images)."""
+    _, risk = risk_coverage(probs, labels)
+    n = len(risk)
+    return [
+        round(risk[max(math.ceil(n * k / RISK_COVERAGE_POINTS) - 1, 0)].item(), 6)
+        for k in range(1, RISK_COVERAGE_POINTS + 1)
+    ]
 
 
 def _temperature_scaled(m: Measurement) -> dict:

@@ -34,6 +34,7 @@ Predicate = Callable[[Row], bool]
 
 MIN_SEEDS_FOR_SPREAD = 3
 BOOTSTRAP_RESAMPLES = 1000
+RISK_COVERAGE_POINTS = 20  # a row's risk-coverage curve: the risk at coverage 5%, 10%, ..., 100%
 
 
 @dataclass(frozen=True)
@@ -131,12 +132,34 @@ def _paired_outcomes(rows: list[Row], base: Series, new: Series, where: Predicat
     return pairs
 
 
-def pooled_bins(rows: list[Row]) -> dict[str, list]:
-    """The rows' reliability bins summed: counts, confidence and correct per bin over all their images."""
+def relative_corruption_error(rows: list[Row], series: Series, reference: Series) -> float | None:
+    """Corruption error relative to a reference model: the mean over corruptions c of Σ_s E(c, s) / Σ_s E_ref(c, s),
+    E = 1 − top-1 (mean over seeds), over the severities both have. Hendrycks & Dietterich's CE with the reference
+    in AlexNet's place (here the plain ResNet), so not comparable with ImageNet's mCE. None without corruptions
+    or a reference row (or a reference that never errs)."""
+    ratios = []
+    for name in sorted({r["corruption"] for r in rows if r["kind"] == "corruption"}):
+        errors = []
+        for s in (series, reference):
+            by_severity: dict[int, list[float]] = {}
+            for r in rows:
+                if s.matches(r) and r["kind"] == "corruption" and r["corruption"] == name:
+                    by_severity.setdefault(r["severity"], []).append(1 - r["top1"])
+            errors.append({k: statistics.fmean(v) for k, v in by_severity.items()})
+        common = set(errors[0]) & set(errors[1])
+        reference_error = sum(errors[1][k] for k in common)
+        if common and reference_error > 0:
+            ratios.append(sum(errors[0][k] for k in common) / reference_error)
+    return statistics.fmean(ratios) if ratios else None
+
+
+def pooled_bins(rows: list[Row], bins_key: str = "reliability") -> dict[str, list]:
+    """The rows' reliability bins (``bins_key``) summed: counts, confidence and correct per bin over all their
+    images."""
     pooled = {"count": [0] * ECE_BINS, "confidence": [0.0] * ECE_BINS, "correct": [0.0] * ECE_BINS}
     for r in rows:
         for key in pooled:
-            pooled[key] = [a + b for a, b in zip(pooled[key], r["reliability"][key])]
+            pooled[key] = [a + b for a, b in zip(pooled[key], r[bins_key][key])]
     return pooled
 
 

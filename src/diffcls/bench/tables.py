@@ -25,6 +25,7 @@ from diffcls.bench.stats import (
     gain,
     is_clean,
     percent,
+    relative_corruption_error,
     sampler_groups,
     seed_stat,
     sweep_conditions,
@@ -209,6 +210,9 @@ def report_markdown(
             parts += ["", f"## {title}", "", comparison_table(rows, series, groups[key], first, lineup)]
     for condition, seeds in sweep_conditions(rows, preset):
         parts += ["", f"## NFE sweep on `{condition}`", "", nfe_table(rows, condition, seeds, lineup)]
+    relative = _relative_corruption_table(rows, series)
+    if relative:
+        parts += ["", "## Corruption error relative to the plain ResNet", "", RELATIVE_CE_TEXT, "", relative]
     parts += ["", "## Calibration", "", _calibration_table(rows, series)]
     if any("post_nll" in r for r in rows):
         parts += ["", "## After temperature scaling", "", TEMPERATURE_TEXT, "", _temperature_table(rows, series)]
@@ -299,6 +303,26 @@ CALIBRATION_COLUMNS = (
     ("tie_rate", "ties"),
 )
 WORST_SEVERITY_COLUMNS = (("nll", "NLL"), ("brier", "Brier"), ("ece", "ECE"), ("aurc", "AURC"))
+
+
+RELATIVE_CE_TEXT = (
+    "CE = mean over corruptions of Σ_severities error / Σ_severities the plain ResNet's error (errors averaged over "
+    "seeds): Hendrycks & Dietterich's corruption error with the plain ResNet in AlexNet's place, so below 1 is more "
+    "robust than the plain ResNet. Not ImageNet's AlexNet-normalised mCE."
+)
+
+
+def _relative_corruption_table(rows: list[Row], series: list[Series]) -> str | None:
+    """Each series' :func:`relative_corruption_error` against the plain ResNet (None without one or without
+    corruptions)."""
+    reference = next((s for s in series if s.contender == "plain" and s.readout == "softmax"), None)
+    if reference is None or not any(r["kind"] == "corruption" for r in rows):
+        return None
+    body = []
+    for s in series:
+        ce = relative_corruption_error(rows, s, reference)
+        body.append([s.label, "–" if ce is None else f"{ce:.3f}"])
+    return markdown_table(["model", "CE relative to the plain ResNet"], body)
 
 
 TEMPERATURE_TEXT = (
