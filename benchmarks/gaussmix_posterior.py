@@ -4,7 +4,9 @@ posterior is exact (``diffcls.data.gaussmix``), before and after temperature sca
 
     python benchmarks/gaussmix_posterior.py --output runs/gaussmix [--data gaussmix] [--seed 0]
 
-Trains three models with the commands it prints (a finished model folder is reused), evaluates each on the whole
+Trains three models with the commands it prints (a finished model folder is reused), then the twin and DiDiCM
+again with the number of epochs at which their validation top-1 peaked in that run (the budget chosen on the
+validation split; the cosine schedule then ends there), evaluates each on the whole
 test split with ``diffcls eval --calibrate`` (T fitted by NLL on the held-out validation images; the Diffusion
 Classifier's λ is fitted the same way with ``--fit-temperature`` on validation images, and "before" is λ = 1), and
 prints a markdown table: top-1, NLL, Brier, ECE, KL(posterior ‖ model) before and after, the fitted temperature, the
@@ -51,6 +53,22 @@ def train(name: str, data: str, out: Path, seed: int) -> Path:
         return folder
     args = ["train", "--data", data, "--method", method, "--model", model, "--img-size", "16", "--epochs", str(epochs)]
     run([*args, "--seed", str(seed), *extra, "--output", str(folder), *(["--resume"] if metrics.is_file() else [])])
+    return folder
+
+
+def best_epoch(folder: Path) -> int:
+    """The first epoch with the highest validation top-1 in ``folder``'s metrics.csv."""
+    values = [float(r["val_top1"]) for r in csv.DictReader(open(folder / "metrics.csv"))]
+    return values.index(max(values)) + 1
+
+
+def train_for(name: str, epochs: int, data: str, out: Path, seed: int) -> Path:
+    """``name``'s recipe with ``epochs`` epochs, in ``out/<name>-e<epochs>``."""
+    method, model, _, extra = TRAININGS[name]
+    folder = out / f"{name}-e{epochs}"
+    if not (folder / "metrics.csv").is_file() or len((folder / "metrics.csv").read_text().splitlines()) - 1 < epochs:
+        args = ["train", "--data", data, "--method", method, "--model", model, "--img-size", "16"]
+        run([*args, "--epochs", str(epochs), "--seed", str(seed), *extra, "--output", str(folder)])
     return folder
 
 
@@ -112,12 +130,18 @@ def main() -> None:
     out = Path(args.output)
     folders = {name: train(name, args.data, out / "models", args.seed) for name in TRAININGS}
 
+    early = {name: train_for(name, best_epoch(folders[name]), args.data, out / "models", args.seed)
+             for name in ("twin", "didicm")}  # fmt: skip
+
     rows = []
-    for label, (name, flags) in READOUTS.items():
-        slug = label.split("(")[0].strip().replace(" ", "-").lower() + ("-ref" if "reference" in label else "")
-        r = evaluate(folders[name], args.data, flags, out / f"{slug}.json")
-        post = {k[5:]: v for k, v in r.items() if k.startswith("post_")} | {"T": r["temperature"]}
-        rows.append((label, r, post, plateau(folders[name])))
+    for budget, models in (("", folders), ("val-budget", early)):
+        for label, (name, flags) in READOUTS.items():
+            slug = label.split("(")[0].strip().replace(" ", "-").lower() + ("-ref" if "reference" in label else "")
+            r = evaluate(models[name], args.data, flags, out / f"{slug}{'-' + budget if budget else ''}.json")
+            post = {k[5:]: v for k, v in r.items() if k.startswith("post_")} | {"T": r["temperature"]}
+            epochs = len((models[name] / "metrics.csv").read_text().splitlines()) - 1
+            shown = f"{label}, {epochs} epochs" + (" (peak of validation)" if budget else "")
+            rows.append((shown, r, post, plateau(models[name])))
     before, after = evaluate_dc(folders["ddpm"], args.data, out)
     after_post = {k: after[k] for k in ("nll", "brier", "ece", "kl_to_bayes")} | {"T": 1 / after["temperature"]}
     rows.append(("Diffusion Classifier (adaptive 10→50 t, keep 3→1)", before, after_post, plateau(folders["ddpm"])))

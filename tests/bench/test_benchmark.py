@@ -106,6 +106,11 @@ def test_bench_rows_carry_uncertainty_metrics_temperature_and_per_image_outcomes
         if r["kind"] in ("clean", "corruption"):  # full-data models: one T per (model, readout)
             temperatures.setdefault((r["contender"], r["readout"], r["seed"]), set()).add(r["temperature"])
     assert all(len(ts) == 1 for ts in temperatures.values())
+    ood = [r for r in rows if "ood" in r]
+    assert {r["kind"] for r in ood} == {"clean"} and {r["contender"] for r in ood} == {"standard", "plain", "didicm"}
+    for r in ood:
+        assert set(r["ood"]) == {"noise"} and set(r["ood"]["noise"]) == {"msp", "entropy"}
+        assert 0 <= r["ood"]["noise"]["msp"]["ood_auroc"] <= 1 and 0 <= r["ood"]["noise"]["msp"]["ood_fpr95"] <= 1
     with open(benchmark.out / "results.csv") as f:
         header = next(csv.reader(f))
     assert "post_nll" in header and "correct" not in header and "post_reliability" not in header
@@ -133,6 +138,8 @@ def test_bench_report_and_plots(bench):
         "## Calibration",
         "## After temperature scaling",
         "## Corruption error relative to the plain ResNet",
+        "## Out-of-distribution detection",
+        "noise: AUROC (msp)",
         "| plain ResNet | 1.000 |",
         "Δ 95% CI (test images)",
         "Diffusion Classifier top-1",

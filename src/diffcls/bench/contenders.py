@@ -38,6 +38,7 @@ from diffcls.generative.adaptive import Schedule, stagewise_probabilities
 from diffcls.generative.calibration import fit_temperature
 from diffcls.generative.pretrained import NoiseModel
 from diffcls.inference.calibration import fit_probability_temperature
+from diffcls.inference.ood import all_ood_metrics
 from diffcls.methods import ClassifierMethod, get_method
 from diffcls.runtime.io import JsonlLog
 from diffcls.train.config import TrainConfig
@@ -202,8 +203,19 @@ class ClassifierContender(Contender):
         metrics, probs = self._measure(model, split, transform, task.readout, runner, runner.progress)
         key = ("temperature", folder, self.readout_id(task.readout))
         temperature = runner.cached(key, lambda: self._fit_temperature(model, mconfig, task.readout, runner))
+        extra = {}
+        if task.condition.kind == "clean":  # OOD detection against every OOD set the runner has for this data
+            extra["ood"] = {
+                spec: all_ood_metrics(probs, self._measure(model, ood, transform, task.readout, runner, False)[1])
+                for spec, ood in runner.ood_splits().items()
+            }
         return Measurement(
-            probs, torch.as_tensor(split.labels), metrics["seconds"], metrics["nfe_per_image"], temperature=temperature
+            probs,
+            torch.as_tensor(split.labels),
+            metrics["seconds"],
+            metrics["nfe_per_image"],
+            extra,
+            temperature=temperature,
         )
 
     def _measure(self, model, split: Split, transform: TransformConfig, readout, runner: Benchmark, progress):

@@ -52,7 +52,7 @@ from diffcls.data import ImageDataset, ImageTransform, Split, TransformConfig, l
 from diffcls.data.corruptions import check_corruption, default_corruption_set
 from diffcls.didicm import cp_sample
 from diffcls.errors import DiffclsError
-from diffcls.eval.evaluate import corrupt_split, select_split
+from diffcls.eval.evaluate import corrupt_split, ood_split, select_split
 from diffcls.inference.calibration import POST_METRICS, scale_probabilities
 from diffcls.inference.metrics import classification_metrics, reliability_bins, risk_coverage, topk_correct
 from diffcls.inference.predict import bind_image
@@ -67,6 +67,9 @@ TRAJECTORY_POOL = 512  # test images among which the trajectory figure picks its
 # the metrics a row records, rounded to 6 digits
 METRICS = ("top1", "top5", "nll", "brier", "ece", "ece_adaptive", "aurc", "augrc", "tie_rate")
 
+
+# Data sets whose test split a benchmark on the key scores as out-of-distribution, besides uniform noise.
+OOD_PARTNERS = {"mnist5k": ("fashion-mnist",), "fashion-mnist": ("mnist5k",)}
 
 NOT_IN_CSV = (
     "key",
@@ -244,6 +247,24 @@ class Benchmark:
         """The row of ``task`` (None on torchrun ranks that do not hold it)."""
         measured = task.contender.evaluate(task, split, self)
         return None if measured is None else result_row(task, measured)
+
+    def ood_splits(self) -> dict[str, Split]:
+        """The out-of-distribution test sets of clean rows, as many images as the test split: uniform noise always,
+        and the partner data set of :data:`OOD_PARTNERS` when it is installed (once per run)."""
+        return self.cached("ood", self._load_ood_splits)
+
+    def _load_ood_splits(self) -> dict[str, Split]:
+        n = len(select_split(self.source, "test", self.preset.eval_limit))
+        # The transform only matters for the pad-size check: the partners share their images' size.
+        transform = TransformConfig(img_size=max(self.source.native_size), fit="resize")
+        specs = ["noise"] + [p for p in OOD_PARTNERS.get(self.data, ()) if p != self.data]
+        splits = {}
+        for spec in specs:
+            try:
+                splits[spec] = ood_split(spec, self.source, n, transform)
+            except DiffclsError as e:  # a partner that is not installed: noise alone
+                self.log(f"no OOD rows against {spec}: {e}")
+        return splits
 
     def test_split(self, condition: Condition) -> Split:
         split = select_split(self.source, "test", self.preset.eval_limit)

@@ -210,6 +210,9 @@ def report_markdown(
             parts += ["", f"## {title}", "", comparison_table(rows, series, groups[key], first, lineup)]
     for condition, seeds in sweep_conditions(rows, preset):
         parts += ["", f"## NFE sweep on `{condition}`", "", nfe_table(rows, condition, seeds, lineup)]
+    ood = _ood_table(rows, series)
+    if ood:
+        parts += ["", "## Out-of-distribution detection", "", OOD_TEXT, "", ood]
     relative = _relative_corruption_table(rows, series)
     if relative:
         parts += ["", "## Corruption error relative to the plain ResNet", "", RELATIVE_CE_TEXT, "", relative]
@@ -303,6 +306,36 @@ CALIBRATION_COLUMNS = (
     ("tie_rate", "ties"),
 )
 WORST_SEVERITY_COLUMNS = (("nll", "NLL"), ("brier", "Brier"), ("ece", "ECE"), ("aurc", "AURC"))
+
+
+OOD_TEXT = (
+    "Clean models scoring the in-distribution test images against an OOD set of as many images (OOD is the "
+    "positive class): AUROC and FPR at 95% of in-distribution images accepted, for the maximum-probability score "
+    "(msp: 1 − max p) and the predictive entropy; mean ± std over seeds."
+)
+
+
+def _ood_table(rows: list[Row], series: list[Series]) -> str | None:
+    """Per series and OOD set: AUROC and FPR95 of msp, AUROC of entropy (None when no row has OOD results)."""
+    flat = [{**r, **_flat_ood(r["ood"])} for r in rows if r.get("ood")]
+    specs = list(dict.fromkeys(spec for r in flat for spec in r["ood"]))
+    if not specs:
+        return None
+    columns = [("msp", "ood_auroc", "AUROC (msp)"), ("msp", "ood_fpr95", "FPR95 (msp)"),
+               ("entropy", "ood_auroc", "AUROC (entropy)")]  # fmt: skip
+    header = ["model", *[f"{spec}: {name}" for spec in specs for _, _, name in columns]]
+    keys = tuple(f"ood/{spec}/{score}/{metric}" for spec in specs for score, metric, _ in columns)
+    body = [[s.label, *metric_cells(flat, s, is_clean, keys)] for s in series if any(s.matches(r) for r in flat)]
+    return markdown_table(header, body)
+
+
+def _flat_ood(ood: dict) -> dict:
+    return {
+        f"ood/{spec}/{score}/{metric}": value
+        for spec, by_score in ood.items()
+        for score, metrics in by_score.items()
+        for metric, value in metrics.items()
+    }
 
 
 RELATIVE_CE_TEXT = (
