@@ -105,12 +105,14 @@ def evaluate_dc(folder: Path, data: str, out: Path) -> tuple[dict, dict]:
     return json.loads(before.read_text()), json.loads(after.read_text())
 
 
-def cell(value: float | None, digits: int = 3) -> str:
+def cell(value: float | str | None, digits: int = 3) -> str:
+    if isinstance(value, str):
+        return value
     return "–" if value is None else f"{value:.{digits}f}"
 
 
 def table(rows: list[tuple[str, dict, dict, str]]) -> str:
-    head = ["method", "top-1", "NLL", "Brier", "ECE", "KL to Bayes", "T", "NLL (T)", "Brier (T)", "ECE (T)",
+    head = ["method", "top-1", "NLL", "Brier", "ECE", "KL to Bayes", "T (DC: λ)", "NLL (T)", "Brier (T)", "ECE (T)",
             "KL to Bayes (T)", "ms/image", "plateau (val)"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, r, post, curve in rows:
@@ -143,7 +145,9 @@ def main() -> None:
             shown = f"{label}, {epochs} epochs" + (" (peak of validation)" if budget else "")
             rows.append((shown, r, post, plateau(models[name])))
     before, after = evaluate_dc(folders["ddpm"], args.data, out)
-    after_post = {k: after[k] for k in ("nll", "brier", "ece", "kl_to_bayes")} | {"T": 1 / after["temperature"]}
+    after_post = {k: after[k] for k in ("nll", "brier", "ece", "kl_to_bayes")} | {
+        "T": f"λ = {after['temperature']:.0f}"
+    }
     rows.append(("Diffusion Classifier (adaptive 10→50 t, keep 3→1)", before, after_post, plateau(folders["ddpm"])))
     bayes = {"top1": before["bayes_top1"], "nll": before["bayes_nll"], "brier": None, "ece": None, "kl_to_bayes": 0.0}
     rows.append(("Bayes posterior (exact)", bayes, {}, "–"))
