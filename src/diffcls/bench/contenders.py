@@ -204,7 +204,8 @@ class ClassifierContender(Contender):
         key = ("temperature", folder, self.readout_id(task.readout))
         temperature = runner.cached(key, lambda: self._fit_temperature(model, mconfig, task.readout, runner))
         extra = {}
-        if task.condition.kind == "clean":  # OOD detection against every OOD set the runner has for this data
+        # OOD detection on clean rows of the grid readouts (the NFE sweep's readouts would multiply its cost)
+        if task.condition.kind == "clean" and task.readout in self.grid_readouts(runner.preset):
             extra["ood"] = {
                 spec: all_ood_metrics(probs, self._measure(model, ood, transform, task.readout, runner, False)[1])
                 for spec, ood in runner.ood_splits().items()

@@ -309,7 +309,8 @@ WORST_SEVERITY_COLUMNS = (("nll", "NLL"), ("brier", "Brier"), ("ece", "ECE"), ("
 
 
 OOD_TEXT = (
-    "Clean models scoring the in-distribution test images against an OOD set of as many images (OOD is the "
+    "Clean models, each read out as in the grid, scoring the in-distribution test images against an OOD set of as "
+    "many images (OOD is the "
     "positive class): AUROC and FPR at 95% of in-distribution images accepted, for the maximum-probability score "
     "(msp: 1 − max p) and the predictive entropy; mean ± std over seeds."
 )
