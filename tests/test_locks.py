@@ -28,20 +28,38 @@ TESTS = Path(__file__).parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
+SPAWNED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_frozen_leftovers():
+    """A test that fails while its holder is frozen must not leave it stopped forever: SIGKILL what is left."""
+    yield
+    while SPAWNED:
+        proc = SPAWNED.pop()
+        if proc.poll() is None:
+            signal_tree(proc, signal.SIGKILL)
+            proc.wait()
+
+
 def spawn(*args, torchrun: bool = False) -> subprocess.Popen:
     """``python -m diffcls.cli ARGS`` (or the same under ``torchrun`` with 2 ranks)."""
     launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"] if torchrun else []
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, *launcher, "-m", "diffcls.cli", *map(str, args)],
         env=ENV,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
+    SPAWNED.append(proc)
+    return proc
 
 
 def spawn_python(script: str, *args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, script, *map(str, args)], env=ENV, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, script, *map(str, args)], env=ENV, stderr=subprocess.PIPE, text=True)
+    SPAWNED.append(proc)
+    return proc
 
 
 def process_tree(pid: int) -> list[int]:
