@@ -111,10 +111,10 @@ def known_posterior(source: DataSource, split: Split, corruption: str | None, lo
     return torch.as_tensor(source.posterior(split.images))
 
 
-def _temperature_scaled(cfg, method, model, mconfig, source, probs, split, posterior, dist) -> dict:
-    """``temperature`` fitted by NLL on the checkpoint's clean validation split (same readout and seed; the
-    model's own input resolution, whatever ``--low-res`` the test view has) and the test metrics at it
-    (``post_*``); see :mod:`diffcls.inference.calibration`."""
+def _temperature_scaled(measure, mconfig: dict, source: DataSource, probs, split: Split, posterior) -> dict:
+    """``temperature`` fitted by NLL on the checkpoint's clean validation split (``measure``: the evaluation's own
+    readout and seed; the model's own input resolution, whatever ``--low-res`` the test view has) and the test
+    metrics at it (``post_*``); see :mod:`diffcls.inference.calibration`."""
     held_out = held_out_images(mconfig)
     if not held_out["val_split"]:
         raise DiffclsError(
@@ -122,20 +122,7 @@ def _temperature_scaled(cfg, method, model, mconfig, source, probs, split, poste
             "with --val-split 0"
         )
     val = select_split(source, "val", **held_out)
-    val_transform = TransformConfig.from_dict(mconfig["transform"])
-    _, val_probs = evaluate_model(
-        method,
-        model,
-        val,
-        val_transform,
-        cfg.sampler,
-        device=cfg.device,
-        seed=cfg.seed,
-        batch_size=cfg.batch_size,
-        workers=cfg.workers,
-        progress=False,
-        dist=dist,
-    )
+    _, val_probs = measure(val, TransformConfig.from_dict(mconfig["transform"]), False)
     temperature = fit_probability_temperature(val_probs, torch.as_tensor(val.labels))
     return {"temperature": round(temperature, 6), "temperature_images": len(val.labels)} | post_metrics(
         probs, torch.as_tensor(split.labels), temperature, posterior
@@ -293,30 +280,23 @@ def evaluate_classifier(
             progress,
             dist,
         )
-    metrics, probs = evaluate_model(
-        method,
-        model,
-        split,
-        tconf,
-        cfg.sampler,
-        device=cfg.device,
-        seed=cfg.seed,
-        batch_size=cfg.batch_size,
-        workers=cfg.workers,
-        progress=progress,
-        dist=dist,
-    )
+
+    def measure(images: Split, transform: TransformConfig, show_progress: bool | None = progress):
+        """``evaluate_model`` of this checkpoint and readout: (metrics, probs) of ``images``."""
+        return evaluate_model(
+            method, model, images, transform, cfg.sampler, device=cfg.device, seed=cfg.seed,
+            batch_size=cfg.batch_size, workers=cfg.workers, progress=show_progress, dist=dist,
+        )  # fmt: skip
+
+    metrics, probs = measure(split, tconf)
     posterior = known_posterior(source, split, cfg.corruption, tconf.low_res)
     if posterior is not None:
         metrics.update(posterior_metrics(probs, torch.as_tensor(split.labels), posterior))
     if cfg.calibrate:
-        metrics.update(_temperature_scaled(cfg, method, model, mconfig, source, probs, split, posterior, dist))
+        metrics.update(_temperature_scaled(measure, mconfig, source, probs, split, posterior))
     ood_probs = None
     if ood is not None:
-        _, ood_probs = evaluate_model(
-            method, model, ood, tconf, cfg.sampler, device=cfg.device, seed=cfg.seed, batch_size=cfg.batch_size,
-            workers=cfg.workers, progress=progress, dist=dist,
-        )  # fmt: skip
+        _, ood_probs = measure(ood, tconf)
         metrics.update(ood_results(probs, ood_probs, cfg.ood_score, cfg.ood_data))
     results = {
         **metrics,

@@ -88,10 +88,6 @@ class OutputLock:
         self._fd: int | None = None
         self._created_folder = False
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
     def acquire(self) -> None:
         if self._fd is not None:
             raise RuntimeError(f"{self.path} is already held by this lock")
