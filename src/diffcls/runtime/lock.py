@@ -135,13 +135,18 @@ class OutputLock:
     def _open(self) -> int:
         """The lock file's descriptor, creating the file (and its folder) when missing."""
         parent = self.path.parent
-        for _ in range(3):  # the folder may vanish under us once: a releasing holder removes an empty one
+        # A releasing holder removes the folder it created when empty, so the folder can vanish between our mkdir
+        # and our open (or appear between our check and our mkdir): retry those races a few times.
+        for _ in range(50):
             if not parent.is_dir():
                 try:
-                    parent.mkdir(parents=True, exist_ok=True)
+                    parent.parent.mkdir(parents=True, exist_ok=True)
+                    os.mkdir(parent)
+                    self._created_folder = self._created_folder or self.folder
+                except FileExistsError:
+                    pass  # another process made it first: not ours to remove
                 except OSError as e:
                     raise DiffclsError(f"cannot create output folder {parent}: {e.strerror or e}") from None
-                self._created_folder = self._created_folder or self.folder
             try:
                 return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             except FileNotFoundError:
