@@ -345,21 +345,24 @@ def _add_eval_parser(sub) -> None:
         "the checkpoint held out, with the same readout, and add temperature and post_nll, post_brier, post_ece, "
         "post_ece_adaptive, post_aurc, post_augrc (the Diffusion Classifier's λ: --fit-temperature)",
     )
-    g = p.add_argument_group("out-of-distribution detection (classifiers)")
+    g = p.add_argument_group("out-of-distribution detection (classifiers and the Diffusion Classifier)")
     g.add_argument(
         "--ood-data",
         default=None,
         metavar="SPEC",
         help="also classify the test split of this data spec (or 'noise': uniform noise shaped like the test "
         "images) and write ood_auroc, ood_aupr, ood_fpr95 (OOD is the positive class); --save-probs FILE saves "
-        "its probabilities in FILE with .ood.npy",
+        "its probabilities in FILE with .ood.npy; the Diffusion Classifier logs its OOD images per image in the "
+        "per-image file with .ood.jsonl (resumable too)",
     )
     g.add_argument(
         "--ood-score",
         default="msp",
         metavar="NAME",
-        help="uncertainty score of the ood_* metrics: msp (1 - max probability; default) or entropy "
-        "(ood_by_score has both)",
+        help="uncertainty score of the ood_* metrics (ood_by_score has them all): msp (1 - max probability; "
+        "default), entropy (predictive entropy), or the method's own: energy (standard: -logsumexp of the "
+        "logits), wander (DiDiCM CP and CL: how far the sampler's class distribution moves beyond the distance it "
+        "covers), lowest_error (Diffusion Classifier: the best class's mean noise-prediction error)",
     )
     g.add_argument("--ood-limit", type=int, default=None, help="OOD images (default: as many as test images)")
     p.add_argument("--device", default="auto")
@@ -589,6 +592,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from diffcls.eval.diffusion_classifier import ood_log_path
     from diffcls.eval.evaluate import check_output_paths, ood_probs_path
     from diffcls.runtime.device import resolve_device
     from diffcls.runtime.distributed import init_distributed, rank_device
@@ -607,14 +611,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise DiffclsError(
             "--calibrate applies to classifiers; the Diffusion Classifier fits its λ with --fit-temperature"
         )
-    if args.ood_data and evaluation != "classifier":
-        raise DiffclsError("--ood-data applies to classifiers (standard, DiDiCM) for now")
+    if args.ood_data and evaluation == "dc-zero":
+        raise DiffclsError("--ood-data applies to classifiers and the Diffusion Classifier, not DC Zero")
     ood_probs = ood_probs_path(args.save_probs) if args.save_probs and args.ood_data else None
     # One writer per results file set; the checkpoint is only read, unless the Diffusion Classifier stores a
     # fitted temperature in it.
     model_folder = args.checkpoint or args.pretrained
     written_folders = [model_folder] if args.fit_temperature and model_folder else []
-    written_files = [args.results_file, args.save_probs, ood_probs, _per_image_path(args)]
+    per_image = _per_image_path(args)
+    ood_log = ood_log_path(per_image) if args.ood_data and evaluation == "diffusion-classifier" else None
+    written_files = [args.results_file, args.save_probs, ood_probs, per_image, ood_log]
     with exclusive(written_folders, written_files, dist=dist):
         return runners[evaluation](args, dist, device)
 
@@ -762,6 +768,9 @@ def _eval_diffusion_classifier(args: argparse.Namespace, dist, device: str) -> i
         fit_temperature=args.fit_temperature,
         prompt_template=args.prompt_template,
         prompts_csv=args.prompts,
+        ood_data=args.ood_data,
+        ood_score=args.ood_score,
+        ood_limit=args.ood_limit,
     )
     evaluated = evaluate_diffusion_classifier(cfg, _per_image_path(args), dist=dist)
     if evaluated is None:  # a rank other than 0 under torchrun: rank 0 writes
@@ -781,6 +790,7 @@ def _eval_diffusion_classifier(args: argparse.Namespace, dist, device: str) -> i
                     "nfe_per_image",
                     "seconds_per_image",
                     "temperature",
+                    *(("ood_score", "ood_auroc", "ood_aupr", "ood_fpr95") if args.ood_data else ()),
                 )
             }
         )

@@ -107,13 +107,20 @@ def test_bench_rows_carry_uncertainty_metrics_temperature_and_per_image_outcomes
             temperatures.setdefault((r["contender"], r["readout"], r["seed"]), set()).add(r["temperature"])
     assert all(len(ts) == 1 for ts in temperatures.values())
     ood = [r for r in rows if "ood" in r]
-    assert {r["kind"] for r in ood} == {"clean"} and {r["contender"] for r in ood} == {"standard", "plain", "didicm"}
+    assert {r["kind"] for r in ood} == {"clean"}
+    assert {r["contender"] for r in ood} == {"standard", "plain", "didicm", "dc"}
+    native = {"softmax": {"energy"}, "cp": {"wander"}, "cl": {"wander"}, "onepass": set()}
+    native["diffusion-classifier"] = {"lowest_error"}
     for r in ood:
-        assert set(r["ood"]) == {"noise"} and set(r["ood"]["noise"]) == {"msp", "entropy"}
+        assert set(r["ood"]) == {"noise"} and set(r["ood"]["noise"]) == {"msp", "entropy", *native[r["sampler"]]}
         assert 0 <= r["ood"]["noise"]["msp"]["ood_auroc"] <= 1 and 0 <= r["ood"]["noise"]["msp"]["ood_fpr95"] <= 1
+        # msp counts in fixed bins: every test image and as many noise images
+        hist = r["ood_msp_hist"]
+        assert sum(hist["in-distribution"]) == sum(hist["noise"]) == r["num_samples"]
     with open(benchmark.out / "results.csv") as f:
         header = next(csv.reader(f))
     assert "post_nll" in header and "correct" not in header and "post_reliability" not in header
+    assert "ood_msp_hist" not in header
 
 
 def test_bench_models_learn_the_blobs(bench):
@@ -140,6 +147,8 @@ def test_bench_report_and_plots(bench):
         "## Corruption error relative to the plain ResNet",
         "## Out-of-distribution detection",
         "noise: AUROC (msp)",
+        "noise: AUROC (native)",
+        "| lowest_error |",
         "| plain ResNet | 1.000 |",
         "Δ 95% CI (test images)",
         "Diffusion Classifier top-1",
@@ -160,6 +169,7 @@ def test_bench_report_and_plots(bench):
         "reliability.png",
         "reliability_after_temperature.png",
         "risk_coverage.png",
+        "ood_histograms.png",
         "training_curves.png",
     }
     for p in paths["plots"]:
@@ -236,7 +246,8 @@ def test_bench_diffusion_classifier_meets_every_grid_condition_on_a_fixed_subset
     assert sorted(benchmark.source.test.labels[test].tolist()) == [0, 0, 1, 1, 2, 2, 3, 3]  # stratified: 2 per class
     # one per-image log per (model, condition), so a killed DC evaluation resumes image by image
     logs = sorted(p.name for p in (benchmark.out / "dc").glob("*.jsonl"))
-    assert len(logs) == len(dc) + 2  # + one calibration log per trained DC (full data and 50%)
+    # + one calibration log per trained DC (full data and 50%), one OOD log (noise) of the clean row
+    assert len(logs) == len(dc) + 2 + 1 and sum("-ood-noise-" in name for name in logs) == 1
 
 
 def test_bench_diffusion_classifier_can_leave_and_rejoin_without_retraining(bench, capsys):

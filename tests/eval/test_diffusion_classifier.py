@@ -360,3 +360,37 @@ def test_split_val_classifies_the_images_the_checkpoint_held_out(tmp_path, npz_p
     assert r["num_samples"] == len(val.labels) == 8 and r["split"] == "val"
     rows = [json.loads(line) for line in results.with_suffix(".images.jsonl").read_text().splitlines()[1:]]
     assert sorted(row["label"] for row in rows) == sorted(val.labels.tolist())
+
+
+def test_ood_detection_with_the_lowest_error_and_resume(tmp_path, npz_path, ddpm_checkpoint, capsys):
+    """--ood-data noise: the OOD images get their own per-image log; ood_* of lowest_error is the min over classes
+    of the logged last-stage means, msp agrees with the saved probabilities; a rerun redoes no image."""
+    import numpy as np
+
+    from independent import numpy_ood
+
+    results, probs = tmp_path / "dc.json", tmp_path / "p.npy"
+    args = ["--checkpoint", ddpm_checkpoint, "--data", f"npz:{npz_path}", "--n-samples", "2,4", "--to-keep", "2,1"]
+    args += ["--limit", 8, "--results-file", results, "--save-probs", probs, "--ood-data", "noise"]
+    assert run_eval(*args, "--ood-score", "lowest_error") == 0
+    r = json.loads(results.read_text())
+    assert r["ood_score"] == "lowest_error" and r["ood_num_samples"] == 8
+    assert set(r["ood_by_score"]) == {"msp", "entropy", "lowest_error"}
+
+    def lowest(path):
+        rows = [json.loads(line) for line in path.read_text().splitlines()][1:]
+        return np.array([min(v for v in row["stage_means"][-1] if v is not None) for row in rows])
+
+    ood_log = tmp_path / "dc.images.ood.jsonl"
+    for key, value in numpy_ood(lowest(tmp_path / "dc.images.jsonl"), lowest(ood_log)).items():
+        assert r[key] == pytest.approx(value, abs=1e-6), key
+    inside, outside = np.load(probs).astype(float), np.load(tmp_path / "p.ood.npy").astype(float)
+    for key, value in numpy_ood(1 - inside.max(1), 1 - outside.max(1)).items():
+        assert r["ood_by_score"]["msp"][key] == pytest.approx(value, abs=1e-6), key
+    before = ood_log.read_text()
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["ood_auroc"] == r["ood_auroc"]
+    assert run_eval(*args) == 0  # resumed: every image read back, none classified again
+    assert ood_log.read_text() == before
+    assert json.loads(results.read_text())["ood_by_score"] == r["ood_by_score"]
+    assert run_eval(*args, "--ood-score", "energy") == 2
+    assert "not a score of the Diffusion Classifier; choose from msp, entropy, lowest_error" in capsys.readouterr().err

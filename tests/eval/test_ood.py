@@ -11,7 +11,11 @@ import torch
 
 from datafiles import write_image_folder
 from diffcls.cli import main
+from diffcls.didicm import SamplerConfig
+from diffcls.didicm.samplers import cl_sample, cp_sample, trajectory_wander
 from diffcls.inference.ood import ood_metrics, ood_scores
+from diffcls.inference.predict import bind_image, sample_proba
+from independent import numpy_ood
 
 
 def test_ood_metrics_by_hand():
@@ -19,19 +23,6 @@ def test_ood_metrics_by_hand():
     assert m["ood_auroc"] == pytest.approx(7 / 8)  # 7 of the 8 (OOD, ID) pairs are ordered right
     assert m["ood_aupr"] == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)  # precision 1 at the first OOD, 2/3 at the second
     assert m["ood_fpr95"] == pytest.approx(0.5)  # the threshold accepting 95% of 4 ID images is 0.4
-
-
-def numpy_ood(in_scores: np.ndarray, out_scores: np.ndarray) -> dict:
-    """AUROC as the Mann-Whitney pair count (ties count half), AP as the mean precision at each OOD image (ties
-    broken pessimistically never matter here: continuous scores), FPR at 95% TPR of the ID side."""
-    pairs = (out_scores[:, None] > in_scores[None, :]).mean() + 0.5 * (out_scores[:, None] == in_scores[None, :]).mean()
-    scores = np.concatenate([in_scores, out_scores])
-    positive = np.concatenate([np.zeros(len(in_scores)), np.ones(len(out_scores))])
-    order = np.argsort(-scores, kind="stable")
-    hits = np.cumsum(positive[order])
-    precision_at_hits = (hits / np.arange(1, len(scores) + 1))[positive[order] == 1]
-    threshold = np.sort(in_scores)[int(np.ceil(0.95 * len(in_scores))) - 1]
-    return {"ood_auroc": pairs, "ood_aupr": precision_at_hits.mean(), "ood_fpr95": (out_scores <= threshold).mean()}
 
 
 def test_ood_metrics_against_numpy_on_random_scores():
@@ -87,7 +78,10 @@ def test_bad_ood_input_is_one_line(digits_model, tmp_path, capsys):
     cases = [
         (["--ood-data", f"folder:{rgb}"], "has 3-channel images but the in-distribution data digits has 1"),
         (["--ood-data", f"npz:{tmp_path / 'big.npz'}"], "has 20×20 images, larger than the model's 16-px input"),
-        (["--ood-data", "noise", "--ood-score", "energy"], "unknown --ood-score 'energy'; choose from msp, entropy"),
+        (
+            ["--ood-data", "noise", "--ood-score", "wander"],
+            "--ood-score 'wander' is not a score of standard; choose from msp, entropy, energy",
+        ),
         (["--ood-data", "noise", "--ood-limit", "0"], "--ood-limit must be >= 1, got 0"),
     ]
     for extra, message in cases:
@@ -95,3 +89,71 @@ def test_bad_ood_input_is_one_line(digits_model, tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err, err
     assert not results.exists()
+
+
+def test_trajectory_wander_by_hand():
+    """Straight to an answer: 0. Mass to class 1 and then to class 0: path 0.5 + 1.0, distance covered 0.5."""
+    straight = [torch.tensor([[0.5, 0.5]]), torch.tensor([[0.2, 0.8]]), torch.tensor([[0.0, 1.0]])]
+    detour = [torch.tensor([[0.5, 0.5]]), torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0, 0.0]])]
+    assert trajectory_wander(straight).tolist() == pytest.approx([0.0])
+    assert trajectory_wander(detour).tolist() == pytest.approx([1.0])
+
+
+def numpy_wander(trajectory: list[torch.Tensor]) -> np.ndarray:
+    path = np.stack([t.double().numpy() for t in trajectory])
+    steps = sum(0.5 * np.abs(path[i + 1] - path[i]).sum(-1) for i in range(len(path) - 1))
+    return steps - 0.5 * np.abs(path[-1] - path[0]).sum(-1)
+
+
+@pytest.mark.parametrize("config", [SamplerConfig("cp", steps=4), SamplerConfig("cl", steps=3, chains=5)])
+def test_didicm_readout_returns_the_wander_of_its_own_trajectory(config):
+    """sample_proba's native score is the wander of the trajectory the sampler walked (the same draws), for CP and
+    for CL (whose batch is split into parts)."""
+    from diffcls.models.factory import create_timm_model
+
+    torch.manual_seed(0)
+    model = create_timm_model("didirn_small", 4, 3, conditional=True).eval()
+    images = torch.randn(6, 3, 16, 16)
+    probs, scores = sample_proba(model, images, config, torch.Generator().manual_seed(3), native_scores=True)
+    assert set(scores) == {"wander"} and scores["wander"].shape == (6,)
+    generator, expected = torch.Generator().manual_seed(3), []
+    for part in images.split(max(1, 6 // config.spec.rows_per_image(config))):
+        trajectory = []
+        fn = cp_sample if config.sampler == "cp" else cl_sample
+        fn(
+            bind_image(model, part),
+            len(part),
+            4,
+            generator=generator,
+            trajectory=trajectory,
+            **config.spec.kwargs(config),
+        )
+        expected.append(numpy_wander(trajectory))
+    assert scores["wander"].numpy() == pytest.approx(np.concatenate(expected), abs=1e-6)
+    assert torch.equal(probs, sample_proba(model, images, config, torch.Generator().manual_seed(3)))
+
+
+def test_standard_energy_score_in_eval(digits_model, tmp_path):
+    """--ood-score energy: the OOD metrics of -logsumexp of the logits, computed here from the network itself."""
+    from diffcls.data import ImageDataset, ImageTransform, TransformConfig, load_source
+    from diffcls.eval.evaluate import ood_split, select_split
+    from diffcls.methods import load_classifier
+
+    results = tmp_path / "r.json"
+    args = ["--checkpoint", str(digits_model), "--data", "digits", "--results-file", str(results), "--limit", "100"]
+    assert main(["eval", *args, "--ood-data", "noise", "--ood-score", "energy"]) == 0
+    r = json.loads(results.read_text())
+    model, config = load_classifier(digits_model)
+    transform = TransformConfig.from_dict(config["transform"])
+    source = load_source("digits")
+
+    def energy(split):
+        images = torch.stack([image for image, _ in ImageDataset(split, ImageTransform(transform))])
+        with torch.no_grad():
+            return -torch.logsumexp(model(images).double(), dim=1).numpy()
+
+    inside = energy(select_split(source, "test", 100, train_limit=None, val_split=config["train"]["val_split"]))
+    outside = energy(ood_split("noise", source, 100, transform))
+    assert r["ood_score"] == "energy" and set(r["ood_by_score"]) == {"msp", "entropy", "energy"}
+    for key, value in numpy_ood(inside, outside).items():
+        assert r[key] == pytest.approx(value, abs=1e-6), key

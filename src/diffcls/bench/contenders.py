@@ -32,13 +32,13 @@ import torch
 from diffcls.bench.stats import Row, Series
 from diffcls.data import ImageDataset, ImageTransform, Split, TransformConfig, stratified_order
 from diffcls.didicm import SAMPLERS, SamplerConfig
-from diffcls.eval.diffusion_classifier import DCEvalConfig, classify_indices, load_noise_model
+from diffcls.eval.diffusion_classifier import DCEvalConfig, classify_indices, load_noise_model, lowest_error
 from diffcls.eval.evaluate import evaluate_model, select_split
 from diffcls.generative.adaptive import Schedule, stagewise_probabilities
 from diffcls.generative.calibration import fit_temperature
 from diffcls.generative.pretrained import NoiseModel
 from diffcls.inference.calibration import fit_probability_temperature
-from diffcls.inference.ood import all_ood_metrics
+from diffcls.inference.ood import all_ood_metrics, msp_histogram
 from diffcls.methods import ClassifierMethod, get_method
 from diffcls.runtime.io import JsonlLog
 from diffcls.train.config import TrainConfig
@@ -162,6 +162,19 @@ class Contender:
         return []
 
 
+def ood_fields(
+    in_probs: torch.Tensor, in_native: dict, measured: dict[str, tuple[torch.Tensor, dict]]
+) -> dict[str, dict]:
+    """A clean row's OOD fields: ``ood`` = ``{OOD set: {score: ood_metrics}}`` and ``ood_msp_hist`` = msp counts
+    (:func:`~diffcls.inference.ood.msp_histogram`) of the in-distribution images and of each OOD set. ``measured``:
+    ``{OOD set: (probs float[M, K], native scores {name: float[M]})}``; ``in_native`` those of the test images."""
+    return {
+        "ood": {spec: all_ood_metrics(in_probs, p, in_native, native) for spec, (p, native) in measured.items()},
+        "ood_msp_hist": {"in-distribution": msp_histogram(in_probs)}
+        | {spec: msp_histogram(p) for spec, (p, _) in measured.items()},
+    }
+
+
 @dataclass(frozen=True, eq=False)
 class ClassifierContender(Contender):
     """A :class:`~diffcls.methods.ClassifierMethod` on a timm/DiDiRN backbone: readouts come from the method."""
@@ -200,16 +213,20 @@ class ClassifierContender(Contender):
         model, mconfig = runner.load_classifier(folder)
         transform = TransformConfig.from_dict(mconfig["transform"])
         transform.low_res = task.condition.test_low_res
-        metrics, probs = self._measure(model, split, transform, task.readout, runner, runner.progress)
+        # OOD detection on clean rows of the grid readouts (the NFE sweep's readouts would multiply its cost)
+        with_ood = task.condition.kind == "clean" and task.readout in self.grid_readouts(runner.preset)
+        in_native = {} if with_ood else None
+        metrics, probs = self._measure(model, split, transform, task.readout, runner, runner.progress, in_native)
         key = ("temperature", folder, self.readout_id(task.readout))
         temperature = runner.cached(key, lambda: self._fit_temperature(model, mconfig, task.readout, runner))
         extra = {}
-        # OOD detection on clean rows of the grid readouts (the NFE sweep's readouts would multiply its cost)
-        if task.condition.kind == "clean" and task.readout in self.grid_readouts(runner.preset):
-            extra["ood"] = {
-                spec: all_ood_metrics(probs, self._measure(model, ood, transform, task.readout, runner, False)[1])
-                for spec, ood in runner.ood_splits().items()
-            }
+        if with_ood:
+            measured = {}
+            for spec, ood in runner.ood_splits().items():
+                out_native = {}
+                ood_probs = self._measure(model, ood, transform, task.readout, runner, False, out_native)[1]
+                measured[spec] = (ood_probs, out_native)
+            extra = ood_fields(probs, in_native, measured)
         return Measurement(
             probs,
             torch.as_tensor(split.labels),
@@ -219,7 +236,9 @@ class ClassifierContender(Contender):
             temperature=temperature,
         )
 
-    def _measure(self, model, split: Split, transform: TransformConfig, readout, runner: Benchmark, progress):
+    def _measure(
+        self, model, split: Split, transform: TransformConfig, readout, runner: Benchmark, progress, scores=None
+    ):
         return evaluate_model(
             self.classifier,
             model,
@@ -231,6 +250,7 @@ class ClassifierContender(Contender):
             batch_size=256,
             progress=progress,
             dist=runner.dist,
+            scores_out=scores,
         )
 
     def _fit_temperature(self, model, mconfig: dict, readout, runner: Benchmark) -> float | None:
@@ -356,26 +376,45 @@ class DiffusionClassifierContender(Contender):
         transform = TransformConfig.from_dict(asdict(model.transform))
         transform.low_res = task.condition.test_low_res
         name = f"{folder.name}-{task.condition.label.replace('/', '-')}-{self.settings.readout_id}.jsonl"
+        classes = list(range(runner.source.num_classes))
         classified = classify_indices(
             cfg,
             model,
             ImageDataset(split, ImageTransform(transform)),
             self.test_subset(runner),
-            list(range(runner.source.num_classes)),
+            classes,
             self._log(runner, name),
             runner.progress,
             runner.dist,
         )
+        ood_means = {}  # OOD detection on the clean rows, on as many images of each OOD set
+        if task.condition.kind == "clean":
+            for spec, ood in runner.ood_splits().items():
+                subset = stratified_order(ood.labels)[: self.settings.test_images]
+                safe = spec.replace(":", "-").replace("/", "-")
+                log = self._log(runner, f"{folder.name}-ood-{safe}-{self.settings.readout_id}.jsonl")
+                dataset = ImageDataset(ood, ImageTransform(transform))
+                done = classify_indices(cfg, model, dataset, subset, classes, log, runner.progress, runner.dist)
+                ood_means[spec] = None if done is None else done[0]
         if classified is None:
             return None
         means, labels, seconds = classified
+        calibrated = stagewise_probabilities(means, temperature).float()
+        extra = {}
+        if ood_means:  # scored by the calibrated probabilities: at lambda = 1 they are nearly uniform
+            measured = {
+                spec: (stagewise_probabilities(m, temperature).float(), {"lowest_error": lowest_error(m)})
+                for spec, m in ood_means.items()
+            }
+            extra = ood_fields(calibrated, {"lowest_error": lowest_error(means)}, measured)
         return Measurement(
             stagewise_probabilities(means, 1.0).float(),  # the raw Bayes rule: softmax(-error)
             labels,
             seconds,
             self.settings.schedule.nfe(runner.source.num_classes),
+            extra,
             temperature=temperature,
-            calibrated=stagewise_probabilities(means, temperature).float(),
+            calibrated=calibrated,
         )
 
     def _scorer(self, folder: Path, runner: Benchmark) -> tuple[DCEvalConfig, NoiseModel, float]:

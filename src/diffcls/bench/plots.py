@@ -1,5 +1,6 @@
 """The benchmark's figures (matplotlib, imported when a figure is drawn): accuracy against severity, the gain Δ
-against difficulty, accuracy against NFE, CP trajectories, reliability diagrams and training curves.
+against difficulty, accuracy against NFE, CP trajectories, reliability diagrams, risk-coverage curves, OOD score
+histograms and training curves.
 
 Lines and labels come from the lineup's series and contenders (:mod:`diffcls.bench.contenders`); the NFE plot
 groups a swept contender's points by their sampler's ``plot_group`` and draws them with its marker and line.
@@ -336,6 +337,44 @@ def plot_risk_coverage(rows: list[Row], path: Path, preset: BenchPreset | None =
         ax.set_ylabel("error rate of the kept images")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_ood_histograms(rows: list[Row], path: Path, preset: BenchPreset | None = None) -> Path | None:
+    """The msp score (1 − max p) of the in-distribution test images and of each OOD set, per series (counts of
+    every seed pooled, shown as densities on a log scale): the further apart, the better the detection."""
+    rows = [r for r in rows if r.get("ood_msp_hist")]
+    series = [s for s in Lineup.of(preset).series(rows, preset) if any(s.matches(r) for r in rows)]
+    if not series:
+        return None
+    plt = _pyplot()
+    columns = min(len(series), 4)
+    lines = -(-len(series) // columns)
+    fig, axes = plt.subplots(lines, columns, figsize=(3.6 * columns, 3.0 * lines), squeeze=False)
+    for ax, s in zip(axes.flat, series):
+        pooled: dict[str, list[int]] = {}
+        for r in rows:
+            if s.matches(r):
+                for name, counts in r["ood_msp_hist"].items():
+                    pooled[name] = [a + b for a, b in zip(pooled.get(name, [0] * len(counts)), counts)]
+        for name, counts in pooled.items():
+            bins, total = len(counts), max(sum(counts), 1)
+            edges = [i / bins for i in range(bins + 1)]
+            density = [c / total for c in counts]
+            ax.stairs(
+                density,
+                edges,
+                label=name,
+                fill=name == "in-distribution",
+                alpha=0.4 if name == "in-distribution" else 1,
+            )
+        ax.set_yscale("log")
+        ax.set_title(s.label, fontsize=9)
+        ax.set_xlabel("msp score (1 − max p)")
+        ax.set_ylabel("fraction of images")
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(series) :]:
+        ax.axis("off")
     return _save(fig, path)
 
 

@@ -11,6 +11,7 @@ from diffcls.bench.plots import (
     plot_accuracy_vs_nfe,
     plot_accuracy_vs_severity,
     plot_gain_vs_difficulty,
+    plot_ood_histograms,
     plot_reliability,
     plot_risk_coverage,
     plot_training_curves,
@@ -45,6 +46,7 @@ def write_report(
             rows, plots_dir / "reliability_after_temperature.png", preset, bins_key="post_reliability"
         ),
         "risk_coverage": plot_risk_coverage(rows, plots_dir / "risk_coverage.png", preset),
+        "ood_histograms": plot_ood_histograms(rows, plots_dir / "ood_histograms.png", preset),
         "training_curves": plot_training_curves(curves, plots_dir / "training_curves.png", preset),
     }
     plots = {name: path for name, path in plots.items() if path}

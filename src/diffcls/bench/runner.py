@@ -77,6 +77,7 @@ NOT_IN_CSV = (
     "post_reliability",
     "correct",
     "risk_coverage",
+    "ood_msp_hist",
 )  # per-bin and per-image fields: JSON only
 
 

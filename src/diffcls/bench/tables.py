@@ -310,31 +310,43 @@ WORST_SEVERITY_COLUMNS = (("nll", "NLL"), ("brier", "Brier"), ("ece", "ECE"), ("
 
 OOD_TEXT = (
     "Clean models, each read out as in the grid, scoring the in-distribution test images against an OOD set of as "
-    "many images (OOD is the "
-    "positive class): AUROC and FPR at 95% of in-distribution images accepted, for the maximum-probability score "
-    "(msp: 1 − max p) and the predictive entropy; mean ± std over seeds."
+    "many images (OOD is the positive class; the Diffusion Classifier: its test subset and as many OOD images, "
+    "scored by its probabilities at the fitted λ, since at λ = 1 they are nearly uniform): AUROC and FPR at 95% of "
+    "in-distribution images accepted, for the maximum-probability score (msp: 1 − max p), the predictive entropy, "
+    "and the method's own score where it has one (energy: −logsumexp of the twin's or plain ResNet's logits; "
+    "wander: how far DiDiCM's CP or CL distribution moves beyond the distance it covers; lowest_error: the "
+    "Diffusion Classifier's best class's mean noise-prediction error); mean ± std over seeds."
 )
+NATIVE_OOD_SCORES = ("energy", "wander", "lowest_error")
 
 
 def _ood_table(rows: list[Row], series: list[Series]) -> str | None:
-    """Per series and OOD set: AUROC and FPR95 of msp, AUROC of entropy (None when no row has OOD results)."""
+    """Per series and OOD set: AUROC and FPR95 of msp, AUROC of entropy and of the native score (None when no row
+    has OOD results)."""
     flat = [{**r, **_flat_ood(r["ood"])} for r in rows if r.get("ood")]
     specs = list(dict.fromkeys(spec for r in flat for spec in r["ood"]))
     if not specs:
         return None
     columns = [("msp", "ood_auroc", "AUROC (msp)"), ("msp", "ood_fpr95", "FPR95 (msp)"),
-               ("entropy", "ood_auroc", "AUROC (entropy)")]  # fmt: skip
-    header = ["model", *[f"{spec}: {name}" for spec in specs for _, _, name in columns]]
+               ("entropy", "ood_auroc", "AUROC (entropy)"), ("native", "ood_auroc", "AUROC (native)")]  # fmt: skip
+    header = ["model", "native score", *[f"{spec}: {name}" for spec in specs for _, _, name in columns]]
     keys = tuple(f"ood/{spec}/{score}/{metric}" for spec in specs for score, metric, _ in columns)
-    body = [[s.label, *metric_cells(flat, s, is_clean, keys)] for s in series if any(s.matches(r) for r in flat)]
+    body = []
+    for s in series:
+        mine = [r for r in flat if s.matches(r)]
+        if mine:
+            native = next((n for n in NATIVE_OOD_SCORES if n in next(iter(mine[0]["ood"].values()))), None)
+            body.append([s.label, native or "–", *metric_cells(flat, s, is_clean, keys)])
     return markdown_table(header, body)
 
 
 def _flat_ood(ood: dict) -> dict:
+    """``ood/SPEC/SCORE/METRIC`` keys of a row's OOD results; a method's own score also as ``SCORE`` = native."""
     return {
-        f"ood/{spec}/{score}/{metric}": value
+        f"ood/{spec}/{name}/{metric}": value
         for spec, by_score in ood.items()
         for score, metrics in by_score.items()
+        for name in ((score, "native") if score in NATIVE_OOD_SCORES else (score,))
         for metric, value in metrics.items()
     }
 

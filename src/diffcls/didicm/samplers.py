@@ -190,6 +190,20 @@ def cp_sample(
     return p.float()
 
 
+def trajectory_wander(trajectory: list[Tensor]) -> Tensor:
+    """How much a sampler changes its mind on the way: the path length of its distributions p_0 .. p_S (each
+    (B, K)) in total variation minus the distance it covers, Σ_s TV(p_s, p_{s+1}) − TV(p_0, p_S) ≥ 0 (float64[B]).
+
+    0 for a path that heads straight for its answer (CP moving mass from uniform onto one class); it grows when
+    mass moves to a class and back (CP's reference label flips, CL's chains jump back and forth).
+    """
+    if len(trajectory) < 2:
+        return torch.zeros(len(trajectory[0]) if trajectory else 0, dtype=torch.float64)
+    path = torch.stack(trajectory).double()  # (S + 1, B, K)
+    tv = lambda a, b: 0.5 * (a - b).abs().sum(-1)  # noqa: E731
+    return (tv(path[1:], path[:-1]).sum(0) - tv(path[-1], path[0])).clamp_min(0.0)
+
+
 def _histogram(c: Tensor, batch_size: int, chains: int, num_classes: int) -> Tensor:
     return F.one_hot(c, num_classes).view(batch_size, chains, num_classes).double().mean(1)
 
@@ -345,6 +359,7 @@ class SamplerSpec:
     options: tuple[str, ...] = ()  # the SamplerConfig fields it reads
     marker: str = "o"  # its points in the NFE plot
     line: str | None = "-"  # how those points are joined (None: not joined)
+    native_scores: tuple[str, ...] = ()  # its own uncertainty scores for OOD detection (trajectory_scores)
 
     def __call__(self, score_fn: ScoreFn, batch_size: int, num_classes: int, steps: int = 1, **kwargs) -> Tensor:
         return type(self).fn(score_fn, batch_size, num_classes, steps, **kwargs)
@@ -374,6 +389,11 @@ class SamplerSpec:
         """Its configurations in an NFE sweep over ``steps`` (and ``(chains, steps)`` pairs for chain samplers)."""
         return [SamplerConfig(self.name)]
 
+    def trajectory_scores(self, trajectory: list[Tensor]) -> dict[str, Tensor]:
+        """Its :attr:`native_scores` ``{name: float64[B]}`` (higher = more likely out of distribution) from the
+        trajectory ``fn`` recorded: the (B, K) distributions at the start and after every step."""
+        return {"wander": trajectory_wander(trajectory)} if "wander" in self.native_scores else {}
+
 
 _CP_LABELS = {"euler": "", "euler-lower": " lower-clamp", "euler-tiebreak": " tie-break", "analytic": " analytic"}
 
@@ -383,6 +403,7 @@ class CPSampler(SamplerSpec):
     summary = "diffusion over class probabilities (DiDiCM-CP)"
     options = ("steps", "cp_update", "cp_reference")
     fn = staticmethod(cp_sample)
+    native_scores = ("wander",)
 
     def kwargs(self, config):
         return {"steps": config.steps, "update": config.cp_update, "reference": config.cp_reference}
@@ -410,6 +431,7 @@ class CLSampler(SamplerSpec):
     options = ("steps", "chains")
     marker, line = "^", None
     fn = staticmethod(cl_sample)
+    native_scores = ("wander",)
 
     def kwargs(self, config):
         return {"steps": config.steps, "chains": config.chains}
@@ -437,7 +459,7 @@ class OnePassReadout(SamplerSpec):
     name = "onepass"
     summary = "one network call at a small noise level (no diffusion steps)"
     marker, line = "*", None
-    fn = staticmethod(onepass_readout)
+    fn = staticmethod(onepass_readout)  # no steps, so no native score
 
     def label(self, config):
         return "one-pass"

@@ -19,7 +19,15 @@ from tqdm.auto import tqdm
 
 from diffcls.data import ImageDataset, ImageTransform, TransformConfig, load_source, stratified_order, subset_split
 from diffcls.errors import DiffclsError
-from diffcls.eval.evaluate import corrupt_split, held_out_images, known_posterior, select_split
+from diffcls.eval.evaluate import (
+    check_ood_score,
+    corrupt_split,
+    held_out_images,
+    known_posterior,
+    ood_results,
+    ood_split,
+    select_split,
+)
 from diffcls.generative import Schedule, classify, parse_schedule
 from diffcls.generative.adaptive import pool_candidates, stagewise_probabilities
 from diffcls.generative.calibration import fit_temperature
@@ -98,6 +106,24 @@ class DCEvalConfig:
     fit_temperature: bool = False  # fit lambda on these images and store it with the model
     prompt_template: str = "a photo of a {}."  # text-conditional models: one prompt per class name
     prompts_csv: str | None = None  # or prompt,classname,classidx rows (several prompts per class allowed)
+    ood_data: str | None = None  # a data spec (its test split) or "noise": score OOD detection against it
+    ood_score: str = "msp"  # msp, entropy or lowest_error (NATIVE_OOD_SCORES)
+    ood_limit: int | None = None  # OOD images (default: as many as the evaluated images)
+
+
+NATIVE_OOD_SCORES = ("lowest_error",)  # the winning class's mean noise-prediction error over all its timesteps
+
+
+def lowest_error(stage_means: torch.Tensor) -> torch.Tensor:
+    """float64[N]: per image, the lowest mean error over the candidates alive at the last stage (so over all M
+    timesteps); an image no class reconstructs well is likely out of distribution. ``stage_means`` float[N, S, A]."""
+    last = stage_means[:, -1].double()
+    return torch.where(last.isnan(), torch.inf, last).min(dim=1).values
+
+
+def ood_log_path(per_image_file: str | Path) -> Path:
+    """The per-image JSONL of the OOD images of ``--ood-data``: the per-image file with ``.ood.jsonl``."""
+    return Path(per_image_file).with_suffix(".ood.jsonl")
 
 
 def run_key(cfg: DCEvalConfig, model: NoiseModel) -> dict:
@@ -281,17 +307,48 @@ def evaluate_diffusion_classifier(
     transform = TransformConfig.from_dict(asdict(model.transform))
     if cfg.low_res is not None:
         transform.low_res = cfg.low_res
+    ood = None  # checked before any work
+    if cfg.ood_data is not None:
+        check_ood_score(cfg.ood_score, NATIVE_OOD_SCORES, "the Diffusion Classifier")
+        if cfg.ood_limit is not None and cfg.ood_limit < 1:
+            raise DiffclsError(f"--ood-limit must be >= 1, got {cfg.ood_limit}")
+        ood = ood_split(cfg.ood_data, source, cfg.ood_limit or len(indices), transform)
     log = _open_log_on_main(Path(per_image_file), run_key(cfg, model), dist)
     dataset = ImageDataset(split, ImageTransform(transform))
     classified = classify_indices(cfg, model, dataset, indices, candidates, log, progress, dist)
+    ood_classified = None
+    if ood is not None:
+        ood_key = {
+            **run_key(cfg, model),
+            "split": "test",
+            "corruption": None,
+            "severity": None,
+            "ood_data": cfg.ood_data,
+        }
+        ood_log = _open_log_on_main(ood_log_path(per_image_file), ood_key, dist)
+        ood_dataset = ImageDataset(ood, ImageTransform(transform))
+        ood_indices = np.arange(len(ood.labels))
+        ood_classified = classify_indices(cfg, model, ood_dataset, ood_indices, candidates, ood_log, progress, dist)
     if classified is None:
         return None
     stage_means, labels, seconds = classified
     pooling = torch.tensor(candidates) if model.candidate_classes is not None else None
     temperature, source_of_temperature = _temperature(cfg, model, stage_means, labels, pooling)
-    probs = pool_candidates(stagewise_probabilities(stage_means, temperature), pooling, source.num_classes).float()
+
+    def probabilities(means: torch.Tensor) -> torch.Tensor:
+        return pool_candidates(stagewise_probabilities(means, temperature), pooling, source.num_classes).float()
+
+    probs = probabilities(stage_means)
     posterior = known_posterior(source, subset_split(split, indices), cfg.corruption, transform.low_res)
     bayes = {} if posterior is None else posterior_metrics(probs, labels, posterior)
+    if ood_classified is not None:
+        ood_means = ood_classified[0]
+        ood_probs = probabilities(ood_means)
+        bayes.update(
+            ood_results(probs, ood_probs, cfg.ood_score, cfg.ood_data,
+                        {"lowest_error": lowest_error(stage_means)}, {"lowest_error": lowest_error(ood_means)}),
+            ood_per_image_file=str(ood_log_path(per_image_file)),
+        )  # fmt: skip
     results = {
         **classification_metrics(probs, labels),
         **bayes,
@@ -318,6 +375,8 @@ def evaluate_diffusion_classifier(
         "processes": dist.world_size,
         "per_image_file": str(per_image_file),
     }
+    if ood_classified is not None:
+        results["ood_probs"] = ood_probs  # popped by the caller, saved beside --save-probs
     return results, probs
 
 

@@ -151,13 +151,30 @@ def ood_split(spec: str, source: DataSource, n: int, transform: TransformConfig)
     return select_split(ood, "test", min(n, len(ood.test)))
 
 
-def ood_results(in_probs: torch.Tensor, out_probs: torch.Tensor, score: str, spec: str) -> dict:
+def ood_results(
+    in_probs: torch.Tensor,
+    out_probs: torch.Tensor,
+    score: str,
+    spec: str,
+    in_native: dict[str, torch.Tensor] | None = None,
+    out_native: dict[str, torch.Tensor] | None = None,
+) -> dict:
     """The results fields of OOD detection: ``ood_auroc``, ``ood_aupr``, ``ood_fpr95`` of ``score`` (a name of
-    :data:`~diffcls.inference.ood.OOD_SCORES`), which score and data, and every score's metrics under
-    ``ood_by_score``."""
-    by_score = all_ood_metrics(in_probs, out_probs)
+    :data:`~diffcls.inference.ood.OOD_SCORES` or of the method's native scores, given per image as ``{name:
+    float[N]}`` for the in-distribution and ``{name: float[M]}`` for the OOD images), which score and data, and
+    every score's metrics under ``ood_by_score``."""
+    by_score = all_ood_metrics(in_probs, out_probs, in_native, out_native)
+    if score not in by_score:
+        raise DiffclsError(f"unknown OOD score {score!r}; choose from {', '.join(by_score)}")
     return {**by_score[score], "ood_score": score, "ood_data": spec, "ood_num_samples": len(out_probs),
             "ood_by_score": by_score}  # fmt: skip
+
+
+def check_ood_score(score: str, native: tuple[str, ...], readout: str) -> None:
+    """Refuse an ``--ood-score`` the readout does not have (``native``: its method's own scores)."""
+    known = (*OOD_SCORES, *native)
+    if score not in known:
+        raise DiffclsError(f"--ood-score {score!r} is not a score of {readout}; choose from {', '.join(known)}")
 
 
 def corrupt_split(
@@ -210,16 +227,21 @@ def evaluate_model(
     workers: int = 0,
     progress: bool | None = None,
     dist: Dist = SINGLE_PROCESS,
+    scores_out: dict[str, torch.Tensor] | None = None,
 ) -> tuple[dict, torch.Tensor]:
     """Metrics of a loaded model read out by its method (with ``sampler`` where the method has samplers) on a
-    split: ``classification_metrics`` plus NFE and timing; and probs ``[N, K]``.
+    split: ``classification_metrics`` plus NFE and timing; and probs ``[N, K]``. With ``scores_out`` (a dict),
+    the method's native uncertainty scores ``{name: float64[N]}`` are put there.
 
     Under torchrun the split is sharded over the ranks by batches and every rank gets the gathered results.
     """
     dataset = ImageDataset(split, ImageTransform(transform))
+    # Only a method with native scores is asked for them (a readout written without the flag keeps working).
+    native = scores_out is not None and method.native_ood_scores(sampler)
+    readout = method.readout(model, sampler, native_scores=True) if native else method.readout(model, sampler)
     tic = time.perf_counter()
     probs, labels = predict_dataset(
-        method.readout(model, sampler),
+        readout,
         dataset,
         batch_size,
         device,
@@ -227,6 +249,7 @@ def evaluate_model(
         workers=workers,
         progress=progress,
         dist=dist,
+        scores_out=scores_out,
     )
     seconds = time.perf_counter() - tic
     results = {
@@ -262,8 +285,7 @@ def evaluate_classifier(
         tconf.low_res = cfg.low_res
     ood = None  # checked before any work
     if cfg.ood_data is not None:
-        if cfg.ood_score not in OOD_SCORES:
-            raise DiffclsError(f"unknown --ood-score {cfg.ood_score!r}; choose from {', '.join(OOD_SCORES)}")
+        check_ood_score(cfg.ood_score, method.native_ood_scores(cfg.sampler), _readout_name(method, cfg.sampler))
         if cfg.ood_limit is not None and cfg.ood_limit < 1:
             raise DiffclsError(f"--ood-limit must be >= 1, got {cfg.ood_limit}")
         ood = ood_split(cfg.ood_data, source, cfg.ood_limit or len(split), tconf)
@@ -281,14 +303,16 @@ def evaluate_classifier(
             dist,
         )
 
-    def measure(images: Split, transform: TransformConfig, show_progress: bool | None = progress):
-        """``evaluate_model`` of this checkpoint and readout: (metrics, probs) of ``images``."""
+    def measure(images: Split, transform: TransformConfig, show_progress: bool | None = progress, scores=None):
+        """``evaluate_model`` of this checkpoint and readout: (metrics, probs) of ``images`` (native scores put in
+        ``scores``, a dict, when given)."""
         return evaluate_model(
             method, model, images, transform, cfg.sampler, device=cfg.device, seed=cfg.seed,
-            batch_size=cfg.batch_size, workers=cfg.workers, progress=show_progress, dist=dist,
+            batch_size=cfg.batch_size, workers=cfg.workers, progress=show_progress, dist=dist, scores_out=scores,
         )  # fmt: skip
 
-    metrics, probs = measure(split, tconf)
+    in_native, out_native = ({}, {}) if ood is not None else (None, None)
+    metrics, probs = measure(split, tconf, scores=in_native)
     posterior = known_posterior(source, split, cfg.corruption, tconf.low_res)
     if posterior is not None:
         metrics.update(posterior_metrics(probs, torch.as_tensor(split.labels), posterior))
@@ -296,8 +320,8 @@ def evaluate_classifier(
         metrics.update(_temperature_scaled(measure, mconfig, source, probs, split, posterior))
     ood_probs = None
     if ood is not None:
-        _, ood_probs = measure(ood, tconf)
-        metrics.update(ood_results(probs, ood_probs, cfg.ood_score, cfg.ood_data))
+        _, ood_probs = measure(ood, tconf, scores=out_native)
+        metrics.update(ood_results(probs, ood_probs, cfg.ood_score, cfg.ood_data, in_native, out_native))
     results = {
         **metrics,
         "method": method.name,
@@ -316,6 +340,10 @@ def evaluate_classifier(
     if ood_probs is not None:
         results["ood_probs"] = ood_probs  # popped by the caller, saved beside --save-probs
     return results, probs
+
+
+def _readout_name(method: ClassifierMethod, sampler: SamplerConfig | None) -> str:
+    return f"{method.name} ({sampler.label})" if method.uses_sampler and sampler is not None else method.name
 
 
 def write_results(results: dict, probs: torch.Tensor, results_file: str | None, probs_file: str | None) -> None:

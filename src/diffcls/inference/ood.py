@@ -59,6 +59,26 @@ def false_positive_rate_at(in_scores: torch.Tensor, out_scores: torch.Tensor, ac
     return float((np.asarray(out_scores, dtype=np.float64) <= threshold).mean())
 
 
-def all_ood_metrics(in_probs: torch.Tensor, out_probs: torch.Tensor) -> dict[str, dict]:
-    """``{score name: ood_metrics}`` for every score of :data:`OOD_SCORES`."""
-    return {name: ood_metrics(ood_scores(in_probs, name), ood_scores(out_probs, name)) for name in OOD_SCORES}
+def all_ood_metrics(
+    in_probs: torch.Tensor,
+    out_probs: torch.Tensor,
+    in_native: dict[str, torch.Tensor] | None = None,
+    out_native: dict[str, torch.Tensor] | None = None,
+) -> dict[str, dict]:
+    """``{score name: ood_metrics}`` for every score of :data:`OOD_SCORES` (from the probabilities float[N, K] of
+    the in-distribution and float[M, K] of the OOD images), then for every method-native score given per image
+    (``{name: float[N]}`` and ``{name: float[M]}``)."""
+    by_score = {name: ood_metrics(ood_scores(in_probs, name), ood_scores(out_probs, name)) for name in OOD_SCORES}
+    for name in in_native or {}:
+        by_score[name] = ood_metrics(in_native[name], out_native[name])
+    return by_score
+
+
+MSP_HISTOGRAM_BINS = 20  # equal bins over [0, 1] of the msp score (1 - max p)
+
+
+def msp_histogram(probs: torch.Tensor) -> list[int]:
+    """Counts of the ``msp`` score of ``probs`` float[N, K] in :data:`MSP_HISTOGRAM_BINS` equal bins over [0, 1]
+    (what the OOD histograms plot: fixed bins, so counts add up over seeds)."""
+    counts, _ = np.histogram(ood_scores(probs, "msp").numpy(), bins=MSP_HISTOGRAM_BINS, range=(0.0, 1.0))
+    return counts.tolist()

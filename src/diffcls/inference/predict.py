@@ -47,26 +47,39 @@ def bind_image(model: nn.Module, images: torch.Tensor) -> Callable[[torch.Tensor
     return score_fn
 
 
-Readout = Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
+Readout = Callable[[torch.Tensor, torch.Generator | None], torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]]
 """``readout(images [B, 3, S, S], generator) -> probs float[B, K]``: a trained model read out one way (a method's
-:meth:`~diffcls.methods.classifier.ClassifierMethod.readout`)."""
+:meth:`~diffcls.methods.classifier.ClassifierMethod.readout`). A readout asked for its method's native uncertainty
+scores returns ``(probs, {name: float64[B]})``."""
 
 
 @torch.inference_mode()
 def sample_proba(
-    model: nn.Module, images: torch.Tensor, sampler: SamplerConfig, generator: torch.Generator | None = None
-) -> torch.Tensor:
+    model: nn.Module,
+    images: torch.Tensor,
+    sampler: SamplerConfig,
+    generator: torch.Generator | None = None,
+    native_scores: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Class probabilities ``float[B, K]`` of a conditional model (a DiDiRN) for images ``[B, 3, S, S]``, by the
-    DiDiCM sampler that ``sampler`` names."""
+    DiDiCM sampler that ``sampler`` names; with ``native_scores``, also the sampler's own uncertainty scores
+    ``{name: float64[B]}`` (:attr:`~diffcls.didicm.samplers.SamplerSpec.native_scores`, from its trajectory)."""
     spec = sampler.spec
     kwargs = {**spec.kwargs(sampler), "generator": generator}
     # A sampler that calls the network with B × rows rows (CL's chains): split the batch so a call stays near B
     # rows, since a 10x larger batch ran over 2x slower per row on a 2-core CPU (cache misses), and it bounds
     # memory.
     parts = images.split(max(1, len(images) // spec.rows_per_image(sampler)))
-    return torch.cat(
-        [spec.fn(bind_image(model, part), len(part), model.num_classes, **kwargs).float() for part in parts]
-    )
+    probs, scores = [], []
+    for part in parts:
+        trajectory = [] if native_scores else None
+        probs.append(spec.fn(bind_image(model, part), len(part), model.num_classes, trajectory=trajectory, **kwargs))
+        if native_scores:
+            scores.append(spec.trajectory_scores(trajectory))
+    probs = torch.cat(probs).float()
+    if not native_scores:
+        return probs
+    return probs, {name: torch.cat([s[name] for s in scores]) for name in spec.native_scores}
 
 
 def batch_seed(seed: int, batch_index: int) -> int:
@@ -85,9 +98,11 @@ def predict_dataset(
     desc: str = "eval",
     progress: bool | None = None,
     dist: Dist = SINGLE_PROCESS,
+    scores_out: dict[str, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Probabilities ``float32[N, K]`` from ``readout`` and labels ``int64[N]`` of a data set, in data-set order,
-    on every rank.
+    on every rank. A readout that also returns per-image scores (see :data:`Readout`) puts them, as
+    ``{name: float64[N]}`` in data-set order, in ``scores_out`` (a dict given by the caller).
 
     The data set is cut into fixed batches of ``batch_size`` consecutive images; under torchrun each rank runs
     every ``world_size``-th batch and the results are gathered. Each batch's sampling randomness is seeded by
@@ -106,6 +121,10 @@ def predict_dataset(
     for (j, _), (images, y) in zip(mine, tqdm(loader, desc=desc, disable=hide, leave=False)):
         generator.manual_seed(batch_seed(seed, j))
         with torch.inference_mode():
-            done.append((j, readout(images.to(device), generator).float().cpu(), y))
+            out = readout(images.to(device), generator)
+        probs, scores = out if isinstance(out, tuple) else (out, {})
+        done.append((j, probs.float().cpu(), y, {name: v.double().cpu() for name, v in scores.items()}))
     gathered = sorted((item for part in dist.all_gather(done) for item in part), key=lambda item: item[0])
-    return torch.cat([p for _, p, _ in gathered]), torch.cat([y for _, _, y in gathered])
+    if scores_out is not None and gathered:
+        scores_out.update({name: torch.cat([s[name] for *_, s in gathered]) for name in gathered[0][3]})
+    return torch.cat([p for _, p, _, _ in gathered]), torch.cat([y for _, _, y, _ in gathered])

@@ -70,9 +70,14 @@ class ClassifierMethod(Method):
     def objective(self, config: TrainConfig, num_classes: int) -> Objective:
         raise NotImplementedError
 
-    def readout(self, model: nn.Module, sampler: SamplerConfig | None = None) -> Readout:
-        """``readout(images, generator) -> probs float[B, K]`` of ``model`` (put in eval mode here)."""
+    def readout(self, model: nn.Module, sampler: SamplerConfig | None = None, native_scores: bool = False) -> Readout:
+        """``readout(images, generator) -> probs float[B, K]`` of ``model`` (put in eval mode here); with
+        ``native_scores``, ``-> (probs, {name: float64[B]})`` for the names of :meth:`native_ood_scores`."""
         raise NotImplementedError
+
+    def native_ood_scores(self, sampler: SamplerConfig | None = None) -> tuple[str, ...]:
+        """The uncertainty scores this readout has besides those of its probabilities (``msp``, ``entropy``)."""
+        return ()
 
     def validation_sampler(self, config: TrainConfig) -> SamplerConfig | None:
         """The readout of the per-epoch validation."""

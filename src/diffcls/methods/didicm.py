@@ -62,10 +62,13 @@ class DiDiCMMethod(ClassifierMethod):
     def objective(self, config: TrainConfig, num_classes: int) -> DiDiCMObjective:
         return DiDiCMObjective(num_classes, config.smoothing, noise=config.noise, sampling_eps=config.sampling_eps)
 
-    def readout(self, model: nn.Module, sampler: SamplerConfig | None = None) -> Readout:
+    def readout(self, model: nn.Module, sampler: SamplerConfig | None = None, native_scores: bool = False) -> Readout:
         model.eval()
         sampler = sampler or SamplerConfig()
-        return lambda images, generator=None: sample_proba(model, images, sampler, generator)
+        return lambda images, generator=None: sample_proba(model, images, sampler, generator, native_scores)
+
+    def native_ood_scores(self, sampler: SamplerConfig | None = None) -> tuple[str, ...]:
+        return (sampler or SamplerConfig()).spec.native_scores
 
     def validation_sampler(self, config: TrainConfig) -> SamplerConfig:
         return SamplerConfig(config.val_sampler, steps=config.val_steps)

@@ -45,6 +45,17 @@ class StandardMethod(ClassifierMethod):
     def objective(self, config: TrainConfig, num_classes: int) -> StandardObjective:
         return StandardObjective(num_classes, config.smoothing)
 
-    def readout(self, model: nn.Module, sampler: SamplerConfig | None = None) -> Readout:
+    def readout(self, model: nn.Module, sampler: SamplerConfig | None = None, native_scores: bool = False) -> Readout:
         model.eval()
-        return lambda images, generator=None: model(images).float().softmax(dim=-1)
+
+        def read(images: torch.Tensor, generator: torch.Generator | None = None):
+            logits = model(images).float()
+            if not native_scores:
+                return logits.softmax(dim=-1)
+            # The energy score (Liu et al. 2020): -logsumexp of the logits, which the softmax discards.
+            return logits.softmax(dim=-1), {"energy": -torch.logsumexp(logits.double(), dim=-1)}
+
+        return read
+
+    def native_ood_scores(self, sampler: SamplerConfig | None = None) -> tuple[str, ...]:
+        return ("energy",)

@@ -141,10 +141,14 @@ class OutputLock:
             if not parent.is_dir():
                 try:
                     parent.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as e:
+                    raise DiffclsError(f"cannot create output folder {parent}: {e.strerror or e}") from None
+                try:
                     os.mkdir(parent)
                     self._created_folder = self._created_folder or self.folder
-                except FileExistsError:
-                    pass  # another process made it first: not ours to remove
+                except FileExistsError as e:
+                    if parent.exists() and not parent.is_dir():  # a file: else another process made it first
+                        raise DiffclsError(f"cannot create output folder {parent}: {e.strerror or e}") from None
                 except OSError as e:
                     raise DiffclsError(f"cannot create output folder {parent}: {e.strerror or e}") from None
             try:
