@@ -292,6 +292,19 @@ def _add_train_parser(sub) -> None:
         help="training images held out of every phase for validation and the t-sweep (default: 0)",
     )
     g.add_argument("--val-t", type=int, help="repcond-tune: DC Zero validation timestep (default: 500)")
+    g.add_argument(
+        "--label-init",
+        choices=["class-mean", "class-mean-rescaled", "random"],
+        help="repcond-tune from a rep-cond folder: start each label code at its class's mean r (default), at "
+        "those means spread as far apart as N(0, 1) codes, or at N(0, 1) codes (as from an unconditional DiT)",
+    )
+    g.add_argument(
+        "--reset-injection",
+        action="store_const",
+        const=True,
+        help="repcond-tune: zero the pretrained injection projections and tune the DiT trunk alone, as an "
+        "unconditional DiT is tuned",
+    )
     p.set_defaults(func=cmd_train)
 
 
@@ -394,6 +407,14 @@ def _add_eval_parser(sub) -> None:
         choices=["relative", "mean", "vote"],
         default="relative",
         help="how several timesteps combine (default: relative: each t's errors over their class mean)",
+    )
+    g.add_argument(
+        "--noise-draws",
+        type=int,
+        default=1,
+        metavar="D",
+        help="average each class's error at a t over D shared noises (default 1, the paper's single draw; "
+        "NFE = classes x timesteps x D)",
     )
     p.set_defaults(func=cmd_eval)
 
@@ -611,6 +632,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise DiffclsError(
             "--calibrate applies to classifiers; the Diffusion Classifier fits its λ with --fit-temperature"
         )
+    if args.noise_draws != 1 and evaluation != "dc-zero":
+        raise DiffclsError("--noise-draws applies to Diffusion Classifier Zero (repcond-tune checkpoints)")
     if args.ood_data and evaluation == "dc-zero":
         raise DiffclsError("--ood-data applies to classifiers and the Diffusion Classifier, not DC Zero")
     ood_probs = ood_probs_path(args.save_probs) if args.save_probs and args.ood_data else None
@@ -725,6 +748,7 @@ def _eval_dc_zero(args: argparse.Namespace, dist, device: str) -> int:
         seed=args.seed,
         batch_size=args.batch_size,
         device=device,
+        noise_draws=args.noise_draws,
     )
     probs = results.pop("probs")
     results.update(checkpoint=args.checkpoint, data=args.data, t_sweep=sweep_rows)

@@ -83,6 +83,7 @@ def test_bad_ood_input_is_one_line(digits_model, tmp_path, capsys):
             "--ood-score 'wander' is not a score of standard; choose from msp, entropy, energy",
         ),
         (["--ood-data", "noise", "--ood-limit", "0"], "--ood-limit must be >= 1, got 0"),
+        (["--noise-draws", "2"], "--noise-draws applies to Diffusion Classifier Zero"),
     ]
     for extra, message in cases:
         assert main([*common, *extra]) == 2

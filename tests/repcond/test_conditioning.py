@@ -107,3 +107,44 @@ def test_tuning_an_unconditional_dit_adds_zero_projections():
     x, t = torch.randn(3, 1, 8, 8), torch.tensor([1, 500, 900])
     with torch.no_grad():
         torch.testing.assert_close(tuned(x, t, torch.tensor([0, 1, 2])), plain(x, t), rtol=0, atol=0)
+
+
+def test_rescaled_codes_keep_centre_and_directions_with_unit_spread():
+    from diffcls.repcond.model import rescale_codes
+
+    means = 3.0 + 0.05 * torch.randn(10, 16, generator=torch.Generator().manual_seed(1))
+    codes = rescale_codes(means)
+    centre = means.mean(0)
+    torch.testing.assert_close(codes.mean(0), centre)
+    assert (codes - centre).pow(2).mean().sqrt().item() == pytest.approx(1.0, rel=1e-5)  # N(0, 1) codes' spread
+    cos = torch.nn.functional.cosine_similarity(codes - centre, means - centre, dim=1)
+    torch.testing.assert_close(cos, torch.ones(10))
+
+
+def test_tuning_the_trunk_alone_is_tuning_a_plain_dit_with_the_same_weights():
+    """reset_injection: the rep-cond DiT's projections start at zero, so every label code gives what the plain
+    DiT with the pretrained trunk gives, as when tuning an unconditional DiT."""
+    pre = tiny_repcond()
+    with torch.no_grad():
+        for p in pre.dit.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    tuned = tuning_model(pre, num_classes=3, reset_injection=True)
+    projections = [p for n, p in tuned.dit.named_parameters() if n.startswith(("block_proj", "decode_proj"))]
+    assert projections and all(not p.any() for p in projections)
+    assert any(p.abs().sum() > 0 for n, p in pre.dit.named_parameters() if n.startswith("block_proj"))  # untouched
+    x, t = torch.randn(3, 1, 8, 8), torch.tensor([1, 500, 900])
+    with torch.no_grad():
+        torch.testing.assert_close(tuned(x, t, torch.tensor([0, 1, 2])), pre.dit(x, t), rtol=0, atol=0)
+
+
+def test_representation_statistics_against_hand_computed_values():
+    from diffcls.repcond.probe import representation_statistics
+
+    r = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0], [2.0, 4.0]])
+    s = representation_statistics(r, torch.tensor([0, 0, 1, 1]), 2)
+    # class means (1, 0) and (1, 4): distance 4; per-dim std (unbiased) of [0,2,0,2] and [0,0,4,4]
+    assert s["class_mean_distance_min"] == pytest.approx(4.0) == s["class_mean_distance_mean"]
+    assert s["spread"] == pytest.approx((torch.tensor([0.0, 2, 0, 2]).std() + torch.tensor([0.0, 0, 4, 4]).std()) / 2)
+    assert s["norm"] == pytest.approx((0 + 2 + 4 + 20**0.5) / 4)
+    assert s["between_within"] == pytest.approx(4.0 / 1.0)  # between: 2² on average; within: 1 (x) + 0 (y)
+    assert s["random_code_distance"] == pytest.approx(2.0)

@@ -114,3 +114,12 @@ def test_f1_scores_against_hand_computed_values():
     s3 = classification_scores(torch.tensor([0, 1, 1, 1, 2, 0]), torch.tensor([0, 0, 1, 1, 2, 2]), 3)
     assert s3["f1_macro"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3, abs=1e-6) and "f1_binary" not in s3
     assert s3["accuracy"] == pytest.approx(4 / 6)
+
+
+def test_more_noise_draws_extend_the_single_draw():
+    one = timestep_noise([100, 700], (1, 4, 4), seed=3)
+    three = timestep_noise([100, 700], (1, 4, 4), seed=3, draws=3)
+    assert three.shape == (6, 1, 4, 4)
+    assert torch.equal(three[0], one[0]) and torch.equal(three[3], one[1])  # draw 0 of each t is the single draw
+    assert not torch.equal(three[0], three[1]) and not torch.equal(three[1], three[4])
+    assert torch.equal(three, timestep_noise([100, 700], (1, 4, 4), seed=3, draws=3))  # a function of (seed, t, d)

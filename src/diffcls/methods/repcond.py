@@ -45,6 +45,7 @@ from diffcls.repcond.model import (
     RepCondModel,
     load_checkpoint,
     model_spec,
+    rescale_codes,
     save_model,
     tuning_model,
 )
@@ -55,6 +56,7 @@ from diffcls.train.loop import Trainer
 
 __all__ = ["RepCondTrainConfig", "RepCondTrainer", "train_repcond", "pretrain", "tune", "REPCOND_METRICS_COLUMNS"]
 
+LABEL_INITS = ("class-mean", "class-mean-rescaled", "random")  # how tuning starts its label codes
 REPCOND_METRICS_COLUMNS = ["epoch", "train_loss", "lr", "val_top1", "seconds", "val_loss", "val_loss_null"]
 
 
@@ -74,7 +76,8 @@ class RepCondTrainConfig:
     encoder_patch_size: int | None = None
     decode_injection: str = "output"
     cond_dropout: float = 0.1
-    label_init: str = "class-mean"  # tune: "class-mean" (mean r per class) or "random"
+    label_init: str = "class-mean"  # tune: "class-mean" (mean r per class), "class-mean-rescaled" or "random"
+    reset_injection: bool = False  # tune: zero the pretrained injection projections (tune the trunk alone)
     epochs: int = 10
     batch_size: int = 64
     lr: float = 3e-4
@@ -105,7 +108,7 @@ class RepCondTrainConfig:
                 (not phase(self.method).tunes or bool(self.pretrained), f"{self.method} needs a pretrained folder"),
                 (0.0 <= self.cond_dropout < 1.0, f"--cond-dropout must lie in [0, 1), got {self.cond_dropout}"),
                 (self.decode_injection in ("output", "input"), "decode_injection is output or input"),
-                (self.label_init in ("class-mean", "random"), "label_init is class-mean or random"),
+                (self.label_init in LABEL_INITS, f"--label-init is one of {', '.join(LABEL_INITS)}"),
                 (0 <= self.val_t < 1000, f"--val-t must lie in 0..999, got {self.val_t}"),
                 (self.val_holdout >= 0 and self.val_images >= 1, "--val-holdout must be >= 0 and val_images >= 1"),
             ]
@@ -128,6 +131,8 @@ class RepCondTrainer(Trainer):
         "lr",
         "d_r",
         "val_holdout",
+        "label_init",
+        "reset_injection",
     )
     METRICS_COLUMNS = REPCOND_METRICS_COLUMNS
 
@@ -193,9 +198,12 @@ class RepCondTrainer(Trainer):
         self._datasets(pre.transform, labelled=True)
         self.codec = pre.codec
         means = None
-        if c.label_init == "class-mean" and isinstance(pre.model.condition, EncoderCondition):
+        if c.label_init != "random" and isinstance(pre.model.condition, EncoderCondition):
             means = self._class_means(pre.model.condition)
-        self.model = tuning_model(pre.model, self.source.num_classes, means, d_r=c.d_r).to(self.device)
+            means = rescale_codes(means) if c.label_init == "class-mean-rescaled" else means
+        self.model = tuning_model(
+            pre.model, self.source.num_classes, means, d_r=c.d_r, reset_injection=c.reset_injection
+        ).to(self.device)
         self.pretrained_folder = str(c.pretrained)
 
     @torch.no_grad()
@@ -295,7 +303,7 @@ class RepCondTune(RepCondPhase):
         "a pretrained DiT fine-tuned with class labels in r's place (its --model is the pretrained "
         "folder's; classified by Diffusion Classifier Zero)"
     )
-    options = RepCondPhase._shared | {"pretrained", "label_init", "val_t"}
+    options = RepCondPhase._shared | {"pretrained", "label_init", "reset_injection", "val_t"}
     tunes = True
 
 

@@ -40,7 +40,7 @@ from .model import (
     save_model,
     tuning_model,
 )
-from .probe import linear_probe, representations
+from .probe import linear_probe, representation_statistics, representations
 
 __all__ = [
     "DiT",
@@ -73,6 +73,7 @@ __all__ = [
     "classification_scores",
     "linear_probe",
     "representations",
+    "representation_statistics",
     "evaluate_dc_zero",
     "run_t_sweep",
     "sweep_temperature",

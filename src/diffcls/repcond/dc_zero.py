@@ -13,6 +13,8 @@ by :func:`diffcls.generative.scoring.noise_prediction_errors` (shared noise, bat
 * **Choosing t:** :func:`t_sweep` scores a validation split at every t of a grid (50, 100, ..., 950 by default) and
   keeps the most accurate. The noise at t depends only on (seed, t) (:func:`timestep_noise`), so the sweep's
   accuracy at t is exactly what single-t classification at t gives on the same images.
+* **Several noise draws at one t** (``noise_draws`` of :func:`diffcls.repcond.evaluate.evaluate_dc_zero`): each
+  class's error is the mean over D shared noises at that t, which lowers the variance of the single draw.
 * **Several t:** ``aggregate="relative"`` (default: argmin of the mean over t of each t's errors divided by their
   mean over classes, so every t weighs the same), ``"mean"`` (argmin of the plain mean of the paper's reconstruction
   error over t; (1 - abar)/abar grows from 0.03 at t = 50 to 9,400 at t = 950, so the largest t dominate it) or
@@ -29,6 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor
 from torchmetrics.functional.classification import binary_f1_score, multiclass_f1_score
@@ -57,13 +60,21 @@ def sweep_timesteps(step: int = 50, num_train_timesteps: int = 1000) -> Tensor:
     return torch.arange(step, num_train_timesteps, step)
 
 
-def timestep_noise(timesteps: Iterable[int] | Tensor, shape: tuple[int, ...], seed: int = 0) -> Tensor:
-    """One noise per timestep, shared by every image and class: float32[J, *shape]; noise j depends only on
-    (seed, timesteps[j])."""
-    out = [
-        torch.randn(shape, generator=torch.Generator().manual_seed(seed * 1_000_003 + int(t)))
-        for t in torch.as_tensor(timesteps).view(-1).tolist()
-    ]
+def timestep_noise(timesteps: Iterable[int] | Tensor, shape: tuple[int, ...], seed: int = 0, draws: int = 1) -> Tensor:
+    """``draws`` noises per timestep, shared by every image and class: float32[J * draws, *shape], row
+    ``j * draws + d`` for draw d at ``timesteps[j]``. Draw d at t depends only on (seed, t, d); draw 0 is the
+    single-draw noise (seeded by ``seed * 1_000_003 + t``), so more draws only add to it."""
+    if draws < 1:
+        raise DiffclsError(f"the number of noise draws must be >= 1, got {draws}")
+    out = []
+    for t in torch.as_tensor(timesteps).view(-1).tolist():
+        for d in range(draws):
+            key = (
+                seed * 1_000_003 + int(t)
+                if d == 0
+                else int(np.random.SeedSequence([seed, int(t), d]).generate_state(1)[0])
+            )
+            out.append(torch.randn(shape, generator=torch.Generator().manual_seed(key)))
     return torch.stack(out)
 
 

@@ -30,7 +30,15 @@ from diffcls.generative.calibration import fit_temperature
 from diffcls.inference.metrics import classification_metrics
 from diffcls.runtime.io import atomic_write
 
-from .dc_zero import Aggregate, TSweep, classification_scores, dc_zero_predict, sweep_timesteps, t_sweep
+from .dc_zero import (
+    Aggregate,
+    TSweep,
+    classification_scores,
+    dc_zero_predict,
+    sweep_timesteps,
+    t_sweep,
+    timestep_noise,
+)
 from .model import LoadedCheckpoint, load_checkpoint
 from .probe import encode_dataset, linear_probe, representations
 
@@ -149,13 +157,15 @@ def evaluate_dc_zero(
     seed: int = 0,
     batch_size: int = 256,
     device: str = "cpu",
+    noise_draws: int = 1,
 ) -> dict:
-    """Diffusion Classifier Zero on a split: one t (the paper) or several (``aggregate``).
+    """Diffusion Classifier Zero on a split: one t (the paper) or several (``aggregate``), each class's error at a
+    t averaged over ``noise_draws`` shared noises (1: the paper's single draw).
 
     Returns the ``--results-file`` fields (``top1``, ``top5``, ``nll``, ``ece`` from softmax(-temperature x the
     error at one t, or the relative error over several), ``num_samples``, ``nfe_per_image`` = K x J, ``seconds``,
-    ``method``) plus ``accuracy``, ``f1_macro``, ``f1_binary`` (K = 2), ``timesteps``, ``aggregate``, and ``probs``
-    float32[N, K] (pop it before writing JSON).
+    ``method``) plus ``accuracy``, ``f1_macro``, ``f1_binary`` (K = 2), ``timesteps``, ``aggregate``,
+    ``noise_draws`` and ``probs`` float32[N, K] (pop it before writing JSON).
     """
     tic = time.perf_counter()
     loaded = load_checkpoint(checkpoint, device)
@@ -163,7 +173,11 @@ def evaluate_dc_zero(
     images, k = select_split(loaded, data, split, limit)
     z0, labels = _latents(loaded, images, device)
     grid = torch.as_tensor(timesteps, dtype=torch.long).view(-1)
-    errors = t_sweep(loaded.model, z0, labels, k, loaded.alphas_cumprod, grid, seed=seed, batch_size=batch_size).errors
+    noise = timestep_noise(grid, tuple(z0.shape[1:]), seed, noise_draws)  # [J * D, ...], t-major
+    errors = t_sweep(
+        loaded.model, z0, labels, k, loaded.alphas_cumprod, grid.repeat_interleave(noise_draws), noise,
+        batch_size=batch_size,
+    ).errors.view(len(z0), k, len(grid), noise_draws).mean(-1)  # fmt: skip
     predictions, labels = dc_zero_predict(errors, aggregate), labels.cpu()
     # Logits: -temperature x the error at one t; over several t, x the relative error (each t weighs the same).
     errors64 = errors.double()
@@ -177,7 +191,8 @@ def evaluate_dc_zero(
         timesteps=grid.tolist(),
         aggregate=aggregate,
         temperature=temperature,
-        nfe_per_image=k * len(grid),
+        nfe_per_image=k * len(grid) * noise_draws,
+        noise_draws=noise_draws,
         seconds=round(time.perf_counter() - tic, 2),
         split=split,
         probs=probs,

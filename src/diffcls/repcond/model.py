@@ -117,7 +117,11 @@ def build_model(spec: dict) -> RepCondModel:
 
 
 def tuning_model(
-    pretrained: RepCondModel, num_classes: int, class_means: torch.Tensor | None = None, d_r: int = 64
+    pretrained: RepCondModel,
+    num_classes: int,
+    class_means: torch.Tensor | None = None,
+    d_r: int = 64,
+    reset_injection: bool = False,
 ) -> RepCondModel:
     """The label-conditioned model to fine-tune from ``pretrained`` (see the module docstring).
 
@@ -126,6 +130,8 @@ def tuning_model(
         num_classes: K.
         class_means: float[K, d_r], the starting class vectors (e.g. the mean r per class); None: N(0, 1).
         d_r: the width of the label vectors when ``pretrained`` has no injection points.
+        reset_injection: zero the trained injection projections, so a rep-cond DiT is tuned as its trunk alone,
+            exactly as a plain DiT is (a diagnosis arm: what the projections and the trunk each bring).
     """
     config = pretrained.dit.config
     if config.d_r is None:  # a plain DiT: add zero-initialised injection points
@@ -134,6 +140,11 @@ def tuning_model(
         assert not unexpected and all(k.startswith(INJECTION_PREFIXES) for k in missing), (missing, unexpected)
     else:
         dit = copy.deepcopy(pretrained.dit)
+        if reset_injection:
+            with torch.no_grad():
+                for name, param in dit.named_parameters():
+                    if name.startswith(INJECTION_PREFIXES):
+                        param.zero_()
     condition = LabelCondition(num_classes, dit.config.d_r)
     with torch.no_grad():
         if class_means is not None:
@@ -143,6 +154,15 @@ def tuning_model(
         null = pretrained.condition.null if pretrained.condition is not None else torch.zeros(dit.config.d_r)
         condition.embedding.weight[num_classes] = null.detach()
     return RepCondModel(dit, condition).to(next(pretrained.parameters()).device)
+
+
+def rescale_codes(codes: torch.Tensor) -> torch.Tensor:
+    """Class codes float[K, d_r] moved away from their centre until their spread matches N(0, 1) codes': centre +
+    (codes − centre) / RMS(codes − centre), so the codes keep their directions but lie as far apart as random
+    ones (the class-mean r lie about 0.06 apart, random codes about 11 at d_r = 64)."""
+    centre = codes.mean(0, keepdim=True)
+    spread = (codes - centre).pow(2).mean().sqrt().clamp_min(1e-12)
+    return centre + (codes - centre) / spread
 
 
 def save_model(model: RepCondModel, folder: str | Path, metadata: dict[str, str] | None = None) -> None:

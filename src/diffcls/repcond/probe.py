@@ -17,7 +17,7 @@ from .codec import Codec
 from .conditions import EncoderCondition
 from .dc_zero import classification_scores
 
-__all__ = ["encode_dataset", "representations", "linear_probe"]
+__all__ = ["encode_dataset", "representations", "linear_probe", "representation_statistics"]
 
 
 @torch.no_grad()
@@ -63,3 +63,30 @@ def linear_probe(
     probs[:, clf.classes_] = proba  # classes missing from the training labels get probability 0
     probs_t = torch.from_numpy(probs).float()
     return {**classification_scores(probs_t.argmax(1), test_labels, num_classes), "probs": probs_t}
+
+
+def representation_statistics(r: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict:
+    """How much of the image r float[N, d] carries, in numbers that need no classifier.
+
+    * ``norm``: mean |r|; ``spread``: the per-dimension standard deviation across images, averaged over dimensions
+      (a constant r has 0);
+    * ``class_mean_distance_min`` / ``_mean``: Euclidean distances between the K class means of r;
+      ``random_code_distance``: sqrt(2 d), the typical distance between two N(0, I_d) codes (what tuning from
+      random codes starts with);
+    * ``between_within``: the variance of the class means around the overall mean over the mean within-class
+      variance (summed over dimensions; 0 when r ignores the class).
+    """
+    r, labels = r.double().cpu(), labels.long().cpu()
+    present = [c for c in range(num_classes) if (labels == c).any()]
+    means = torch.stack([r[labels == c].mean(0) for c in present])
+    distances = torch.cdist(means, means)[torch.triu_indices(len(present), len(present), 1).unbind()]
+    within = torch.stack([r[labels == c].var(0, unbiased=False).sum() for c in present]).mean()
+    between = (means - r.mean(0)).pow(2).sum(1).mean()
+    return {
+        "norm": r.norm(dim=1).mean().item(),
+        "spread": r.std(0).mean().item(),
+        "class_mean_distance_min": distances.min().item() if len(distances) else float("nan"),
+        "class_mean_distance_mean": distances.mean().item() if len(distances) else float("nan"),
+        "random_code_distance": (2 * r.shape[1]) ** 0.5,
+        "between_within": (between / within.clamp_min(1e-30)).item(),
+    }
