@@ -282,7 +282,21 @@ def _add_train_parser(sub) -> None:
         metavar="DIR",
         help="a diffusers AutoencoderKL folder on local disk: train in its latent space (default: pixels)",
     )
-    g.add_argument("--d-r", type=int, help="width of the representation r (default: 64)")
+    g.add_argument("--d-r", type=int, help="width of a global representation r (default: 64)")
+    g.add_argument(
+        "--r-tokens",
+        type=int,
+        metavar="C",
+        help="repcond-pretrain: a spatial r, C values per DiT token (the paper's decode layer 'Norm, Linear, "
+        "UnPatchify' read as a latent-shaped map; C below the patch's p*p*channels values so r cannot copy the "
+        "latent); default: one global vector of --d-r values",
+    )
+    g.add_argument(
+        "--decode-injection",
+        choices=["input", "output"],
+        help="where r's decoded latent-shaped map joins the DiT: input (added to z_t before the denoiser, the "
+        "paper's reading) or output (added to the DiT's final layer; default); r is also added at every block",
+    )
     g.add_argument(
         "--cond-dropout", type=float, help="probability of replacing r (or the label) by its null vector (default: 0.1)"
     )

@@ -148,3 +148,24 @@ def test_representation_statistics_against_hand_computed_values():
     assert s["norm"] == pytest.approx((0 + 2 + 4 + 20**0.5) / 4)
     assert s["between_within"] == pytest.approx(4.0 / 1.0)  # between: 2² on average; within: 1 (x) + 0 (y)
     assert s["random_code_distance"] == pytest.approx(2.0)
+
+
+def test_spatial_encoder_gives_r_tokens_values_per_token_and_tunes_with_class_maps():
+    torch.manual_seed(0)
+    config = encoder_config("vit_tiny", 8, 1, r_tokens=3)
+    assert config.d_r == 16 * 3  # 4 x 4 tokens of patch 2
+    encoder = EncoderCondition(config)
+    assert encoder.represent(torch.randn(5, 1, 8, 8)).shape == (5, 48)
+    dit = DiT(dit_config("dit_tiny", 8, 1, d_r=48, r_tokens=3))
+    pre = RepCondModel(dit, encoder)
+    z0 = torch.randn(4, 1, 8, 8)
+    means = torch.stack([encoder.represent(z0[:2]).mean(0), encoder.represent(z0[2:]).mean(0)]).detach()
+    with torch.no_grad():
+        for p in pre.dit.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    tuned = tuning_model(pre, num_classes=2, class_means=means)
+    assert tuned.condition.embedding.weight.shape == (3, 48)
+    x, t = torch.randn(2, 1, 8, 8), torch.tensor([100, 600])
+    with torch.no_grad():  # label c conditions as its class's mean r map does
+        torch.testing.assert_close(tuned(x, t, torch.tensor([1, 0])), pre.dit(x, t, means[[1, 0]]))
+    assert build_model(model_spec(pre)).condition.config.r_tokens == 3

@@ -80,3 +80,29 @@ def test_bad_configurations():
         DiT(dit_config("dit_tiny", 8, 1, d_r=None))(
             torch.zeros(1, 1, 8, 8), torch.zeros(1, dtype=torch.long), torch.zeros(1, 16)
         )
+
+
+def test_a_spatial_r_acts_token_by_token():
+    """r_tokens=c: with the block projections at zero and the decode map added at the output, changing token n's c
+    values changes that token's patch of eps_hat and no other; at init the DiT is the plain one."""
+    torch.manual_seed(0)
+    dit = DiT(dit_config("dit_tiny", 8, 3, d_r=16 * 2, r_tokens=2, decode_injection="output")).eval()
+    plain = DiT(dit_config("dit_tiny", 8, 3, d_r=None)).eval()
+    plain.load_state_dict(dit.state_dict(), strict=False)
+    x, t = torch.randn(2, 3, 8, 8), torch.tensor([10, 700])
+    r = torch.randn(2, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(dit(x, t, r), plain(x, t), rtol=0, atol=0)
+        dit.decode_proj.weight.normal_(0.0, 0.5)
+        moved = r.clone()
+        moved[:, 5 * 2 : 6 * 2] += 1.0  # token 5's values
+        change = dit.patchify(dit(x, t, moved) - dit(x, t, r)).abs().sum(-1)  # [B, N]
+    assert (change[:, 5] > 1e-3).all() and change[:, [n for n in range(16) if n != 5]].abs().max() == 0
+    assert dit.block_proj[0].weight.shape == (64, 2) and dit.decode_proj.weight.shape == (2 * 2 * 3, 2)
+
+
+def test_a_spatial_r_narrower_than_its_patch():
+    with pytest.raises(DiffclsError, match="--r-tokens must lie in 1..11"):
+        dit_config("dit_tiny", 8, 3, d_r=16 * 12, r_tokens=12)
+    with pytest.raises(DiffclsError, match="d_r = 16 x 2"):
+        dit_config("dit_tiny", 8, 3, d_r=16, r_tokens=2)

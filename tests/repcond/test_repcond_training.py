@@ -140,8 +140,24 @@ def test_leakage_check_flags_a_loss_far_below_the_unconditional_one(tmp_path):
         (dict(cond_dropout=1.0), "dropout"),
         (dict(d_r=512), "narrow"),
         (dict(model="dit_huge"), "unknown DiT"),
+        (dict(r_tokens=2, encoder_patch_size=3), "needs the encoder's patch size 2, not 3"),
+        (dict(r_tokens=4), r"--r-tokens must lie in 1..3"),  # a 2x2 patch of one channel holds 4 values
     ],
 )
 def test_bad_options(tmp_path, npz_path, options, message):
     with pytest.raises(DiffclsError, match=message):
         RepCondTrainer(config(npz_path, tmp_path / "x", **{"method": "repcond-pretrain", **options}), progress=False)
+
+
+def test_spatial_r_pretrains_tunes_and_classifies(tmp_path, npz_path):
+    """--r-tokens: the encoder and DiT share the token grid, tuning starts from class-mean maps, DC Zero runs."""
+    pretrain(config(npz_path, tmp_path / "pre", "repcond-pretrain", r_tokens=2, epochs=2), progress=False)
+    loaded = load_checkpoint(tmp_path / "pre")
+    assert loaded.model.condition.config.r_tokens == 2 and loaded.model.dit.config.d_r == 36 * 2  # 6x6 tokens
+    tune(
+        config(npz_path, tmp_path / "tune", "repcond-tune", pretrained=str(tmp_path / "pre"), epochs=2), progress=False
+    )
+    tuned = load_checkpoint(tmp_path / "tune")
+    assert tuned.model.condition.embedding.weight.shape == (5, 72)
+    r = evaluate_dc_zero(tmp_path / "tune", timesteps=300)
+    assert 0.0 <= r["top1"] <= 1.0 and r["nfe_per_image"] == 4

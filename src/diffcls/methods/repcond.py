@@ -75,6 +75,7 @@ class RepCondTrainConfig:
     patch_size: int | None = None  # override the DiT preset's patch size
     encoder_patch_size: int | None = None
     decode_injection: str = "output"
+    r_tokens: int | None = None  # pretrain: a spatial r of this many values per DiT token (d_r follows)
     cond_dropout: float = 0.1
     label_init: str = "class-mean"  # tune: "class-mean" (mean r per class), "class-mean-rescaled" or "random"
     reset_injection: bool = False  # tune: zero the pretrained injection projections (tune the trunk alone)
@@ -133,6 +134,8 @@ class RepCondTrainer(Trainer):
         "val_holdout",
         "label_init",
         "reset_injection",
+        "r_tokens",
+        "decode_injection",
     )
     METRICS_COLUMNS = REPCOND_METRICS_COLUMNS
 
@@ -172,20 +175,33 @@ class RepCondTrainer(Trainer):
         self.codec = create_codec(vae=c.vae, channels=self.source.channels).to(self.device)
         channels, size, _ = self.codec.latent_shape(c.img_size)
         repcond = phase(c.method).with_encoder
+        encoder = None
+        d_r = c.d_r
+        if repcond:
+            name = c.encoder or ENCODER_FOR_DIT.get(c.model, "vit_small")
+            patch = c.encoder_patch_size
+            if c.r_tokens is not None:  # a spatial r lives on the DiT's token grid
+                dit_patch = c.patch_size or dit_config(c.model, size, channels).patch_size
+                if patch not in (None, dit_patch):
+                    raise DiffclsError(
+                        f"a spatial r (--r-tokens) needs the encoder's patch size {dit_patch}, not {patch}"
+                    )
+                patch = dit_patch
+            encoder = EncoderCondition(
+                encoder_config(name, size, channels, c.d_r, patch_size=patch, r_tokens=c.r_tokens)
+            )
+            d_r = encoder.d_r
         dit = DiT(
             dit_config(
                 c.model,
                 size,
                 channels,
-                d_r=c.d_r if repcond else None,
+                d_r=d_r if repcond else None,
                 patch_size=c.patch_size,
                 decode_injection=c.decode_injection,
+                r_tokens=c.r_tokens if repcond else None,
             )
         )
-        encoder = None
-        if repcond:
-            name = c.encoder or ENCODER_FOR_DIT.get(c.model, "vit_small")
-            encoder = EncoderCondition(encoder_config(name, size, channels, c.d_r, patch_size=c.encoder_patch_size))
         self.model = RepCondModel(dit, encoder).to(self.device)
         self.pretrained_folder = None
 
@@ -285,7 +301,14 @@ class RepCondPhase(Method):
 class RepCondPretrain(RepCondPhase):
     name = "repcond-pretrain"
     summary = "a DiT trained on unlabeled images with a ViT encoder's representation r"
-    options = RepCondPhase._shared | {"encoder", "vae", "patch_size", "encoder_patch_size", "decode_injection"}
+    options = RepCondPhase._shared | {
+        "encoder",
+        "vae",
+        "patch_size",
+        "encoder_patch_size",
+        "decode_injection",
+        "r_tokens",
+    }
     with_encoder = True
 
 

@@ -1,9 +1,12 @@
 """What feeds the DiT's injection points: a :class:`Condition` maps its input to r float[B, d_r].
 
 * :class:`EncoderCondition` (pretraining): a timm ``VisionTransformer`` over the **clean** latent z0
-  float[B, C, S, S], average-pooled over its tokens, then its head ``Linear(width, d_r)``: one narrow global
-  vector per image. Narrowness (d_r <= 256) and conditioning dropout are the guards against z0 leaking through r
-  (the denoiser could otherwise read eps off ``(z_t - sqrt(abar) z0) / sqrt(1 - abar)``).
+  float[B, C, S, S], either average-pooled over its tokens, then its head ``Linear(width, d_r)``: one narrow global
+  vector per image; or, with ``r_tokens=c`` (the paper's decode layer, "Norm, Linear, UnPatchify", as a map), every
+  token through the ViT's final norm and ``Linear(width, c)``: c values per token, on the DiT's token grid
+  (d_r = N c, flattened token-major), which the DiT unpatchifies. Narrowness (d_r <= 256 globally; c below the
+  p*p*C values of a patch) and conditioning dropout are the guards against z0 leaking through r (the denoiser
+  could otherwise read eps off ``(z_t - sqrt(abar) z0) / sqrt(1 - abar)``).
 * :class:`LabelCondition` (tuning, Diffusion Classifier Zero): ``nn.Embedding(K + 1, d_r)`` over class labels
   int64[B]; row K is the null class.
 * No condition at all (``None``): the unconditional DiT baseline.
@@ -37,7 +40,12 @@ class EncoderConfig:
     embed_dim: int = 64
     depth: int = 2
     num_heads: int = 2
-    global_pool: str = "avg"  # "avg" (mean of the patch tokens) or "token" (a CLS token)
+    global_pool: str = "avg"  # "avg" (mean of the patch tokens) or "token" (a CLS token); unused by a spatial r
+    r_tokens: int | None = None  # spatial r: values per token (d_r = tokens x r_tokens); None: a global vector
+
+    @property
+    def num_tokens(self) -> int:
+        return (self.input_size // self.patch_size) ** 2
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,17 +62,21 @@ ENCODER_FOR_DIT = {"dit_tiny": "vit_tiny", "dit_small": "vit_small", "dit_s2": "
 
 
 def encoder_config(name: str, input_size: int, in_channels: int, d_r: int = 64, **overrides) -> EncoderConfig:
-    """The preset ``name`` (``vit_tiny``, ``vit_small``, ``vit_s2``, ``vit_b2``) with ``overrides`` (None dropped)."""
+    """The preset ``name`` (``vit_tiny``, ``vit_small``, ``vit_s2``, ``vit_b2``) with ``overrides`` (None dropped).
+    With ``r_tokens`` set, ``d_r`` is ignored: r has ``r_tokens`` values per token (its patch size must be the
+    DiT's, so the two token grids agree)."""
     if name not in ENCODER_PRESETS:
         raise DiffclsError(f"unknown encoder {name!r}; choose from {', '.join(ENCODER_PRESETS)}")
-    if not 1 <= d_r <= 256:
-        raise DiffclsError(f"d_r must lie in 1..256 (a narrow r guards against leakage), got {d_r}")
     fields = {**ENCODER_PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
     config = EncoderConfig(input_size=input_size, in_channels=in_channels, d_r=d_r, **fields)
     if input_size % config.patch_size:
         raise DiffclsError(
             f"{name}: the input size {input_size} must be a multiple of the patch size {config.patch_size}"
         )
+    if config.r_tokens is not None:
+        return EncoderConfig(**{**config.to_dict(), "d_r": config.num_tokens * config.r_tokens})
+    if not 1 <= d_r <= 256:
+        raise DiffclsError(f"d_r must lie in 1..256 (a narrow r guards against leakage), got {d_r}")
     return config
 
 
@@ -89,22 +101,23 @@ class Condition(nn.Module):
 
 class EncoderCondition(Condition):
     """r = ViT(z0): ``float[B, C, S, S] -> float[B, d_r]`` (timm ``VisionTransformer``; its head is the
-    projection to d_r)."""
+    projection to d_r: of the pooled tokens, or of each token for a spatial r, flattened token-major)."""
 
     def __init__(self, config: EncoderConfig):
         super().__init__()
         self.config = c = config
         self.d_r = c.d_r
+        spatial = c.r_tokens is not None
         self.vit = VisionTransformer(
             img_size=c.input_size,
             patch_size=c.patch_size,
             in_chans=c.in_channels,
-            num_classes=c.d_r,
-            global_pool=c.global_pool,
+            num_classes=c.r_tokens if spatial else c.d_r,
+            global_pool="" if spatial else c.global_pool,  # "": the head maps every token
             embed_dim=c.embed_dim,
             depth=c.depth,
             num_heads=c.num_heads,
-            class_token=c.global_pool == "token",
+            class_token=c.global_pool == "token" and not spatial,
         )
         self.null_vector = nn.Parameter(torch.zeros(c.d_r))
 
@@ -113,7 +126,7 @@ class EncoderCondition(Condition):
         return self.null_vector
 
     def represent(self, z0: torch.Tensor) -> torch.Tensor:
-        return self.vit(z0)
+        return self.vit(z0).flatten(1)  # spatial: [B, N, c] -> [B, N * c]
 
 
 class LabelCondition(Condition):

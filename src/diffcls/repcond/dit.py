@@ -21,6 +21,12 @@ reading, with every projection zero-initialised so that at init the model *is* t
   encoder side and its output joins the noisy latent "before being fed into the denoising network". Both are
   narrow: the map is a linear function of the d_r-dimensional r, so it cannot carry more than r does.
 
+**Spatial r** (``r_tokens=c``, the paper's decode layer read as a map): r holds c values for each of the N tokens
+(flattened, d_r = N c, token order as patchify's). Each injection then acts per token with weights shared across
+tokens: ``block_proj[i] = Linear(c, D)`` is added to token n from r's token n, and ``decode_proj = Linear(c, p*p*C)``
+decodes each token's c values into its patch of the latent-shaped map. c < p*p*C keeps r narrower than the patch it
+describes, so it cannot copy z0.
+
 Timestep conditioning stays on DiT's adaLN-Zero path; r never enters adaLN. ``d_r=None`` builds the plain DiT
 (no projections): its state dict is the rep-cond DiT's minus the ``block_proj``/``decode_proj`` keys.
 """
@@ -63,6 +69,7 @@ class DiTConfig:
     mlp_ratio: float = 4.0
     d_r: int | None = 64  # width of r; None: the plain DiT, no injection
     decode_injection: Literal["output", "input"] = "output"
+    r_tokens: int | None = None  # spatial r: values per token (d_r = tokens x r_tokens); None: one global vector
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,6 +97,15 @@ def dit_config(name: str, input_size: int, in_channels: int, d_r: int | None = 6
         raise DiffclsError(
             f"{name}: the input size {input_size} must be a multiple of the patch size {config.patch_size}"
         )
+    if config.r_tokens is not None:
+        tokens, patch = (input_size // config.patch_size) ** 2, config.patch_size**2 * in_channels
+        if not 1 <= config.r_tokens < patch:
+            raise DiffclsError(
+                f"--r-tokens must lie in 1..{patch - 1}, fewer values than the {patch} of a token's patch, so r "
+                f"cannot copy z0; got {config.r_tokens}"
+            )
+        if d_r != tokens * config.r_tokens:
+            raise DiffclsError(f"a spatial r of {config.r_tokens} per token has d_r = {tokens} x {config.r_tokens}")
     return config
 
 
@@ -168,7 +184,8 @@ class FinalLayer(nn.Module):
 
 
 class DiT(nn.Module):
-    """``(x_t float[B, C, S, S], t int64[B], r float[B, d_r] | None) -> eps_hat float[B, C, S, S]``.
+    """``(x_t float[B, C, S, S], t int64[B], r float[B, d_r] | None) -> eps_hat float[B, C, S, S]`` (a spatial r:
+    float[B, N * r_tokens], token-major).
 
     ``r=None`` skips the injection (the unconditional path); a rep-cond DiT fed ``r=None`` computes what the
     plain DiT with the same weights computes.
@@ -186,9 +203,13 @@ class DiT(nn.Module):
         self.blocks = nn.ModuleList(DiTBlock(c.hidden_size, c.num_heads, c.mlp_ratio) for _ in range(c.depth))
         self.final_layer = FinalLayer(c.hidden_size, c.patch_size, c.in_channels)
         if c.d_r is not None:
+            # global r: each projection reads all of r; spatial r: each reads one token's r_tokens values
+            width, decoded = (
+                (c.d_r, self.num_tokens * self.patch_dim) if c.r_tokens is None else (c.r_tokens, self.patch_dim)
+            )
             with torch.random.fork_rng(devices=[]):  # leave the RNG as the plain DiT's construction leaves it
-                self.block_proj = nn.ModuleList(nn.Linear(c.d_r, c.hidden_size) for _ in range(c.depth))
-                self.decode_proj = nn.Linear(c.d_r, self.num_tokens * self.patch_dim)
+                self.block_proj = nn.ModuleList(nn.Linear(width, c.hidden_size) for _ in range(c.depth))
+                self.decode_proj = nn.Linear(width, decoded)
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -225,6 +246,9 @@ class DiT(nn.Module):
         inject = r is not None
         if inject and self.config.d_r is None:
             raise DiffclsError("this DiT was built without injection points (d_r=None) but got r")
+        spatial = self.config.r_tokens is not None
+        if inject and spatial:
+            r = r.view(len(r), self.num_tokens, self.config.r_tokens)  # [B, N, c]: token n's values
         decoded = self.decode_proj(r).view(-1, self.num_tokens, self.patch_dim) if inject else None
         if inject and self.config.decode_injection == "input":
             x = x + self.unpatchify(decoded)
@@ -232,7 +256,7 @@ class DiT(nn.Module):
         c = self.t_embedder(t)
         for i, block in enumerate(self.blocks):
             if inject:
-                h = h + self.block_proj[i](r)[:, None]
+                h = h + (self.block_proj[i](r) if spatial else self.block_proj[i](r)[:, None])
             h = block(h, c)
         out = self.final_layer(h, c)  # [B, N, p*p*C]
         if inject and self.config.decode_injection == "output":
