@@ -1,0 +1,257 @@
+"""Does a representation that carries the image make generative pretraining useful for DC Zero? (issue 19)
+
+    python benchmarks/repcond_comparison.py --output runs/repcond-cmp [--seeds 0,1,2] [--r-tokens 4] \
+        [--pretrain-epochs 20] [--label-init random] [--draws 8] [--figures docs/repcond]
+
+Per seed, with the recipe of docs/results.md (mnist5k at 16 px, pixel space, ``dit_small``, 200 training images
+held out for validation and the t-sweep), it trains (a finished folder is reused; every command is printed):
+
+* a rep-conditioned DiT with a **spatial r** (``--r-tokens C --decode-injection input``: C values per token,
+  decoded to a latent-shaped map added before the denoiser and injected at every block), an unconditional DiT of
+  the same size and budget, and a random DiT (scratch);
+* each tuned with labels at 10% and 1% of the training images, **the same way**: label codes from N(0, 1)
+  (``--label-init``, the one variable chosen on the validation split by benchmarks/repcond_diagnosis.py), the
+  pretrained projections kept (zero for the unconditional and scratch arms, which have none);
+* DC Zero at the t the t-sweep picks on the held-out images, with one noise draw (the paper) and ``--draws``;
+* the linear probe on r and on the raw pixels; the standard twin (``didirn_small`` at 16 px, ``--equal-steps``).
+
+It prints markdown tables (r's effect: held-out denoising loss at matching t with r, with its null vector and
+for the unconditional DiT, the probe against raw pixels, the bottleneck; then the comparison, mean ± std over the
+seeds) and, with ``--figures``, writes the loss-by-t plot and sample grids (images generated with r taken from
+held-out images, and with the tuned label codes of each class).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+COMMON = ["--data", "mnist5k", "--img-size", "16", "--val-holdout", "200"]
+FRACTIONS = {0.1: (60, ["-b", "64"]), 0.01: (100, ["-b", "16"])}  # label fraction: (tuning epochs, flags)
+LOSS_TIMESTEPS = list(range(50, 1000, 100))
+
+
+def run(command: list[str]) -> None:
+    print("$ diffcls " + " ".join(command), flush=True)
+    subprocess.run([sys.executable, "-m", "diffcls.cli", *command], check=True)
+
+
+def epochs_done(folder: Path) -> int:
+    metrics = folder / "metrics.csv"
+    return len(metrics.read_text().splitlines()) - 1 if metrics.is_file() else -1
+
+
+def train(folder: Path, args: list[str], epochs: int, seed: int, common: list[str] = COMMON) -> Path:
+    if not (folder / "model.safetensors").is_file() or (epochs and epochs_done(folder) < epochs):
+        run(["train", *args, *common, "--epochs", str(epochs), "--seed", str(seed), "--output", str(folder)])
+    return folder
+
+
+def plateau_note(folder: Path, column: str, lower_is_better: bool) -> str:
+    """How much the last quarter of the epochs still moved ``column``: the budget check."""
+    values = [float(r[column]) for r in csv.DictReader(open(folder / "metrics.csv")) if r.get(column)]
+    if len(values) < 4:
+        return "–"
+    quarter = values[-max(len(values) // 4, 1) - 1]
+    gain = (quarter - values[-1]) if lower_is_better else (values[-1] - quarter)
+    return f"{gain:+.4f}"
+
+
+def dc_zero(folder: Path, out: Path, draws: int) -> dict:
+    one, many = out / f"{folder.name}.json", out / f"{folder.name}-draws{draws}.json"
+    if not one.is_file():
+        run(["eval", "--checkpoint", str(folder), "--data", "mnist5k", "--t-sweep", "--results-file", str(one)])
+    first = json.loads(one.read_text())
+    if not many.is_file():
+        flags = ["--timesteps", str(first["timesteps"][0]), "--noise-draws", str(draws)]
+        run(["eval", "--checkpoint", str(folder), "--data", "mnist5k", *flags, "--results-file", str(many)])
+    second = json.loads(many.read_text())
+    return {"top1": first["top1"], "f1": first["f1_macro"], "t": first["timesteps"][0],
+            "top1_draws": second["top1"], "f1_draws": second["f1_macro"]}  # fmt: skip
+
+
+def twin(folder: Path, fraction: float, seed: int, out: Path) -> dict:
+    """The standard twin at 16 px with the same label fraction, its test top-1 and macro F1."""
+    from torchmetrics.functional.classification import multiclass_f1_score
+
+    args = ["--method", "standard", "--model", "didirn_small", "--data-ratio", str(fraction), "--equal-steps"]
+    train(folder, args, 10, seed, ["--data", "mnist5k", "--img-size", "16"])
+    results, probs = out / f"{folder.name}.json", out / f"{folder.name}.npy"
+    if not results.is_file():
+        run(["eval", "--checkpoint", str(folder), "--data", "mnist5k", "--results-file", str(results),
+             "--save-probs", str(probs)])  # fmt: skip
+    import numpy as np
+
+    from diffcls.data import load_source
+
+    labels = torch.as_tensor(load_source("mnist5k").test.labels)
+    predictions = torch.as_tensor(np.load(probs)).argmax(1)
+    f1 = multiclass_f1_score(predictions, labels, 10, average="macro").item()
+    return {"top1": json.loads(results.read_text())["top1"], "f1": f1}
+
+
+def probes(models: Path, fraction: float) -> dict:
+    from diffcls.data import data_ratio_indices, subset_split
+    from diffcls.repcond import linear_probe, load_checkpoint, probe_encoder
+    from diffcls.repcond.evaluate import _latents, select_split
+
+    r = probe_encoder(models / "pre", data_ratio=fraction)
+    loaded = load_checkpoint(models / "unc")
+    train_all, _ = select_split(loaded, None, "train")
+    test, k = select_split(loaded, None, "test")
+    train_split = subset_split(train_all, data_ratio_indices(train_all.labels, fraction))
+    (z_train, y_train), (z_test, y_test) = _latents(loaded, train_split, "cpu"), _latents(loaded, test, "cpu")
+    raw = linear_probe(z_train.flatten(1), y_train, z_test.flatten(1), y_test, k)
+    return {
+        "r": {"top1": r["accuracy"], "f1": r["f1_macro"]},
+        "pixels": {"top1": raw["accuracy"], "f1": raw["f1_macro"]},
+    }
+
+
+def loss_by_t(models: Path) -> dict:
+    """Held-out denoising loss at each t: rep-cond with r, with its null vector, and the unconditional DiT."""
+    from diffcls.repcond import load_checkpoint
+    from diffcls.repcond.evaluate import _latents, select_split
+    from diffcls.repcond.sampling import denoising_loss_by_t
+
+    pre, unc = load_checkpoint(models / "pre"), load_checkpoint(models / "unc")
+    images, _ = select_split(pre, None, "val")
+    z0, _ = _latents(pre, images, "cpu")
+    with_r = denoising_loss_by_t(pre.model, z0, z0, pre.alphas_cumprod, LOSS_TIMESTEPS)
+    plain = denoising_loss_by_t(unc.model, z0, None, unc.alphas_cumprod, LOSS_TIMESTEPS)
+    return {"t": LOSS_TIMESTEPS, "with_r": with_r["loss"], "null_r": with_r["loss_null"], "uncond": plain["loss"]}
+
+
+def figures(models: Path, tuned: Path, curves: list[dict], where: Path) -> None:
+    """loss_by_t.png (mean over seeds) and the sample grids of the first seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from diffcls.repcond import load_checkpoint
+    from diffcls.repcond.evaluate import _latents, select_split
+    from diffcls.repcond.sampling import image_grid, sample_latents
+
+    where.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for key, label in (("uncond", "unconditional DiT"), ("null_r", "rep-cond DiT, r dropped"),
+                       ("with_r", "rep-cond DiT with r")):  # fmt: skip
+        mean = [statistics.mean(c[key][j] for c in curves) for j in range(len(LOSS_TIMESTEPS))]
+        ax.plot(LOSS_TIMESTEPS, mean, marker="o", label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("timestep t")
+    ax.set_ylabel("held-out eps MSE")
+    ax.set_title(f"Held-out denoising loss at matching t (mean of {len(curves)} seeds)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(where / "loss_by_t.png", dpi=120)
+    plt.close(fig)
+
+    pre = load_checkpoint(models / "pre")
+    images, _ = select_split(pre, None, "val", limit=10)
+    z0, _ = _latents(pre, images, "cpu")
+    shape = tuple(z0.shape[1:])
+    rows = [pre.codec.decode(z0), sample_latents(pre.model, z0, shape, 10, pre.alphas_cumprod, seed=1),
+            sample_latents(pre.model, z0, shape, 10, pre.alphas_cumprod, seed=2)]  # fmt: skip
+    Image.fromarray(image_grid(torch.cat(rows), 10).squeeze(-1).numpy()).resize((480, 144), Image.NEAREST).save(
+        where / "samples_with_r.png"
+    )
+    label_model = load_checkpoint(tuned)
+    labels = torch.arange(10)
+    rows = [label_model.codec.decode(sample_latents(label_model.model, labels, shape, 10, label_model.alphas_cumprod,
+                                                    seed=s)) for s in (1, 2, 3)]  # fmt: skip
+    Image.fromarray(image_grid(torch.cat(rows), 10).squeeze(-1).numpy()).resize((480, 144), Image.NEAREST).save(
+        where / "samples_tuned_labels.png"
+    )
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output", default="runs/repcond-cmp")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--r-tokens", type=int, default=4)
+    parser.add_argument("--pretrain-epochs", type=int, default=20)
+    parser.add_argument("--label-init", default="random", choices=["random", "class-mean", "class-mean-rescaled"])
+    parser.add_argument("--draws", type=int, default=8)
+    parser.add_argument("--figures", default=None, help="folder for loss_by_t.png and the sample grids")
+    args = parser.parse_args()
+    out = Path(args.output)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    arms = {"rep-cond (spatial r) → tune": "pre", "unconditional → tune": "unc", "scratch (random DiT)": "rnd"}
+    table: dict[tuple[str, float], list[dict]] = {}
+    curves, budget = [], {}
+    for seed in seeds:
+        models = out / f"seed{seed}"
+        spatial = ["--r-tokens", str(args.r_tokens), "--decode-injection", "input"]
+        train(models / "pre", ["--method", "repcond-pretrain", "--model", "dit_small", *spatial],
+              args.pretrain_epochs, seed)  # fmt: skip
+        train(models / "unc", ["--method", "uncond-pretrain", "--model", "dit_small"], args.pretrain_epochs, seed)
+        train(models / "rnd", ["--method", "uncond-pretrain", "--model", "dit_small"], 0, seed)
+        budget[f"seed {seed} pretrain (val_loss, last quarter)"] = plateau_note(models / "pre", "val_loss", True)
+        curves.append(loss_by_t(models))
+        for fraction, (epochs, flags) in FRACTIONS.items():
+            for label, source in arms.items():
+                folder = models / f"tune-{source}-{fraction}"
+                tune = ["--method", "repcond-tune", "--pretrained", str(models / source), "--data-ratio", str(fraction),
+                        "--label-init", args.label_init, *flags]  # fmt: skip
+                train(folder, tune, epochs, seed)
+                budget[f"seed {seed} {source} {fraction} (val_top1, last quarter)"] = plateau_note(
+                    folder, "val_top1", False
+                )
+                table.setdefault((label, fraction), []).append(dc_zero(folder, out / "results", args.draws))
+            p = probes(models, fraction)
+            table.setdefault(("linear probe on r (spatial)", fraction), []).append(p["r"])
+            table.setdefault(("linear probe on raw pixels", fraction), []).append(p["pixels"])
+            table.setdefault(("standard twin (16 px, --equal-steps)", fraction), []).append(
+                twin(models / f"twin-{fraction}", fraction, seed, out / "results")
+            )
+    if args.figures:
+        figures(out / f"seed{seeds[0]}", out / f"seed{seeds[0]}" / "tune-pre-0.1", curves, Path(args.figures))
+
+    print(f"\n## r's effect (spatial r, {args.r_tokens} values per token; held-out images; mean over seeds)\n")
+    print("| t | " + " | ".join(map(str, LOSS_TIMESTEPS)) + " |\n|" + "---|" * (len(LOSS_TIMESTEPS) + 1))
+    for key, label in (("with_r", "rep-cond, with r"), ("null_r", "rep-cond, r dropped"), ("uncond", "unconditional")):
+        cells = [f"{statistics.mean(c[key][j] for c in curves):.4f}" for j in range(len(LOSS_TIMESTEPS))]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    ratio = [statistics.mean(c["with_r"]) / statistics.mean(c["uncond"]) for c in curves]
+    print(f"\nLoss ratio rep-cond with r / unconditional (mean over t): {mean_std(ratio)}")
+    print(f"\n## DC Zero and baselines (test split; mean ± std over seeds {args.seeds}; DC Zero at the t chosen on"
+          f" the held-out images, 1 and {args.draws} noise draws)\n")  # fmt: skip
+    head = ["system", "10%: top-1", f"top-1 ({args.draws} draws)", "macro F1", "1%: top-1",
+            f"top-1 ({args.draws} draws)", "macro F1"]  # fmt: skip
+    print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
+    for label in dict.fromkeys(k[0] for k in table):
+        cells = []
+        for fraction in FRACTIONS:
+            rows = table.get((label, fraction), [])
+            draws = [r["top1_draws"] for r in rows if "top1_draws" in r]
+            cells += [mean_std([r["top1"] for r in rows]), mean_std(draws), mean_std([r["f1"] for r in rows])]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print("\n## Budget checks (change over the last quarter of the epochs)\n")
+    for key, value in budget.items():
+        print(f"- {key}: {value}")
+    (out / "comparison.json").write_text(
+        json.dumps({"table": {f"{k[0]} @ {k[1]}": v for k, v in table.items()}, "loss_by_t": curves}, indent=1)
+    )
+
+
+if __name__ == "__main__":
+    main()
