@@ -3,6 +3,7 @@ library's and the reference's Euler step, and one-pass) and the Diffusion Classi
 posterior is exact (``diffcls.data.gaussmix``), before and after temperature scaling on the validation split.
 
     python benchmarks/gaussmix_posterior.py --output runs/gaussmix [--data gaussmix] [--seed 0]
+    python benchmarks/gaussmix_posterior.py --summarise runs/gaussmix,runs/gaussmix-s1,runs/gaussmix-s2
 
 Trains three models with the commands it prints (a finished model folder is reused), then the twin and DiDiCM
 again with the number of epochs at which their validation top-1 peaked in that run (the budget chosen on the
@@ -123,12 +124,53 @@ def table(rows: list[tuple[str, dict, dict, str]]) -> str:
     return "\n".join(lines)
 
 
+SUMMARY_ROWS = {  # results file stem: row label of the seed summary
+    "standard-twin": "standard twin (softmax), full budget",
+    "didicm-cp-8": "DiDiCM CP-8 (library: euler-lower), full budget",
+    "didicm-one-pass": "DiDiCM one-pass, full budget",
+    "standard-twin-val-budget": "standard twin, epochs at its validation peak",
+    "didicm-cp-8-val-budget": "DiDiCM CP-8 (library), epochs at its validation peak",
+    "didicm-cp-8-ref-val-budget": "DiDiCM CP-8 (reference: euler), epochs at its validation peak",
+    "didicm-one-pass-val-budget": "DiDiCM one-pass, epochs at its validation peak",
+}
+
+
+def summarise(outputs: list[Path]) -> str:
+    """Mean ± std over the runs in ``outputs`` (one per seed) of top-1, NLL and KL to Bayes, before and after
+    temperature scaling (the Diffusion Classifier: λ = 1 and λ fitted)."""
+    import statistics
+
+    def stat(values: list[float]) -> str:
+        return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}" if len(values) > 1 else cell(values[0])
+
+    def read(stem: str) -> list[dict]:
+        return [json.loads((o / f"{stem}.json").read_text()) for o in outputs]
+
+    head = ["method", "top-1", "NLL", "KL to Bayes", "NLL (T)", "KL to Bayes (T)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for stem, label in SUMMARY_ROWS.items():
+        rs = read(stem)
+        keys = ("top1", "nll", "kl_to_bayes", "post_nll", "post_kl_to_bayes")
+        lines.append(f"| {label} | " + " | ".join(stat([r[k] for r in rs]) for k in keys) + " |")
+    before, after = read("dc-before"), read("dc-after")
+    cells = [stat([r[k] for r in before]) for k in ("top1", "nll", "kl_to_bayes")]
+    cells += [stat([r[k] for r in after]) for k in ("nll", "kl_to_bayes")]
+    lines.append("| Diffusion Classifier (adaptive 10→50 t, keep 3→1), λ = 1 / fitted | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", default="runs/gaussmix")
     parser.add_argument("--data", default="gaussmix")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--summarise", default=None, metavar="DIR,DIR,..", help="print mean ± std over finished runs' folders"
+    )
     args = parser.parse_args()
+    if args.summarise:
+        print(summarise([Path(p) for p in args.summarise.split(",")]))
+        return
     out = Path(args.output)
     folders = {name: train(name, args.data, out / "models", args.seed) for name in TRAININGS}
 
