@@ -115,6 +115,17 @@ def probes(models: Path, fraction: float) -> dict:
     }
 
 
+def r_statistics(models: Path) -> dict:
+    """:func:`~diffcls.repcond.representation_statistics` of the spatial r on the held-out images."""
+    from diffcls.repcond import load_checkpoint, representation_statistics, representations
+    from diffcls.repcond.evaluate import _latents, select_split
+
+    pre = load_checkpoint(models / "pre")
+    images, k = select_split(pre, None, "val")
+    z0, labels = _latents(pre, images, "cpu")
+    return representation_statistics(representations(pre.model.condition, z0), labels, k)
+
+
 def loss_by_t(models: Path) -> dict:
     """Held-out denoising loss at each t: rep-cond with r, with its null vector, and the unconditional DiT."""
     from diffcls.repcond import load_checkpoint
@@ -197,7 +208,7 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     arms = {"rep-cond (spatial r) → tune": "pre", "unconditional → tune": "unc", "scratch (random DiT)": "rnd"}
     table: dict[tuple[str, float], list[dict]] = {}
-    curves, budget = [], {}
+    curves, budget, stats = [], {}, []
     for seed in seeds:
         models = out / f"seed{seed}"
         spatial = ["--r-tokens", str(args.r_tokens), "--decode-injection", "input"]
@@ -207,6 +218,7 @@ def main() -> None:
         train(models / "rnd", ["--method", "uncond-pretrain", "--model", "dit_small"], 0, seed)
         budget[f"seed {seed} pretrain (val_loss, last quarter)"] = plateau_note(models / "pre", "val_loss", True)
         curves.append(loss_by_t(models))
+        stats.append(r_statistics(models))
         for fraction, (epochs, flags) in FRACTIONS.items():
             for label, source in arms.items():
                 folder = models / f"tune-{source}-{fraction}"
@@ -233,6 +245,7 @@ def main() -> None:
         print(f"| {label} | " + " | ".join(cells) + " |")
     ratio = [statistics.mean(c["with_r"]) / statistics.mean(c["uncond"]) for c in curves]
     print(f"\nLoss ratio rep-cond with r / unconditional (mean over t): {mean_std(ratio)}")
+    print("\nr on the held-out images: " + ", ".join(f"{k} {mean_std([s[k] for s in stats])}" for k in stats[0]))
     print(f"\n## DC Zero and baselines (test split; mean ± std over seeds {args.seeds}; DC Zero at the t chosen on"
           f" the held-out images, 1 and {args.draws} noise draws)\n")  # fmt: skip
     head = ["system", "10%: top-1", f"top-1 ({args.draws} draws)", "macro F1", "1%: top-1",
