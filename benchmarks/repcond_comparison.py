@@ -1,7 +1,7 @@
 """Does a representation that carries the image make generative pretraining useful for DC Zero? (issue 19)
 
     python benchmarks/repcond_comparison.py --output runs/repcond-cmp [--seeds 0,1,2] [--r-tokens 4] \
-        [--pretrain-epochs 20] [--label-init random] [--draws 8] [--figures docs/repcond]
+        [--pretrain-epochs 20] [--draws 8] [--figures docs/repcond]
 
 Per seed, with the recipe of docs/results.md (mnist5k at 16 px, pixel space, ``dit_small``, 200 training images
 held out for validation and the t-sweep), it trains (a finished folder is reused; every command is printed):
@@ -9,9 +9,10 @@ held out for validation and the t-sweep), it trains (a finished folder is reused
 * a rep-conditioned DiT with a **spatial r** (``--r-tokens C --decode-injection input``: C values per token,
   decoded to a latent-shaped map added before the denoiser and injected at every block), an unconditional DiT of
   the same size and budget, and a random DiT (scratch);
-* each tuned with labels at 10% and 1% of the training images, **the same way**: label codes from N(0, 1)
-  (``--label-init``, the one variable chosen on the validation split by benchmarks/repcond_diagnosis.py), the
-  pretrained projections kept (zero for the unconditional and scratch arms, which have none);
+* each tuned with labels at 10% and 1% of the training images, **the same way**: label codes from N(0, 1), the
+  pretrained projections kept (zero for the unconditional and scratch arms, which have none); the rep-cond DiT
+  also with its codes started at each class's mean r map (the one variable that differs, labelled; the
+  validation split, not the test split, says which start is better: the t-sweep's best held-out accuracy);
 * DC Zero at the t the t-sweep picks on the held-out images, with one noise draw (the paper) and ``--draws``;
 * the linear probe on r and on the raw pixels; the standard twin (``didirn_small`` at 16 px, ``--equal-steps``).
 
@@ -74,7 +75,8 @@ def dc_zero(folder: Path, out: Path, draws: int) -> dict:
         run(["eval", "--checkpoint", str(folder), "--data", "mnist5k", *flags, "--results-file", str(many)])
     second = json.loads(many.read_text())
     return {"top1": first["top1"], "f1": first["f1_macro"], "t": first["timesteps"][0],
-            "top1_draws": second["top1"], "f1_draws": second["f1_macro"]}  # fmt: skip
+            "top1_draws": second["top1"], "f1_draws": second["f1_macro"],
+            "val": max(row["accuracy"] for row in first["t_sweep"])}  # fmt: skip
 
 
 def twin(folder: Path, fraction: float, seed: int, out: Path) -> dict:
@@ -200,13 +202,17 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--r-tokens", type=int, default=4)
     parser.add_argument("--pretrain-epochs", type=int, default=20)
-    parser.add_argument("--label-init", default="random", choices=["random", "class-mean", "class-mean-rescaled"])
     parser.add_argument("--draws", type=int, default=8)
     parser.add_argument("--figures", default=None, help="folder for loss_by_t.png and the sample grids")
     args = parser.parse_args()
     out = Path(args.output)
     seeds = [int(s) for s in args.seeds.split(",")]
-    arms = {"rep-cond (spatial r) → tune": "pre", "unconditional → tune": "unc", "scratch (random DiT)": "rnd"}
+    arms = {  # label: (pretraining folder, label init)
+        "rep-cond (spatial r) → tune, random codes": ("pre", "random"),
+        "rep-cond (spatial r) → tune, class-mean codes": ("pre", "class-mean"),
+        "unconditional → tune": ("unc", "random"),
+        "scratch (random DiT)": ("rnd", "random"),
+    }
     table: dict[tuple[str, float], list[dict]] = {}
     curves, budget, stats = [], {}, []
     for seed in seeds:
@@ -220,12 +226,12 @@ def main() -> None:
         curves.append(loss_by_t(models))
         stats.append(r_statistics(models))
         for fraction, (epochs, flags) in FRACTIONS.items():
-            for label, source in arms.items():
-                folder = models / f"tune-{source}-{fraction}"
+            for label, (source, init) in arms.items():
+                folder = models / f"tune-{source}-{init}-{fraction}"
                 tune = ["--method", "repcond-tune", "--pretrained", str(models / source), "--data-ratio", str(fraction),
-                        "--label-init", args.label_init, *flags]  # fmt: skip
+                        "--label-init", init, *flags]  # fmt: skip
                 train(folder, tune, epochs, seed)
-                budget[f"seed {seed} {source} {fraction} (val_top1, last quarter)"] = plateau_note(
+                budget[f"seed {seed} {source} {init} {fraction} (val_top1, last quarter)"] = plateau_note(
                     folder, "val_top1", False
                 )
                 table.setdefault((label, fraction), []).append(dc_zero(folder, out / "results", args.draws))
@@ -236,7 +242,9 @@ def main() -> None:
                 twin(models / f"twin-{fraction}", fraction, seed, out / "results")
             )
     if args.figures:
-        figures(out / f"seed{seeds[0]}", out / f"seed{seeds[0]}" / "tune-pre-0.1", curves, Path(args.figures))
+        figures(
+            out / f"seed{seeds[0]}", out / f"seed{seeds[0]}" / "tune-pre-class-mean-0.1", curves, Path(args.figures)
+        )
 
     print(f"\n## r's effect (spatial r, {args.r_tokens} values per token; held-out images; mean over seeds)\n")
     print("| t | " + " | ".join(map(str, LOSS_TIMESTEPS)) + " |\n|" + "---|" * (len(LOSS_TIMESTEPS) + 1))
@@ -248,15 +256,20 @@ def main() -> None:
     print("\nr on the held-out images: " + ", ".join(f"{k} {mean_std([s[k] for s in stats])}" for k in stats[0]))
     print(f"\n## DC Zero and baselines (test split; mean ± std over seeds {args.seeds}; DC Zero at the t chosen on"
           f" the held-out images, 1 and {args.draws} noise draws)\n")  # fmt: skip
-    head = ["system", "10%: top-1", f"top-1 ({args.draws} draws)", "macro F1", "1%: top-1",
-            f"top-1 ({args.draws} draws)", "macro F1"]  # fmt: skip
+    head = ["system", "10%: val (best t)", "top-1", f"top-1 ({args.draws} draws)", "macro F1", "1%: val (best t)",
+            "top-1", f"top-1 ({args.draws} draws)", "macro F1"]  # fmt: skip
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for label in dict.fromkeys(k[0] for k in table):
         cells = []
         for fraction in FRACTIONS:
             rows = table.get((label, fraction), [])
-            draws = [r["top1_draws"] for r in rows if "top1_draws" in r]
-            cells += [mean_std([r["top1"] for r in rows]), mean_std(draws), mean_std([r["f1"] for r in rows])]
+            val, draws = [r["val"] for r in rows if "val" in r], [r["top1_draws"] for r in rows if "top1_draws" in r]
+            cells += [
+                mean_std(val),
+                mean_std([r["top1"] for r in rows]),
+                mean_std(draws),
+                mean_std([r["f1"] for r in rows]),
+            ]
         print(f"| {label} | " + " | ".join(cells) + " |")
     print("\n## Budget checks (change over the last quarter of the epochs)\n")
     for key, value in budget.items():
