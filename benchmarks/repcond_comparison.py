@@ -148,11 +148,10 @@ def figures(models: Path, tuned: Path, curves: list[dict], where: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from PIL import Image
 
     from diffcls.repcond import load_checkpoint
     from diffcls.repcond.evaluate import _latents, select_split
-    from diffcls.repcond.sampling import image_grid, sample_latents
+    from diffcls.repcond.sampling import sample_latents
 
     where.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
@@ -174,18 +173,23 @@ def figures(models: Path, tuned: Path, curves: list[dict], where: Path) -> None:
     images, _ = select_split(pre, None, "val", limit=10)
     z0, _ = _latents(pre, images, "cpu")
     shape = tuple(z0.shape[1:])
-    rows = [pre.codec.decode(z0), sample_latents(pre.model, z0, shape, 10, pre.alphas_cumprod, seed=1),
-            sample_latents(pre.model, z0, shape, 10, pre.alphas_cumprod, seed=2)]  # fmt: skip
-    Image.fromarray(image_grid(torch.cat(rows), 10).squeeze(-1).numpy()).resize((480, 144), Image.NEAREST).save(
-        where / "samples_with_r.png"
-    )
+    rows = [z0] + [sample_latents(pre.model, z0, shape, 10, pre.alphas_cumprod, seed=s) for s in (1, 2)]
+    save_grid(pre.codec.decode(torch.cat(rows)), where / "samples_with_r.png")
     label_model = load_checkpoint(tuned)
-    labels = torch.arange(10)
-    rows = [label_model.codec.decode(sample_latents(label_model.model, labels, shape, 10, label_model.alphas_cumprod,
-                                                    seed=s)) for s in (1, 2, 3)]  # fmt: skip
-    Image.fromarray(image_grid(torch.cat(rows), 10).squeeze(-1).numpy()).resize((480, 144), Image.NEAREST).save(
-        where / "samples_tuned_labels.png"
-    )
+    rows = [sample_latents(label_model.model, torch.arange(10), shape, 10, label_model.alphas_cumprod, seed=s)
+            for s in (1, 2, 3)]  # fmt: skip
+    save_grid(label_model.codec.decode(torch.cat(rows)), where / "samples_tuned_labels.png")
+
+
+def save_grid(images: torch.Tensor, path: Path, columns: int = 10, scale: int = 3) -> None:
+    """A PNG of ``images`` float[N, C, S, S] in [-1, 1], ``columns`` per row, each pixel ``scale`` wide."""
+    from PIL import Image
+
+    from diffcls.repcond.sampling import image_grid
+
+    grid = image_grid(images, columns).numpy()
+    picture = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
+    picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST).save(path)
 
 
 def mean_std(values: list[float]) -> str:
