@@ -319,6 +319,8 @@ def test_prompts_csv_pools_several_prompts_per_class(tmp_path, npz_path):
     )
     np.testing.assert_allclose(probs, expected.numpy(), rtol=1e-5, atol=1e-6)
     assert [r["prediction"] for r in rows] == expected.argmax(1).tolist()
+    survived = np.mean([r["prediction"] == r["label"] for r in rows])
+    assert results["top1"] == pytest.approx(survived)  # top-1 is the survivor's class
 
     bad = tmp_path / "bad.csv"
     bad.write_text("text,label\nhello,0\n")
@@ -394,3 +396,16 @@ def test_ood_detection_with_the_lowest_error_and_resume(tmp_path, npz_path, ddpm
     assert json.loads(results.read_text())["ood_by_score"] == r["ood_by_score"]
     assert run_eval(*args, "--ood-score", "energy") == 2
     assert "not a score of the Diffusion Classifier; choose from msp, entropy, lowest_error" in capsys.readouterr().err
+
+
+def test_top1_is_the_survivor_even_where_pooled_probabilities_disagree():
+    """Two prompts of class 0 that each lose to class 1's prompt still pool to more probability than class 1: the
+    decision (and top-1) is the survivor's class, the pooled argmax is not."""
+    from diffcls.generative.adaptive import pool_candidates, stagewise_probabilities
+
+    means = torch.tensor([[[0.10, 0.11, 0.09]]], dtype=torch.float64)  # one image, one stage, prompts of 0, 0, 1
+    candidates = torch.tensor([0, 0, 1])
+    pooled = pool_candidates(stagewise_probabilities(means, 10.0), candidates, 2)
+    assert pooled.argmax(1).item() == 0 and candidates[dc_eval.lowest_last_stage(means)].item() == 1
+    eliminated = torch.tensor([[[0.30, 0.10, 0.20], [float("nan"), 0.50, 0.40]]], dtype=torch.float64)
+    assert dc_eval.lowest_last_stage(eliminated).item() == 2  # prompt 0 is out after stage 1

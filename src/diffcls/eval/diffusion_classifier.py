@@ -114,6 +114,13 @@ class DCEvalConfig:
 NATIVE_OOD_SCORES = ("lowest_error",)  # the winning class's mean noise-prediction error over all its timesteps
 
 
+def lowest_last_stage(stage_means: torch.Tensor) -> torch.Tensor:
+    """int64[N]: the candidate that survived elimination, the lowest mean error at the last stage of
+    ``stage_means`` float[N, S, A] (the candidates eliminated earlier are NaN there)."""
+    last = stage_means[:, -1].double()
+    return torch.where(last.isnan(), torch.inf, last).argmin(dim=1)
+
+
 def lowest_error(stage_means: torch.Tensor) -> torch.Tensor:
     """float64[N]: per image, the lowest mean error over the candidates alive at the last stage (so over all M
     timesteps); an image no class reconstructs well is likely out of distribution. ``stage_means`` float[N, S, A]."""
@@ -339,6 +346,7 @@ def evaluate_diffusion_classifier(
         return pool_candidates(stagewise_probabilities(means, temperature), pooling, source.num_classes).float()
 
     probs = probabilities(stage_means)
+    winners = torch.as_tensor(candidates)[lowest_last_stage(stage_means)]  # the classes that survived elimination
     posterior = known_posterior(source, subset_split(split, indices), cfg.corruption, transform.low_res)
     bayes = {} if posterior is None else posterior_metrics(probs, labels, posterior)
     if ood_classified is not None:
@@ -349,8 +357,14 @@ def evaluate_diffusion_classifier(
                         {"lowest_error": lowest_error(stage_means)}, {"lowest_error": lowest_error(ood_means)}),
             ood_per_image_file=str(ood_log_path(per_image_file)),
         )  # fmt: skip
+    metrics = classification_metrics(probs, labels)
     results = {
-        **classification_metrics(probs, labels),
+        **metrics,
+        # top-1 is the survivor's class (the algorithm's decision), which the pooled or stagewise probabilities'
+        # argmax can miss: several prompts of one class, or a survivor with a smaller share than a class
+        # eliminated earlier
+        "top1": (winners == labels).double().mean().item(),
+        "top1_of_probabilities": metrics["top1"],
         **bayes,
         "nfe_per_image": cfg.schedule.nfe(len(candidates)),
         "seconds": round(seconds, 3),

@@ -5,7 +5,7 @@ on) and ``to_keep`` k_1 > ... > k_S = 1 (classes kept after stage s). Stage 1 sc
 
 **Nested grids.** All stages draw from one evenly spaced grid of M = n_S timesteps. Stage 1 takes the evenly
 spaced n_1 of them (the reference code's rule); every later stage keeps the earlier timesteps and adds new ones
-in the largest gaps (farthest-point order). So a class alive at stage s has been scored on exactly n_s distinct
+in the largest gaps (farthest-point order, ties spread over the whole range). So a class alive at stage s has been scored on exactly n_s distinct
 timesteps, and the cost per image is the paper's count
 
     NFE = sum_s |alive_s| * (n_s - n_{s-1}),   |alive_1| = K, |alive_s| = min(k_{s-1}, K).
@@ -117,8 +117,11 @@ def nested_order(schedule: Schedule) -> np.ndarray:
     """A permutation of the grid indices 0..M-1 whose first n_s entries are stage s's timesteps.
 
     The first n_1 are evenly spaced (every (M // n_1)-th index from (M // n_1) // 2); each later index is the
-    farthest from those already taken (ties: the lowest index; the two ends count as mirrors, so ends fill
-    last), which keeps every prefix close to evenly spaced.
+    farthest from those already taken (the two ends count as mirrors, so ends fill last), which keeps every prefix
+    close to evenly spaced. Equally far candidates come up in rounds (one per gap of equal size); within a round
+    the next index is the tied candidate farthest from those taken in that round (then the lowest), so a stage
+    that fills only part of a round spreads its points over the whole range instead of filling the gaps from the
+    low end (that rule left the middle stages of the 4-stage schedules at a mean t of 416-434 instead of 500).
     """
     m, n1 = schedule.num_timesteps, schedule.n_samples[0]
     stride = m // n1
@@ -127,12 +130,17 @@ def nested_order(schedule: Schedule) -> np.ndarray:
     index = np.arange(m)
     dist = np.abs(index[:, None] - first[None, :]).min(1).astype(float)
     bound = np.minimum(2 * index + 1, 2 * (m - index) - 1)  # distance to the mirror of the point about each end
+    level, in_round = None, np.full(m, np.inf)  # distance to the points taken in the current round
     for _ in range(m - n1):
         score = np.minimum(dist, bound)
         score[order] = -1
-        new = int(np.argmax(score))
+        if score.max() != level:  # a new round: gaps of a smaller size
+            level, in_round = score.max(), np.full(m, np.inf)
+        tied = np.flatnonzero(score == level)
+        new = int(tied[np.argmax(in_round[tied])])  # argmax: the lowest index among equally far
         order.append(new)
         dist = np.minimum(dist, np.abs(index - new))
+        in_round = np.minimum(in_round, np.abs(index - new))
     return np.asarray(order)
 
 
