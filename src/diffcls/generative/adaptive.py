@@ -5,8 +5,8 @@ on) and ``to_keep`` k_1 > ... > k_S = 1 (classes kept after stage s). Stage 1 sc
 
 **Nested grids.** All stages draw from one evenly spaced grid of M = n_S timesteps. Stage 1 takes the evenly
 spaced n_1 of them (the reference code's rule); every later stage keeps the earlier timesteps and adds new ones
-in the largest gaps (farthest-point order, ties spread over the whole range). So a class alive at stage s has been scored on exactly n_s distinct
-timesteps, and the cost per image is the paper's count
+in the largest gaps (farthest-point order, ties spread over the whole range). So a class alive at stage s has
+been scored on exactly n_s distinct timesteps, and the cost per image is the paper's count
 
     NFE = sum_s |alive_s| * (n_s - n_{s-1}),   |alive_1| = K, |alive_s| = min(k_{s-1}, K).
 
