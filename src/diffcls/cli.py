@@ -436,6 +436,15 @@ def _add_eval_parser(sub) -> None:
 def _add_diffusion_classifier_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("Diffusion Classifier (ddpm checkpoints, --pretrained folders)")
     g.add_argument(
+        "--proposer",
+        default=None,
+        metavar="DIR",
+        help="the hybrid readout: a classifier folder (standard twin, DiDiCM with --sampler) proposes its top "
+        "--proposer-top-k classes per image and the Diffusion Classifier scores only those (NFE = the schedule's "
+        "for K = top-k, plus the proposer's); the proposer keeps the probability of the classes it left out",
+    )
+    g.add_argument("--proposer-top-k", type=int, default=3, metavar="K", help="classes proposed per image (default 3)")
+    g.add_argument(
         "--schedule",
         default=None,
         metavar="NAME",
@@ -648,6 +657,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     if args.noise_draws != 1 and evaluation != "dc-zero":
         raise DiffclsError("--noise-draws applies to Diffusion Classifier Zero (repcond-tune checkpoints)")
+    if args.proposer and evaluation != "diffusion-classifier":
+        raise DiffclsError("--proposer makes the Diffusion Classifier a hybrid; give it a ddpm or diffusers model")
     if args.ood_data and evaluation == "dc-zero":
         raise DiffclsError("--ood-data applies to classifiers and the Diffusion Classifier, not DC Zero")
     ood_probs = ood_probs_path(args.save_probs) if args.save_probs and args.ood_data else None
@@ -809,6 +820,9 @@ def _eval_diffusion_classifier(args: argparse.Namespace, dist, device: str) -> i
         ood_data=args.ood_data,
         ood_score=args.ood_score,
         ood_limit=args.ood_limit,
+        proposer=args.proposer,
+        proposer_top_k=args.proposer_top_k,
+        proposer_sampler=_sampler_config(args) if args.proposer else None,
     )
     evaluated = evaluate_diffusion_classifier(cfg, _per_image_path(args), dist=dist)
     if evaluated is None:  # a rank other than 0 under torchrun: rank 0 writes

@@ -409,3 +409,39 @@ def test_top1_is_the_survivor_even_where_pooled_probabilities_disagree():
     assert pooled.argmax(1).item() == 0 and candidates[dc_eval.lowest_last_stage(means)].item() == 1
     eliminated = torch.tensor([[[0.30, 0.10, 0.20], [float("nan"), 0.50, 0.40]]], dtype=torch.float64)
     assert dc_eval.lowest_last_stage(eliminated).item() == 2  # prompt 0 is out after stage 1
+
+
+def test_hybrid_readout_scores_the_proposers_top_k(tmp_path, npz_path, ddpm_checkpoint, capsys):
+    """--proposer: the classes scored per image are the proposer's top-k (read from its own saved
+    probabilities on the same images), NFE = schedule.nfe(k) + 1, the probabilities are the proposer's outside
+    and its top-k mass split by the Diffusion Classifier inside, and top-1 is the survivor's."""
+    import numpy as np
+
+    from diffcls.generative.adaptive import hybrid_probabilities
+
+    data = f"npz:{npz_path}"
+    proposer = tmp_path / "twin"
+    assert main(["train", "--data", data, "--method", "standard", "--model", "didirn_small", "--img-size", "12",
+                 "--epochs", "1", "--output", str(proposer)]) == 0  # fmt: skip
+    assert run_eval("--checkpoint", proposer, "--data", data, "--limit", 8, "--results-file", tmp_path / "p.json",
+                    "--save-probs", tmp_path / "proposer.npy") == 0  # fmt: skip
+    proposer_probs = torch.as_tensor(np.load(tmp_path / "proposer.npy"))
+    args = ["--checkpoint", ddpm_checkpoint, "--data", data, "--schedule", "flat-3", "--limit", 8]
+    args += ["--proposer", proposer, "--proposer-top-k", 2, "--results-file", tmp_path / "h.json"]
+    assert run_eval(*args, "--save-probs", tmp_path / "h.npy") == 0
+    r = json.loads((tmp_path / "h.json").read_text())
+    assert r["method"] == "hybrid" and r["proposer_top_k"] == 2 and r["nfe_per_image"] == 2 * 3 + 1
+    rows = [json.loads(line) for line in (tmp_path / "h.images.jsonl").read_text().splitlines()[1:]]
+    top = proposer_probs.topk(2, dim=1).indices
+    for row, proposed in zip(rows, top.tolist()):
+        scored = {c for c, v in enumerate(row["stage_means"][0]) if v is not None}
+        assert scored == set(proposed) and row["prediction"] in proposed
+    means = torch.tensor([[[np.nan if v is None else v for v in r["stage_means"][0]]] for r in rows])
+    dc = torch.softmax(-means[:, 0].nan_to_num(float("inf")), 1)  # lambda = 1, one stage
+    expected = hybrid_probabilities(proposer_probs, dc, top)
+    np.testing.assert_allclose(np.load(tmp_path / "h.npy"), expected.numpy(), rtol=1e-5, atol=1e-6)
+    assert r["top1"] == pytest.approx(np.mean([row["prediction"] == row["label"] for row in rows]))
+    labels = torch.tensor([row["label"] for row in rows])
+    assert r["proposer_recall"] == pytest.approx((top == labels[:, None]).any(1).double().mean().item())
+    assert run_eval(*args[:-2], "--proposer-top-k", 9, "--results-file", tmp_path / "x.json") == 2
+    assert "--proposer-top-k must lie in 1..4, got 9" in capsys.readouterr().err

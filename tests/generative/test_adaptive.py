@@ -115,3 +115,43 @@ def test_schedule_parsing_and_errors():
             parse_schedule(*bad)
     with pytest.raises(DiffclsError, match="unknown schedule"):
         parse_schedule(preset="mnist")
+
+
+def test_classify_with_proposed_candidates_scores_only_those():
+    """The hybrid's elimination: each image starts from its own candidates; the network is called exactly
+    schedule.nfe(P) times per image, classes outside are never scored, and the survivor is the nearest proposed
+    prototype (here the true one is left out for image 1, so the runner-up among the proposed wins)."""
+    torch.manual_seed(0)
+    prototypes = torch.randn(6, 1, 4, 4)
+    x0 = prototypes[[2, 5]] + 0.01 * torch.randn(2, 1, 4, 4)
+    schedule = Schedule((2, 6), (2, 1))
+    candidates = torch.tensor([[2, 0, 4], [1, 3, 0]])
+    rows, seen = 0, set()
+    oracle = oracle_eps_fn(prototypes)
+
+    def counting(x_t, t, labels):
+        nonlocal rows
+        rows += len(x_t)
+        seen.update(labels.tolist())
+        return oracle(x_t, t, labels)
+
+    result = classify(counting, x0, 6, ALPHAS_CUMPROD, schedule, torch.randn(6, 1, 4, 4), candidates=candidates)
+    assert result.nfe == schedule.nfe(3) == 3 * 2 + 2 * 4 and rows == 2 * result.nfe
+    assert seen <= {0, 1, 2, 3, 4} and 5 not in seen
+    assert result.errors[0, [1, 3, 5]].isnan().all() and result.errors[1, [2, 4, 5]].isnan().all()
+    assert result.prediction[0].item() == 2
+    errors = [(x0[1] - prototypes[c]).square().mean().item() for c in (1, 3, 0)]
+    assert result.prediction[1].item() == (1, 3, 0)[int(np.argmin(errors))]
+
+
+def test_hybrid_probabilities_keep_the_proposer_mass_outside_and_sum_to_one():
+    from diffcls.generative.adaptive import hybrid_probabilities
+
+    proposer = torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.25, 0.25, 0.25, 0.25]])
+    candidates = torch.tensor([[0, 1], [2, 3]])
+    dc = torch.tensor([[0.2, 0.8, 0.0, 0.0], [0.0, 0.0, 0.6, 0.4]])
+    p = hybrid_probabilities(proposer, dc, candidates)
+    torch.testing.assert_close(p.sum(1), torch.ones(2, dtype=torch.float64))
+    torch.testing.assert_close(p[0], torch.tensor([0.16, 0.64, 0.15, 0.05], dtype=torch.float64))
+    torch.testing.assert_close(p[1], torch.tensor([0.25, 0.25, 0.3, 0.2], dtype=torch.float64))
+    assert p[0].argmax() == 1 and p[1].argmax() == 2  # the Diffusion Classifier's choice among the proposed

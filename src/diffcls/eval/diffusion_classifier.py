@@ -17,11 +17,21 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from diffcls.data import ImageDataset, ImageTransform, TransformConfig, load_source, stratified_order, subset_split
+from diffcls.data import (
+    ImageDataset,
+    ImageTransform,
+    Split,
+    TransformConfig,
+    load_source,
+    stratified_order,
+    subset_split,
+)
+from diffcls.didicm import SamplerConfig
 from diffcls.errors import DiffclsError
 from diffcls.eval.evaluate import (
     check_ood_score,
     corrupt_split,
+    evaluate_model,
     held_out_images,
     known_posterior,
     ood_results,
@@ -29,7 +39,7 @@ from diffcls.eval.evaluate import (
     select_split,
 )
 from diffcls.generative import Schedule, classify, parse_schedule
-from diffcls.generative.adaptive import pool_candidates, stagewise_probabilities
+from diffcls.generative.adaptive import hybrid_probabilities, pool_candidates, stagewise_probabilities
 from diffcls.generative.calibration import fit_temperature
 from diffcls.generative.pretrained import (
     TEXT_CONDITIONAL,
@@ -40,7 +50,7 @@ from diffcls.generative.pretrained import (
     read_prompt_csv,
 )
 from diffcls.inference.metrics import classification_metrics, posterior_metrics
-from diffcls.methods import METHODS, method_of
+from diffcls.methods import METHODS, get_method, load_classifier, method_of
 from diffcls.models.noise_predictors import load_pipeline_unet
 from diffcls.runtime.distributed import SINGLE_PROCESS, Dist
 from diffcls.runtime.io import JsonlLog, write_json
@@ -109,6 +119,9 @@ class DCEvalConfig:
     ood_data: str | None = None  # a data spec (its test split) or "noise": score OOD detection against it
     ood_score: str = "msp"  # msp, entropy or lowest_error (NATIVE_OOD_SCORES)
     ood_limit: int | None = None  # OOD images (default: as many as the evaluated images)
+    proposer: str | None = None  # a classifier folder: the hybrid readout scores only its top proposer_top_k
+    proposer_top_k: int = 3
+    proposer_sampler: SamplerConfig | None = None  # the proposer's readout (DiDiCM); None: its default
 
 
 NATIVE_OOD_SCORES = ("lowest_error",)  # the winning class's mean noise-prediction error over all its timesteps
@@ -147,6 +160,9 @@ def run_key(cfg: DCEvalConfig, model: NoiseModel) -> dict:
         "severity": cfg.severity,
         "corruption_set": cfg.corruption_set,
         "prompts": model.prompts,
+        "proposer": cfg.proposer,
+        "proposer_top_k": cfg.proposer_top_k if cfg.proposer else None,
+        "proposer_sampler": asdict(cfg.proposer_sampler) if cfg.proposer and cfg.proposer_sampler else None,
     }
 
 
@@ -184,8 +200,10 @@ def _classify_batch(
     batch: list[int],
     candidates: list[int],
     noise: torch.Tensor,
+    proposals: dict[int, list[int]] | None = None,
 ) -> list[dict]:
-    """The per-image rows (label, prediction, stage means per candidate, seconds) of one batch of images."""
+    """The per-image rows (label, prediction, stage means per candidate, seconds) of one batch of images; with
+    ``proposals`` (image index -> the candidates it starts with) only those are scored (the hybrid readout)."""
     tic = time.perf_counter()
     images, labels = zip(*(dataset[i] for i in batch))
     x0 = model.encode(torch.stack(images).to(cfg.device))
@@ -198,6 +216,7 @@ def _classify_batch(
         noise,
         loss=cfg.loss,
         batch_size=cfg.batch_size,
+        candidates=None if proposals is None else torch.tensor([proposals[i] for i in batch]),
     )
     seconds = (time.perf_counter() - tic) / len(batch)
     stage_means = result.stage_means().cpu()
@@ -225,6 +244,7 @@ def _classify_missing(
     log: JsonlLog | None,
     progress: bool | None,
     dist: Dist = SINGLE_PROCESS,
+    proposals: dict[int, list[int]] | None = None,
 ) -> None:
     """Classify the images of ``indices`` not yet in ``log``, appending one row per image (stage means per
     candidate) as each batch finishes.
@@ -246,7 +266,9 @@ def _classify_missing(
     )
     for round_index in range(dist.rounds(len(batches))):
         j = round_index * dist.world_size + dist.rank
-        rows = _classify_batch(cfg, model, dataset, batches[j], candidates, noise) if j < len(batches) else []
+        rows = (
+            _classify_batch(cfg, model, dataset, batches[j], candidates, noise, proposals) if j < len(batches) else []
+        )
         for part in dist.all_gather(rows):
             for row in part:
                 if log is not None:
@@ -264,6 +286,7 @@ def classify_indices(
     log: JsonlLog | None,
     progress: bool | None = None,
     dist: Dist = SINGLE_PROCESS,
+    proposals: dict[int, list[int]] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, float] | None:
     """Classify the images ``indices`` of ``dataset`` (those not yet in ``log``) and read every one back.
 
@@ -272,7 +295,7 @@ def classify_indices(
     holds the log (``log`` is None elsewhere) and returns the results, the other ranks return None.
     """
     with torch.inference_mode():
-        _classify_missing(cfg, model, dataset, indices, candidates, log, progress, dist)
+        _classify_missing(cfg, model, dataset, indices, candidates, log, progress, dist, proposals)
     if log is None:
         return None
     rows = [log.rows[str(int(i))] for i in indices]
@@ -320,9 +343,18 @@ def evaluate_diffusion_classifier(
         if cfg.ood_limit is not None and cfg.ood_limit < 1:
             raise DiffclsError(f"--ood-limit must be >= 1, got {cfg.ood_limit}")
         ood = ood_split(cfg.ood_data, source, cfg.ood_limit or len(indices), transform)
+    proposer_probs, proposals = None, None
+    if cfg.proposer is not None:
+        if model.candidate_classes is not None:
+            raise DiffclsError("--proposer needs one candidate per class (not several --prompts per class)")
+        if not 1 <= cfg.proposer_top_k <= len(candidates):
+            raise DiffclsError(f"--proposer-top-k must lie in 1..{len(candidates)}, got {cfg.proposer_top_k}")
+        proposer_probs, proposer_nfe = _propose(cfg, subset_split(split, indices), source.num_classes, dist)
+        top = proposer_probs.topk(cfg.proposer_top_k, dim=1).indices
+        proposals = {int(i): row for i, row in zip(indices, top.tolist())}
     log = _open_log_on_main(Path(per_image_file), run_key(cfg, model), dist)
     dataset = ImageDataset(split, ImageTransform(transform))
-    classified = classify_indices(cfg, model, dataset, indices, candidates, log, progress, dist)
+    classified = classify_indices(cfg, model, dataset, indices, candidates, log, progress, dist, proposals)
     ood_classified = None
     if ood is not None:
         ood_key = {
@@ -346,6 +378,16 @@ def evaluate_diffusion_classifier(
         return pool_candidates(stagewise_probabilities(means, temperature), pooling, source.num_classes).float()
 
     probs = probabilities(stage_means)
+    hybrid = {}
+    if proposer_probs is not None:  # the proposer keeps the mass of what it left out
+        probs = hybrid_probabilities(proposer_probs, probs, top).float()
+        hybrid = {
+            "method": "hybrid",
+            "proposer": cfg.proposer,
+            "proposer_top_k": cfg.proposer_top_k,
+            "proposer_top1": (proposer_probs.argmax(1) == labels).double().mean().item(),
+            "proposer_recall": (top == labels[:, None]).any(1).double().mean().item(),
+        }
     winners = torch.as_tensor(candidates)[lowest_last_stage(stage_means)]  # the classes that survived elimination
     posterior = known_posterior(source, subset_split(split, indices), cfg.corruption, transform.low_res)
     bayes = {} if posterior is None else posterior_metrics(probs, labels, posterior)
@@ -366,7 +408,9 @@ def evaluate_diffusion_classifier(
         "top1": (winners == labels).double().mean().item(),
         "top1_of_probabilities": metrics["top1"],
         **bayes,
-        "nfe_per_image": cfg.schedule.nfe(len(candidates)),
+        "nfe_per_image": cfg.schedule.nfe(cfg.proposer_top_k) + proposer_nfe
+        if cfg.proposer
+        else cfg.schedule.nfe(len(candidates)),
         "seconds": round(seconds, 3),
         "seconds_per_image": round(seconds / max(len(labels), 1), 4),
         "ms_per_image": round(1000 * seconds / max(len(labels), 1), 3),
@@ -388,10 +432,27 @@ def evaluate_diffusion_classifier(
         "seed": cfg.seed,
         "processes": dist.world_size,
         "per_image_file": str(per_image_file),
+        **hybrid,
     }
     if ood_classified is not None:
         results["ood_probs"] = ood_probs  # popped by the caller, saved beside --save-probs
     return results, probs
+
+
+def _propose(cfg: DCEvalConfig, images: Split, num_classes: int, dist: Dist) -> tuple[torch.Tensor, int]:
+    """The proposer's probabilities float32[N, K] of ``images`` (its own transform, the same --low-res view) and
+    its NFE per image."""
+    model, mconfig = load_classifier(cfg.proposer, cfg.device)
+    if mconfig["num_classes"] != num_classes:
+        raise DiffclsError(f"the proposer {cfg.proposer} has {mconfig['num_classes']} classes, the data {num_classes}")
+    method = get_method(mconfig["method"])
+    transform = TransformConfig.from_dict(mconfig["transform"])
+    transform.low_res = cfg.low_res
+    _, probs = evaluate_model(
+        method, model, images, transform, cfg.proposer_sampler, device=cfg.device, seed=cfg.seed, progress=False,
+        dist=dist,
+    )  # fmt: skip
+    return probs, method.nfe(cfg.proposer_sampler)
 
 
 def _indices(labels: np.ndarray, start: int, limit: int | None) -> np.ndarray:
@@ -411,7 +472,9 @@ def _temperature(
     """lambda: fitted here (and stored), given, read from the model folder, or 1 (uncalibrated)."""
     calibration = model.folder / CALIBRATION_NAME
     if cfg.fit_temperature:
-        value = fit_temperature(stage_means, labels, pooling)
+        # images whose class was never scored (a hybrid's proposer left it out) say nothing about lambda
+        scored = ~stage_means[torch.arange(len(labels)), 0, labels].isnan() if pooling is None else slice(None)
+        value = fit_temperature(stage_means[scored], labels[scored], pooling)
         write_json(
             calibration,
             {

@@ -42,6 +42,7 @@ __all__ = [
     "stagewise_probabilities",
     "pool_candidates",
     "classify",
+    "hybrid_probabilities",
 ]
 
 
@@ -218,6 +219,7 @@ def classify(
     *,
     loss: Loss = "l2",
     batch_size: int = 256,
+    candidates: Tensor | None = None,
 ) -> DCResult:
     """Classify a batch by successive elimination.
 
@@ -229,6 +231,8 @@ def classify(
         schedule: stages of elimination; a one-stage schedule (M,), (1,) scores every class on M timesteps.
         noise: float[M, C, H, W] (one bank for every image) or float[B, M, C, H, W]; noise m goes with grid
             timestep m.
+        candidates: int64[B, P], the classes each image starts with (a proposer's top-P, the hybrid readout);
+            None: all K. Classes outside stay NaN in ``errors`` (never scored), so NFE = ``schedule.nfe(P)``.
     """
     num_images = len(x0)
     grid = timestep_grid(schedule.num_timesteps, len(alphas_cumprod)).to(x0.device)
@@ -236,7 +240,10 @@ def classify(
         noise = noise[None].expand(num_images, *noise.shape)
     order = nested_order(schedule)
     errors = torch.full((num_images, num_classes, schedule.num_timesteps), float("nan"), device=x0.device)
-    alive = torch.arange(num_classes, device=x0.device).expand(num_images, -1)  # [B, A]
+    if candidates is None:
+        alive = torch.arange(num_classes, device=x0.device).expand(num_images, -1)  # [B, A]
+    else:
+        alive = candidates.to(x0.device).long()
     done = 0
     rows = torch.arange(num_images, device=x0.device)[:, None]
     for n, keep in zip(schedule.n_samples, schedule.to_keep):
@@ -248,4 +255,19 @@ def classify(
         mean = errors[rows, alive][:, :, torch.as_tensor(order[:n], device=x0.device)].mean(-1)  # [B, A]
         best = mean.argsort(dim=1, stable=True)[:, : min(keep, alive.shape[1])]
         alive = alive.gather(1, best)
-    return DCResult(errors, alive[:, 0], schedule.nfe(num_classes), schedule, order)
+    scored = num_classes if candidates is None else candidates.shape[1]
+    return DCResult(errors, alive[:, 0], schedule.nfe(scored), schedule, order)
+
+
+def hybrid_probabilities(proposer_probs: Tensor, dc_probs: Tensor, candidates: Tensor) -> Tensor:
+    """The hybrid readout's probabilities float64[B, K]: the proposer keeps the mass of the classes it did not
+    propose; the mass of its top-P (``candidates`` int64[B, P]) is split among them by the Diffusion Classifier's
+    probabilities ``dc_probs`` float[B, K] (zero outside the candidates). Rows sum to 1, and the class that
+    survives elimination has at least the probability of any class left out (it gets at least 1/P of a mass no
+    smaller than P times the smallest proposed probability)."""
+    proposer = proposer_probs.double()
+    proposed = torch.zeros_like(proposer, dtype=torch.bool).scatter(1, candidates.to(proposer.device), True)
+    mass = (proposer * proposed).sum(1, keepdim=True)
+    dc = dc_probs.double() * proposed
+    dc = dc / dc.sum(1, keepdim=True).clamp_min(1e-300)
+    return torch.where(proposed, mass * dc, proposer)
