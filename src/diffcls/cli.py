@@ -445,6 +445,17 @@ def _add_diffusion_classifier_flags(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--proposer-top-k", type=int, default=3, metavar="K", help="classes proposed per image (default 3)")
     g.add_argument(
+        "--early-stop",
+        type=float,
+        default=None,
+        metavar="ALPHA",
+        help="per-image early stopping on a flat schedule (--schedule flat-M: at most M timesteps): classes race "
+        "in looks of --early-stop-chunk timesteps and leave once a paired t-test on log errors says they lose; "
+        "ALPHA bounds the chance of dropping the best class (Bonferroni over classes and looks); results give the "
+        "mean NFE per image",
+    )
+    g.add_argument("--early-stop-chunk", type=int, default=5, metavar="N", help="timesteps per look (default 5)")
+    g.add_argument(
         "--schedule",
         default=None,
         metavar="NAME",
@@ -823,6 +834,8 @@ def _eval_diffusion_classifier(args: argparse.Namespace, dist, device: str) -> i
         proposer=args.proposer,
         proposer_top_k=args.proposer_top_k,
         proposer_sampler=_sampler_config(args) if args.proposer else None,
+        early_stop=args.early_stop,
+        early_stop_chunk=args.early_stop_chunk,
     )
     evaluated = evaluate_diffusion_classifier(cfg, _per_image_path(args), dist=dist)
     if evaluated is None:  # a rank other than 0 under torchrun: rank 0 writes

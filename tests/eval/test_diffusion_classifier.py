@@ -445,3 +445,21 @@ def test_hybrid_readout_scores_the_proposers_top_k(tmp_path, npz_path, ddpm_chec
     assert r["proposer_recall"] == pytest.approx((top == labels[:, None]).any(1).double().mean().item())
     assert run_eval(*args[:-2], "--proposer-top-k", 9, "--results-file", tmp_path / "x.json") == 2
     assert "--proposer-top-k must lie in 1..4, got 9" in capsys.readouterr().err
+
+
+def test_early_stopping_eval_counts_each_images_nfe_and_resumes(tmp_path, npz_path, ddpm_checkpoint, capsys):
+    """--early-stop: each row records its own NFE (at most K M, a multiple of the chunk's cost), the results give
+    their mean; the survivor is the row's prediction; a rerun classifies nothing again."""
+    data = f"npz:{npz_path}"
+    args = ["--checkpoint", ddpm_checkpoint, "--data", data, "--schedule", "flat-12", "--limit", 6]
+    args += ["--early-stop", 0.2, "--early-stop-chunk", 3, "--results-file", tmp_path / "e.json"]
+    assert run_eval(*args) == 0
+    r = json.loads((tmp_path / "e.json").read_text())
+    rows = [json.loads(line) for line in (tmp_path / "e.images.jsonl").read_text().splitlines()[1:]]
+    assert all(4 * 3 <= row["nfe"] <= 4 * 12 for row in rows)  # one look of all 4 classes at least
+    assert r["nfe_per_image"] == pytest.approx(sum(row["nfe"] for row in rows) / 6) and r["nfe_per_image_max"] == 48
+    assert r["top1"] == pytest.approx(sum(row["prediction"] == row["label"] for row in rows) / 6)
+    before = (tmp_path / "e.images.jsonl").read_text()
+    assert run_eval(*args) == 0 and (tmp_path / "e.images.jsonl").read_text() == before
+    assert run_eval(*args[:6], "--schedule", "cifar10", "--early-stop", 0.1, "--results-file", tmp_path / "x.json") == 2
+    assert "--early-stop races the classes on a flat schedule" in capsys.readouterr().err

@@ -49,6 +49,7 @@ from diffcls.generative.pretrained import (
     pipeline_kind,
     read_prompt_csv,
 )
+from diffcls.generative.racing import classify_racing
 from diffcls.inference.metrics import classification_metrics, posterior_metrics
 from diffcls.methods import METHODS, get_method, load_classifier, method_of
 from diffcls.models.noise_predictors import load_pipeline_unet
@@ -122,23 +123,33 @@ class DCEvalConfig:
     proposer: str | None = None  # a classifier folder: the hybrid readout scores only its top proposer_top_k
     proposer_top_k: int = 3
     proposer_sampler: SamplerConfig | None = None  # the proposer's readout (DiDiCM); None: its default
+    early_stop: float | None = None  # per-image early stopping at this error rate (a flat schedule's M at most)
+    early_stop_chunk: int = 5  # timesteps per look of the race
 
 
 NATIVE_OOD_SCORES = ("lowest_error",)  # the winning class's mean noise-prediction error over all its timesteps
 
 
+def _last_scored_stage(stage_means: torch.Tensor) -> torch.Tensor:
+    """float64[N, A]: each image's means at its last stage with a finite entry (the last stage, unless an early
+    stopped race left the later ones empty), NaN replaced by +inf."""
+    scored = (~stage_means.isnan()).any(-1)  # [N, S]
+    last = stage_means.shape[1] - 1 - scored.flip(1).int().argmax(1)
+    means = stage_means.double()[torch.arange(len(stage_means)), last]
+    return torch.where(means.isnan(), torch.inf, means)
+
+
 def lowest_last_stage(stage_means: torch.Tensor) -> torch.Tensor:
     """int64[N]: the candidate that survived elimination, the lowest mean error at the last stage of
     ``stage_means`` float[N, S, A] (the candidates eliminated earlier are NaN there)."""
-    last = stage_means[:, -1].double()
-    return torch.where(last.isnan(), torch.inf, last).argmin(dim=1)
+    return _last_scored_stage(stage_means).argmin(dim=1)
 
 
 def lowest_error(stage_means: torch.Tensor) -> torch.Tensor:
     """float64[N]: per image, the lowest mean error over the candidates alive at the last stage (so over all M
-    timesteps); an image no class reconstructs well is likely out of distribution. ``stage_means`` float[N, S, A]."""
-    last = stage_means[:, -1].double()
-    return torch.where(last.isnan(), torch.inf, last).min(dim=1).values
+    timesteps, or all that an early-stopped race scored); an image no class reconstructs well is likely out of
+    distribution. ``stage_means`` float[N, S, A]."""
+    return _last_scored_stage(stage_means).min(dim=1).values
 
 
 def ood_log_path(per_image_file: str | Path) -> Path:
@@ -163,6 +174,8 @@ def run_key(cfg: DCEvalConfig, model: NoiseModel) -> dict:
         "proposer": cfg.proposer,
         "proposer_top_k": cfg.proposer_top_k if cfg.proposer else None,
         "proposer_sampler": asdict(cfg.proposer_sampler) if cfg.proposer and cfg.proposer_sampler else None,
+        "early_stop": cfg.early_stop,
+        "early_stop_chunk": cfg.early_stop_chunk if cfg.early_stop else None,
     }
 
 
@@ -207,6 +220,8 @@ def _classify_batch(
     tic = time.perf_counter()
     images, labels = zip(*(dataset[i] for i in batch))
     x0 = model.encode(torch.stack(images).to(cfg.device))
+    if cfg.early_stop is not None:
+        return _race_batch(cfg, model, x0, batch, labels, candidates, noise, tic)
     result = classify(
         model.eps_fn,
         x0,
@@ -229,6 +244,31 @@ def _classify_batch(
             "stage_means": [
                 [None if np.isnan(v) else round(float(v), 8) for v in stage] for stage in stage_means[i].tolist()
             ],
+            "seconds": round(seconds, 4),
+        }
+        for i, (index, label) in enumerate(zip(batch, labels))
+    ]
+
+
+def _race_batch(cfg, model, x0, batch, labels, candidates, noise, tic) -> list[dict]:
+    """:func:`_classify_batch` with per-image early stopping (:func:`~diffcls.generative.racing.classify_racing`):
+    each row also records the image's own NFE."""
+    race = classify_racing(
+        model.eps_fn, x0, len(candidates), model.alphas_cumprod, cfg.schedule.num_timesteps, noise,
+        chunk=cfg.early_stop_chunk, alpha=cfg.early_stop, loss=cfg.loss, batch_size=cfg.batch_size,
+    )  # fmt: skip
+    seconds = (time.perf_counter() - tic) / len(batch)
+    stage_means = race.stage_means.cpu()
+    return [
+        {
+            "key": str(index),
+            "index": index,
+            "label": int(label),
+            "prediction": candidates[int(race.prediction[i])],
+            "stage_means": [
+                [None if np.isnan(v) else round(float(v), 8) for v in stage] for stage in stage_means[i].tolist()
+            ],
+            "nfe": int(race.nfe[i]),
             "seconds": round(seconds, 4),
         }
         for i, (index, label) in enumerate(zip(batch, labels))
@@ -343,6 +383,8 @@ def evaluate_diffusion_classifier(
         if cfg.ood_limit is not None and cfg.ood_limit < 1:
             raise DiffclsError(f"--ood-limit must be >= 1, got {cfg.ood_limit}")
         ood = ood_split(cfg.ood_data, source, cfg.ood_limit or len(indices), transform)
+    if cfg.early_stop is not None and (len(cfg.schedule.n_samples) > 1 or cfg.proposer is not None):
+        raise DiffclsError("--early-stop races the classes on a flat schedule (--schedule flat-M), without --proposer")
     proposer_probs, proposals = None, None
     if cfg.proposer is not None:
         if model.candidate_classes is not None:
@@ -371,6 +413,13 @@ def evaluate_diffusion_classifier(
     if classified is None:
         return None
     stage_means, labels, seconds = classified
+    nfe_fields = {"nfe_per_image": cfg.schedule.nfe(len(candidates))}
+    if cfg.proposer is not None:
+        nfe_fields["nfe_per_image"] = cfg.schedule.nfe(cfg.proposer_top_k) + proposer_nfe
+    if cfg.early_stop is not None:  # each image's own count
+        raced = [log.rows[str(int(i))]["nfe"] for i in indices]
+        nfe_fields = {"nfe_per_image": sum(raced) / len(raced), "nfe_per_image_max": nfe_fields["nfe_per_image"],
+                      "early_stop": cfg.early_stop, "early_stop_chunk": cfg.early_stop_chunk}  # fmt: skip
     pooling = torch.tensor(candidates) if model.candidate_classes is not None else None
     temperature, source_of_temperature = _temperature(cfg, model, stage_means, labels, pooling)
 
@@ -408,9 +457,7 @@ def evaluate_diffusion_classifier(
         "top1": (winners == labels).double().mean().item(),
         "top1_of_probabilities": metrics["top1"],
         **bayes,
-        "nfe_per_image": cfg.schedule.nfe(cfg.proposer_top_k) + proposer_nfe
-        if cfg.proposer
-        else cfg.schedule.nfe(len(candidates)),
+        **nfe_fields,
         "seconds": round(seconds, 3),
         "seconds_per_image": round(seconds / max(len(labels), 1), 4),
         "ms_per_image": round(1000 * seconds / max(len(labels), 1), 3),
