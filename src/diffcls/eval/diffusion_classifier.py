@@ -234,20 +234,22 @@ def _classify_batch(
         candidates=None if proposals is None else torch.tensor([proposals[i] for i in batch]),
     )
     seconds = (time.perf_counter() - tic) / len(batch)
-    stage_means = result.stage_means().cpu()
-    return [
-        {
-            "key": str(index),
-            "index": index,
-            "label": int(label),
-            "prediction": candidates[int(result.prediction[i])],
-            "stage_means": [
-                [None if np.isnan(v) else round(float(v), 8) for v in stage] for stage in stage_means[i].tolist()
-            ],
-            "seconds": round(seconds, 4),
-        }
-        for i, (index, label) in enumerate(zip(batch, labels))
-    ]
+    return _rows(batch, labels, [candidates[int(c)] for c in result.prediction], result.stage_means(), seconds)
+
+
+def _rows(batch, labels, predictions, stage_means: torch.Tensor, seconds: float, nfe=None) -> list[dict]:
+    """One per-image log row per image of ``batch``: label, prediction, stage means per candidate (None where
+    not scored), seconds per image and, for an early-stopped race, the image's own NFE."""
+    stage_means = stage_means.cpu()
+    rows = []
+    for i, (index, label) in enumerate(zip(batch, labels)):
+        means = [[None if np.isnan(v) else round(float(v), 8) for v in stage] for stage in stage_means[i].tolist()]
+        row = {"key": str(index), "index": index, "label": int(label), "prediction": predictions[i],
+               "stage_means": means}  # fmt: skip
+        if nfe is not None:
+            row["nfe"] = int(nfe[i])
+        rows.append({**row, "seconds": round(seconds, 4)})
+    return rows
 
 
 def _race_batch(cfg, model, x0, batch, labels, candidates, noise, tic) -> list[dict]:
@@ -258,21 +260,8 @@ def _race_batch(cfg, model, x0, batch, labels, candidates, noise, tic) -> list[d
         chunk=cfg.early_stop_chunk, alpha=cfg.early_stop, loss=cfg.loss, batch_size=cfg.batch_size,
     )  # fmt: skip
     seconds = (time.perf_counter() - tic) / len(batch)
-    stage_means = race.stage_means.cpu()
-    return [
-        {
-            "key": str(index),
-            "index": index,
-            "label": int(label),
-            "prediction": candidates[int(race.prediction[i])],
-            "stage_means": [
-                [None if np.isnan(v) else round(float(v), 8) for v in stage] for stage in stage_means[i].tolist()
-            ],
-            "nfe": int(race.nfe[i]),
-            "seconds": round(seconds, 4),
-        }
-        for i, (index, label) in enumerate(zip(batch, labels))
-    ]
+    predictions = [candidates[int(c)] for c in race.prediction]
+    return _rows(batch, labels, predictions, race.stage_means, seconds, race.nfe)
 
 
 def _classify_missing(
