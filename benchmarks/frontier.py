@@ -1,0 +1,170 @@
+"""The accuracy–cost frontier of every contender and readout, side by side on the same test images (issue 21).
+
+    .venv/bin/python benchmarks/frontier.py --twin DIR --plain DIR --didicm DIR --didicm-late DIR --ddpm DIR \
+        [--data mnist5k] [--limit 500] [--corruption contrast] [--output runs/frontier] [--write-docs]
+
+Every readout is one ``diffcls eval`` on the same fixed stratified subset (``--limit``) of the test split, clean
+and under severity-5 ``--corruption`` (results files in ``--output`` are reused, so an interrupted run resumes):
+
+* the twin and the plain ResNet (softmax, 1 NFE);
+* DiDiCM: CP-1/2/4/8 (the library's update), CL 10×4, one-pass; the late-conditioned DiDiRN with CP-4/8;
+* the Diffusion Classifier: flat-10/20/50, the adaptive 10→50 schedule (keep 3→1) and the paper's CIFAR-10
+  schedule (50→500, keep 5→1), per-image early stopping on flat-50 (α = 0.01 and 0.1), and hybrids (the twin's
+  top-2 and top-3 scored by flat-50).
+
+It prints one markdown table per condition (top-1, NLL, ECE, NFE per image, ms per image, and whether the readout
+is on the Pareto front of top-1 against ms per image: no other readout is both faster and at least as accurate)
+and draws ``frontier.png`` (top-1 against ms per image and against NFE, log x, the front joined). Milliseconds are
+measured by ``diffcls eval`` itself (one process at a time; quote them only from one run). The Diffusion
+Classifier's NLL and ECE use the λ stored in the DDPM folder (fit it first: ``diffcls eval --split val --limit 200
+--fit-temperature ...``), else λ = 1 (nearly uniform). ``--write-docs`` puts the tables into docs/performance.md
+and the plot into docs/benchmarks/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from _harness import header, markdown_table, write_section  # benchmarks/_harness.py
+
+CLASSIFIER_READOUTS = {  # label: (model flag, eval flags)
+    "twin (softmax)": ("twin", []),
+    "plain ResNet (softmax)": ("plain", []),
+    **{f"DiDiCM CP-{k}": ("didicm", ["--sampler", "cp", "--steps", str(k)]) for k in (1, 2, 4, 8)},
+    "DiDiCM CL 10×4": ("didicm", ["--sampler", "cl", "--chains", "10", "--steps", "4"]),
+    "DiDiCM one-pass": ("didicm", ["--sampler", "onepass"]),
+    **{f"DiDiCM late1 CP-{k}": ("didicm_late", ["--sampler", "cp", "--steps", str(k)]) for k in (4, 8)},
+}
+DC_READOUTS = {  # label: eval flags (with --checkpoint DDPM)
+    **{f"DC flat-{m}": ["--schedule", f"flat-{m}"] for m in (10, 20, 50)},
+    "DC adaptive 10→50 (keep 3→1)": ["--n-samples", "10,50", "--to-keep", "3,1"],
+    "DC paper CIFAR-10 (50→500, keep 5→1)": ["--schedule", "cifar10"],
+    **{f"DC flat-50, early stop α={a}": ["--schedule", "flat-50", "--early-stop", str(a)] for a in (0.01, 0.1)},
+}
+HYBRID_TOP_K = (2, 3)  # the twin's top-k scored by DC flat-50
+
+
+def run_eval(args: list[str], results: Path) -> dict:
+    if not results.is_file():
+        command = ["eval", *args, "--results-file", str(results)]
+        print("$ diffcls " + " ".join(command), flush=True)
+        subprocess.run([sys.executable, "-m", "diffcls.cli", *command], check=True)
+    return json.loads(results.read_text())
+
+
+def slug(label: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in label).strip("-").lower()
+
+
+def pareto(rows: list[dict]) -> set[str]:
+    """Labels on the front: no other row is at most as slow and at least as accurate, one strictly."""
+    front = set()
+    for r in rows:
+        dominated = any(
+            o["ms"] <= r["ms"] and o["top1"] >= r["top1"] and (o["ms"] < r["ms"] or o["top1"] > r["top1"]) for o in rows
+        )
+        if not dominated:
+            front.add(r["label"])
+    return front
+
+
+def measure(args: argparse.Namespace, condition: list[str], tag: str) -> list[dict]:
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    common = ["--data", args.data, "--limit", str(args.limit), *condition]
+    rows = []
+    models = {"twin": args.twin, "plain": args.plain, "didicm": args.didicm, "didicm_late": args.didicm_late}
+    for label, (model, flags) in CLASSIFIER_READOUTS.items():
+        if models[model]:
+            r = run_eval(["--checkpoint", models[model], *common, *flags], out / f"{tag}-{slug(label)}.json")
+            rows.append({"label": label, **r})
+    if args.ddpm:
+        dc = ["--checkpoint", args.ddpm, *common, "--batch-size", str(args.dc_batch)]
+        for label, flags in DC_READOUTS.items():
+            rows.append({"label": label, **run_eval([*dc, *flags], out / f"{tag}-{slug(label)}.json")})
+        if args.twin:
+            for k in HYBRID_TOP_K:
+                label = f"hybrid: twin top-{k} + DC flat-50"
+                flags = ["--schedule", "flat-50", "--proposer", args.twin, "--proposer-top-k", str(k)]
+                rows.append({"label": label, **run_eval([*dc, *flags], out / f"{tag}-{slug(label)}.json")})
+    for r in rows:
+        r["ms"] = r["ms_per_image"]
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    front = pareto(rows)
+    body = [
+        [
+            r["label"],
+            f"{r['top1']:.3f}",
+            f"{r['nll']:.3f}",
+            f"{r['ece']:.3f}",
+            f"{r['nfe_per_image']:.1f}",
+            f"{r['ms']:.2f}",
+            "yes" if r["label"] in front else "",
+        ]  # fmt: skip
+        for r in sorted(rows, key=lambda r: r["ms"])
+    ]
+    return markdown_table(["readout", "top-1", "NLL", "ECE", "NFE / image", "ms / image", "Pareto front"], body)
+
+
+def plot(conditions: dict[str, list[dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(conditions), 2, figsize=(12, 4.2 * len(conditions)), squeeze=False)
+    for (name, rows), (ax_ms, ax_nfe) in zip(conditions.items(), axes):
+        for ax, key, xlabel in ((ax_ms, "ms", "ms per image"), (ax_nfe, "nfe_per_image", "NFE per image")):
+            front = pareto(rows, key)
+            for r in rows:
+                colour = "C3" if r["label"].startswith(("DC", "hybrid")) else "C0"
+                ax.scatter(r[key], r["top1"], color=colour, marker="*" if r["label"] in front else "o", zorder=3)
+                ax.annotate(r["label"], (r[key], r["top1"]), fontsize=6, xytext=(3, 2), textcoords="offset points")
+            on_front = sorted((r for r in rows if r["label"] in front), key=lambda r: r[key])
+            ax.plot([r[key] for r in on_front], [r["top1"] for r in on_front], "--", color="grey", zorder=1)
+            ax.set_xscale("log")
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("top-1")
+            ax.set_title(f"{name} (stars: the Pareto front against {xlabel})", fontsize=10)
+            ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    for name in ("twin", "plain", "didicm", "didicm-late", "ddpm"):
+        parser.add_argument(f"--{name}", default=None, metavar="DIR")
+    parser.add_argument("--data", default="mnist5k")
+    parser.add_argument("--limit", type=int, default=500)
+    parser.add_argument("--corruption", default="contrast", help="the severity-5 condition (none: clean only)")
+    parser.add_argument("--dc-batch", type=int, default=256, help="network rows per pass of the DC")
+    parser.add_argument("--output", default="runs/frontier")
+    parser.add_argument("--write-docs", action="store_true")
+    args = parser.parse_args()
+    conditions = {"clean": measure(args, [], "clean")}
+    if args.corruption != "none":
+        name = f"{args.corruption}, severity 5"
+        conditions[name] = measure(args, ["--corruption", args.corruption, "--severity", "5"], args.corruption)
+    text = "\n\n".join(f"**{name}** ({len(rows)} readouts)\n\n{table(rows)}" for name, rows in conditions.items())
+    print(text)
+    figure = Path(args.output) / "frontier.png"
+    plot(conditions, figure)
+    if args.write_docs:
+        docs_figure = Path("docs/benchmarks/frontier.png")
+        docs_figure.parent.mkdir(parents=True, exist_ok=True)
+        docs_figure.write_bytes(figure.read_bytes())
+        body = "\n\n".join([header(1), text, "![frontier](benchmarks/frontier.png)"])
+        write_section("frontier", "Accuracy against cost: the frontier", body)
+
+
+if __name__ == "__main__":
+    main()
