@@ -456,6 +456,20 @@ def _add_diffusion_classifier_flags(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--early-stop-chunk", type=int, default=5, metavar="N", help="timesteps per look (default 5)")
     g.add_argument(
+        "--fit-timestep-weights",
+        default=None,
+        metavar="FILE",
+        help="on a flat schedule: fit per-timestep weights of the mean error (and lambda) by NLL on the evaluated "
+        "images (use held-out ones: --split val) and write them to FILE (JSON)",
+    )
+    g.add_argument(
+        "--timestep-weights",
+        default=None,
+        metavar="FILE",
+        help="rank classes by the weighted mean error over t with weights (and lambda) from FILE "
+        "(--fit-timestep-weights; the same flat-M schedule)",
+    )
+    g.add_argument(
         "--schedule",
         default=None,
         metavar="NAME",
@@ -668,6 +682,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
     if args.noise_draws != 1 and evaluation != "dc-zero":
         raise DiffclsError("--noise-draws applies to Diffusion Classifier Zero (repcond-tune checkpoints)")
+    dc_only = {"--early-stop": args.early_stop, "--timestep-weights": args.timestep_weights,
+               "--fit-timestep-weights": args.fit_timestep_weights}  # fmt: skip
+    for flag, value in dc_only.items():
+        if value is not None and evaluation != "diffusion-classifier":
+            raise DiffclsError(f"{flag} applies to the Diffusion Classifier (a ddpm or diffusers model)")
     if args.proposer and evaluation != "diffusion-classifier":
         raise DiffclsError("--proposer makes the Diffusion Classifier a hybrid; give it a ddpm or diffusers model")
     if args.ood_data and evaluation == "dc-zero":
@@ -679,7 +698,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     written_folders = [model_folder] if args.fit_temperature and model_folder else []
     per_image = _per_image_path(args)
     ood_log = ood_log_path(per_image) if args.ood_data and evaluation == "diffusion-classifier" else None
-    written_files = [args.results_file, args.save_probs, ood_probs, per_image, ood_log]
+    written_files = [args.results_file, args.save_probs, ood_probs, per_image, ood_log, args.fit_timestep_weights]
     with exclusive(written_folders, written_files, dist=dist):
         return runners[evaluation](args, dist, device)
 
@@ -836,6 +855,8 @@ def _eval_diffusion_classifier(args: argparse.Namespace, dist, device: str) -> i
         proposer_sampler=_sampler_config(args) if args.proposer else None,
         early_stop=args.early_stop,
         early_stop_chunk=args.early_stop_chunk,
+        timestep_weights=args.timestep_weights,
+        fit_timestep_weights=args.fit_timestep_weights,
     )
     evaluated = evaluate_diffusion_classifier(cfg, _per_image_path(args), dist=dist)
     if evaluated is None:  # a rank other than 0 under torchrun: rank 0 writes

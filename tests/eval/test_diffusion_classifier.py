@@ -463,3 +463,30 @@ def test_early_stopping_eval_counts_each_images_nfe_and_resumes(tmp_path, npz_pa
     assert run_eval(*args) == 0 and (tmp_path / "e.images.jsonl").read_text() == before
     assert run_eval(*args[:6], "--schedule", "cifar10", "--early-stop", 0.1, "--results-file", tmp_path / "x.json") == 2
     assert "--early-stop races the classes on a flat schedule" in capsys.readouterr().err
+
+
+def test_timestep_weights_fitted_then_used_rank_by_the_weighted_mean(tmp_path, npz_path, ddpm_checkpoint, capsys):
+    """--fit-timestep-weights logs each image's per-t errors, fits and writes the weights; --timestep-weights then
+    ranks the same images by mean_t w_t e_k(t) (the same shared noise, so the same errors)."""
+    from diffcls.generative.weighting import weighted_scores
+
+    data = f"npz:{npz_path}"
+    base = ["--checkpoint", ddpm_checkpoint, "--data", data, "--schedule", "flat-6", "--limit", 8]
+    weights_file = tmp_path / "w.json"
+    assert run_eval(*base, "--fit-timestep-weights", weights_file, "--results-file", tmp_path / "fit.json") == 0
+    fitted = json.loads(weights_file.read_text())
+    assert len(fitted["weights"]) == 6 and fitted["temperature"] > 0 and fitted["num_images"] == 8
+    rows = [json.loads(line) for line in (tmp_path / "fit.images.jsonl").read_text().splitlines()[1:]]
+    errors = torch.tensor([r["errors"] for r in rows], dtype=torch.float64)  # [8, 4, 6]
+    assert errors.shape == (8, 4, 6)
+    assert run_eval(*base, "--timestep-weights", weights_file, "--results-file", tmp_path / "use.json") == 0
+    used = [json.loads(line) for line in (tmp_path / "use.images.jsonl").read_text().splitlines()[1:]]
+    expected = weighted_scores(errors, torch.tensor(fitted["weights"]))
+    got = torch.tensor([r["stage_means"][0] for r in used], dtype=torch.float64)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
+    assert [r["prediction"] for r in used] == expected.argmin(1).tolist()
+    r = json.loads((tmp_path / "use.json").read_text())
+    assert r["temperature"] == pytest.approx(fitted["temperature"]) and r["timestep_weights"] == str(weights_file)
+    assert run_eval(*base[:4], "--schedule", "flat-5", "--timestep-weights", weights_file,
+                    "--results-file", tmp_path / "x.json") == 2  # fmt: skip
+    assert "weighs 6 timesteps; use --schedule flat-6" in capsys.readouterr().err

@@ -50,6 +50,7 @@ from diffcls.generative.pretrained import (
     read_prompt_csv,
 )
 from diffcls.generative.racing import classify_racing
+from diffcls.generative.weighting import fit_timestep_weights, weighted_scores
 from diffcls.inference.metrics import classification_metrics, posterior_metrics
 from diffcls.methods import METHODS, get_method, load_classifier, method_of
 from diffcls.models.noise_predictors import load_pipeline_unet
@@ -125,6 +126,8 @@ class DCEvalConfig:
     proposer_sampler: SamplerConfig | None = None  # the proposer's readout (DiDiCM); None: its default
     early_stop: float | None = None  # per-image early stopping at this error rate (a flat schedule's M at most)
     early_stop_chunk: int = 5  # timesteps per look of the race
+    timestep_weights: str | None = None  # a JSON file of fit_timestep_weights: the weighted mean over t ranks
+    fit_timestep_weights: str | None = None  # fit weights (and lambda) on these images, write them to this file
 
 
 NATIVE_OOD_SCORES = ("lowest_error",)  # the winning class's mean noise-prediction error over all its timesteps
@@ -176,6 +179,8 @@ def run_key(cfg: DCEvalConfig, model: NoiseModel) -> dict:
         "proposer_sampler": asdict(cfg.proposer_sampler) if cfg.proposer and cfg.proposer_sampler else None,
         "early_stop": cfg.early_stop,
         "early_stop_chunk": cfg.early_stop_chunk if cfg.early_stop else None,
+        "timestep_weights": _weights(cfg)[0].tolist() if cfg.timestep_weights else None,
+        "logs_errors": bool(cfg.fit_timestep_weights) or None,
     }
 
 
@@ -234,12 +239,19 @@ def _classify_batch(
         candidates=None if proposals is None else torch.tensor([proposals[i] for i in batch]),
     )
     seconds = (time.perf_counter() - tic) / len(batch)
-    return _rows(batch, labels, [candidates[int(c)] for c in result.prediction], result.stage_means(), seconds)
+    stage_means, prediction, extra = result.stage_means(), result.prediction, None
+    if cfg.timestep_weights:  # flat schedule: rank by the weighted mean over t
+        stage_means = weighted_scores(result.errors, _weights(cfg)[0])[:, None]
+        prediction = stage_means[:, 0].argmin(1)
+    if cfg.fit_timestep_weights:  # keep every timestep's errors for the fit
+        extra = [{"errors": [[round(float(v), 8) for v in k] for k in e.tolist()]} for e in result.errors.cpu()]
+    return _rows(batch, labels, [candidates[int(c)] for c in prediction], stage_means, seconds, extra=extra)
 
 
-def _rows(batch, labels, predictions, stage_means: torch.Tensor, seconds: float, nfe=None) -> list[dict]:
+def _rows(batch, labels, predictions, stage_means: torch.Tensor, seconds: float, nfe=None, extra=None) -> list[dict]:
     """One per-image log row per image of ``batch``: label, prediction, stage means per candidate (None where
-    not scored), seconds per image and, for an early-stopped race, the image's own NFE."""
+    not scored), seconds per image and, for an early-stopped race, the image's own NFE; ``extra``: one dict of
+    further fields per image."""
     stage_means = stage_means.cpu()
     rows = []
     for i, (index, label) in enumerate(zip(batch, labels)):
@@ -248,7 +260,7 @@ def _rows(batch, labels, predictions, stage_means: torch.Tensor, seconds: float,
                "stage_means": means}  # fmt: skip
         if nfe is not None:
             row["nfe"] = int(nfe[i])
-        rows.append({**row, "seconds": round(seconds, 4)})
+        rows.append({**row, **(extra[i] if extra else {}), "seconds": round(seconds, 4)})
     return rows
 
 
@@ -372,6 +384,12 @@ def evaluate_diffusion_classifier(
         if cfg.ood_limit is not None and cfg.ood_limit < 1:
             raise DiffclsError(f"--ood-limit must be >= 1, got {cfg.ood_limit}")
         ood = ood_split(cfg.ood_data, source, cfg.ood_limit or len(indices), transform)
+    if (cfg.timestep_weights or cfg.fit_timestep_weights) and (
+        len(cfg.schedule.n_samples) > 1 or cfg.early_stop is not None or model.candidate_classes is not None
+    ):
+        raise DiffclsError("timestep weights apply to a flat schedule (--schedule flat-M), one prompt per class")
+    if cfg.timestep_weights and (m := len(_weights(cfg)[0])) != cfg.schedule.num_timesteps:
+        raise DiffclsError(f"{cfg.timestep_weights} weighs {m} timesteps; use --schedule flat-{m}")
     if cfg.early_stop is not None and (len(cfg.schedule.n_samples) > 1 or cfg.proposer is not None):
         raise DiffclsError("--early-stop races the classes on a flat schedule (--schedule flat-M), without --proposer")
     proposer_probs, proposals = None, None
@@ -410,6 +428,11 @@ def evaluate_diffusion_classifier(
         nfe_fields = {"nfe_per_image": sum(raced) / len(raced), "nfe_per_image_max": nfe_fields["nfe_per_image"],
                       "early_stop": cfg.early_stop, "early_stop_chunk": cfg.early_stop_chunk}  # fmt: skip
     pooling = torch.tensor(candidates) if model.candidate_classes is not None else None
+    weights_fields = {}
+    if cfg.fit_timestep_weights:
+        stage_means, weights_fields = _fit_weights(cfg, log, indices, labels)
+    elif cfg.timestep_weights:
+        weights_fields = {"timestep_weights": cfg.timestep_weights}
     temperature, source_of_temperature = _temperature(cfg, model, stage_means, labels, pooling)
 
     def probabilities(means: torch.Tensor) -> torch.Tensor:
@@ -469,6 +492,7 @@ def evaluate_diffusion_classifier(
         "processes": dist.world_size,
         "per_image_file": str(per_image_file),
         **hybrid,
+        **weights_fields,
     }
     if ood_classified is not None:
         results["ood_probs"] = ood_probs  # popped by the caller, saved beside --save-probs
@@ -489,6 +513,37 @@ def _propose(cfg: DCEvalConfig, images: Split, num_classes: int, dist: Dist) -> 
         dist=dist,
     )  # fmt: skip
     return probs, method.nfe(cfg.proposer_sampler)
+
+
+def _weights_file(path: str) -> tuple[torch.Tensor, float]:
+    """(weights float64[M], lambda) of a timestep-weights JSON."""
+    try:
+        data = json.loads(Path(path).read_text())
+        return torch.tensor(data["weights"], dtype=torch.float64), float(data["temperature"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DiffclsError(f"cannot read timestep weights from {path}: {e}") from None
+
+
+def _weights(cfg: DCEvalConfig) -> tuple[torch.Tensor, float]:
+    return _weights_file(cfg.timestep_weights)
+
+
+def _fit_weights(cfg: DCEvalConfig, log: JsonlLog, indices: np.ndarray, labels: torch.Tensor):
+    """Fit timestep weights and lambda on the logged per-timestep errors, write them to
+    ``cfg.fit_timestep_weights``; returns the weighted stage means float64[N, 1, K] and the results fields."""
+    errors = torch.tensor([log.rows[str(int(i))]["errors"] for i in indices], dtype=torch.float64)
+    weights, lam = fit_timestep_weights(errors, labels)
+    write_json(
+        cfg.fit_timestep_weights,
+        {"weights": weights.tolist(), "temperature": lam, "num_timesteps": len(weights), "data": cfg.data,
+         "split": cfg.split, "start": cfg.start, "num_images": len(labels), "loss": cfg.loss, "seed": cfg.seed},
+    )  # fmt: skip
+    fields = {"timestep_weights": cfg.fit_timestep_weights, "uniform_top1": _top1(errors.mean(-1), labels)}
+    return weighted_scores(errors, weights)[:, None], fields
+
+
+def _top1(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    return (scores.argmin(1) == labels).double().mean().item()
 
 
 def _indices(labels: np.ndarray, start: int, limit: int | None) -> np.ndarray:
@@ -526,6 +581,9 @@ def _temperature(
         return value, f"fitted on these {len(labels)} images, stored in {calibration}"
     if cfg.temperature is not None:
         return cfg.temperature, "--temperature"
+    if cfg.timestep_weights or cfg.fit_timestep_weights:
+        path = cfg.timestep_weights or cfg.fit_timestep_weights
+        return _weights_file(path)[1], f"fitted with the timestep weights of {path}"
     if calibration.is_file():
         return float(json.loads(calibration.read_text())["temperature"]), str(calibration)
     return 1.0, "none (uncalibrated: fit one with --fit-temperature on held-out images)"
