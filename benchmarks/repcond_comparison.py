@@ -1,7 +1,7 @@
 """Does a representation that carries the image make generative pretraining useful for DC Zero? (issue 19)
 
     python benchmarks/repcond_comparison.py --output runs/repcond-cmp [--seeds 0,1,2] [--r-tokens 4] \
-        [--pretrain-epochs 20] [--draws 8] [--figures docs/repcond]
+        [--pretrain-epochs 20] [--draws 8] [--figures docs/repcond] [--only-pretraining]
 
 Per seed, with the recipe of docs/results.md (mnist5k at 16 px, pixel space, ``dit_small``, 200 training images
 held out for validation and the t-sweep), it trains (a finished folder is reused; every command is printed):
@@ -155,14 +155,15 @@ def figures(models: Path, tuned: Path, curves: list[dict], where: Path) -> None:
 
     where.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    for key, label in (("uncond", "unconditional DiT"), ("null_r", "rep-cond DiT, r dropped"),
-                       ("with_r", "rep-cond DiT with r")):  # fmt: skip
+    for key, label in (("uncond", "unconditional DiT"), ("null_r", "spatial rep-cond DiT, r dropped"),
+                       ("with_r", "spatial rep-cond DiT with r")):  # fmt: skip
         mean = [statistics.mean(c[key][j] for c in curves) for j in range(len(LOSS_TIMESTEPS))]
         ax.plot(LOSS_TIMESTEPS, mean, marker="o", label=label)
     ax.set_yscale("log")
     ax.set_xlabel("timestep t")
     ax.set_ylabel("held-out eps MSE")
-    ax.set_title(f"Held-out denoising loss at matching t (mean of {len(curves)} seeds)")
+    ax.set_title(f"Held-out denoising loss at matching t (200 held-out images, same noise; {len(curves)} seed(s))",
+                 fontsize=9)  # fmt: skip
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -174,7 +175,9 @@ def figures(models: Path, tuned: Path, curves: list[dict], where: Path) -> None:
     z0, _ = _latents(pre, images, "cpu")
     shape = tuple(z0.shape[1:])
     rows = [z0] + [sample_latents(pre.model, z0, shape, 10, pre.alphas_cumprod, seed=s) for s in (1, 2)]
-    save_grid(pre.codec.decode(torch.cat(rows)), where / "samples_with_r.png")
+    save_grid(pre.codec.decode(torch.cat(rows)), where / "samples_with_spatial_r.png")
+    if not (tuned / "model.safetensors").is_file():
+        return  # no tuned model (yet): no label samples
     label_model = load_checkpoint(tuned)
     rows = [sample_latents(label_model.model, torch.arange(10), shape, 10, label_model.alphas_cumprod, seed=s)
             for s in (1, 2, 3)]  # fmt: skip
@@ -208,6 +211,9 @@ def main() -> None:
     parser.add_argument("--pretrain-epochs", type=int, default=20)
     parser.add_argument("--draws", type=int, default=8)
     parser.add_argument("--figures", default=None, help="folder for loss_by_t.png and the sample grids")
+    parser.add_argument(
+        "--only-pretraining", action="store_true", help="stop after r's effect and the probes (no tuning)"
+    )
     args = parser.parse_args()
     out = Path(args.output)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -229,7 +235,13 @@ def main() -> None:
         budget[f"seed {seed} pretrain (val_loss, last quarter)"] = plateau_note(models / "pre", "val_loss", True)
         curves.append(loss_by_t(models))
         stats.append(r_statistics(models))
+        for fraction in FRACTIONS:
+            p = probes(models, fraction)
+            table.setdefault(("linear probe on r (spatial)", fraction), []).append(p["r"])
+            table.setdefault(("linear probe on raw pixels", fraction), []).append(p["pixels"])
         for fraction, (epochs, flags) in FRACTIONS.items():
+            if args.only_pretraining:
+                break
             for label, (source, init) in arms.items():
                 folder = models / f"tune-{source}-{init}-{fraction}"
                 tune = ["--method", "repcond-tune", "--pretrained", str(models / source), "--data-ratio", str(fraction),
@@ -239,9 +251,6 @@ def main() -> None:
                     folder, "val_top1", False
                 )
                 table.setdefault((label, fraction), []).append(dc_zero(folder, out / "results", args.draws))
-            p = probes(models, fraction)
-            table.setdefault(("linear probe on r (spatial)", fraction), []).append(p["r"])
-            table.setdefault(("linear probe on raw pixels", fraction), []).append(p["pixels"])
             table.setdefault(("standard twin (16 px, --equal-steps)", fraction), []).append(
                 twin(models / f"twin-{fraction}", fraction, seed, out / "results")
             )
