@@ -384,20 +384,9 @@ def evaluate_diffusion_classifier(
         if cfg.ood_limit is not None and cfg.ood_limit < 1:
             raise DiffclsError(f"--ood-limit must be >= 1, got {cfg.ood_limit}")
         ood = ood_split(cfg.ood_data, source, cfg.ood_limit or len(indices), transform)
-    if (cfg.timestep_weights or cfg.fit_timestep_weights) and (
-        len(cfg.schedule.n_samples) > 1 or cfg.early_stop is not None or model.candidate_classes is not None
-    ):
-        raise DiffclsError("timestep weights apply to a flat schedule (--schedule flat-M), one prompt per class")
-    if cfg.timestep_weights and (m := len(_weights(cfg)[0])) != cfg.schedule.num_timesteps:
-        raise DiffclsError(f"{cfg.timestep_weights} weighs {m} timesteps; use --schedule flat-{m}")
-    if cfg.early_stop is not None and (len(cfg.schedule.n_samples) > 1 or cfg.proposer is not None):
-        raise DiffclsError("--early-stop races the classes on a flat schedule (--schedule flat-M), without --proposer")
-    proposer_probs, proposals = None, None
+    _check_cost_levers(cfg, model, len(candidates))
+    proposer_probs, proposals, proposer_nfe = None, None, 0
     if cfg.proposer is not None:
-        if model.candidate_classes is not None:
-            raise DiffclsError("--proposer needs one candidate per class (not several --prompts per class)")
-        if not 1 <= cfg.proposer_top_k <= len(candidates):
-            raise DiffclsError(f"--proposer-top-k must lie in 1..{len(candidates)}, got {cfg.proposer_top_k}")
         proposer_probs, proposer_nfe = _propose(cfg, subset_split(split, indices), source.num_classes, dist)
         top = proposer_probs.topk(cfg.proposer_top_k, dim=1).indices
         proposals = {int(i): row for i, row in zip(indices, top.tolist())}
@@ -406,27 +395,11 @@ def evaluate_diffusion_classifier(
     classified = classify_indices(cfg, model, dataset, indices, candidates, log, progress, dist, proposals)
     ood_classified = None
     if ood is not None:
-        ood_key = {
-            **run_key(cfg, model),
-            "split": "test",
-            "corruption": None,
-            "severity": None,
-            "ood_data": cfg.ood_data,
-        }
-        ood_log = _open_log_on_main(ood_log_path(per_image_file), ood_key, dist)
-        ood_dataset = ImageDataset(ood, ImageTransform(transform))
-        ood_indices = np.arange(len(ood.labels))
-        ood_classified = classify_indices(cfg, model, ood_dataset, ood_indices, candidates, ood_log, progress, dist)
+        ood_classified = _classify_ood(cfg, model, ood, transform, candidates, per_image_file, progress, dist)
     if classified is None:
         return None
     stage_means, labels, seconds = classified
-    nfe_fields = {"nfe_per_image": cfg.schedule.nfe(len(candidates))}
-    if cfg.proposer is not None:
-        nfe_fields["nfe_per_image"] = cfg.schedule.nfe(cfg.proposer_top_k) + proposer_nfe
-    if cfg.early_stop is not None:  # each image's own count
-        raced = [log.rows[str(int(i))]["nfe"] for i in indices]
-        nfe_fields = {"nfe_per_image": sum(raced) / len(raced), "nfe_per_image_max": nfe_fields["nfe_per_image"],
-                      "early_stop": cfg.early_stop, "early_stop_chunk": cfg.early_stop_chunk}  # fmt: skip
+    nfe_fields = _nfe_fields(cfg, log, indices, len(candidates), proposer_nfe)
     pooling = torch.tensor(candidates) if model.candidate_classes is not None else None
     weights_fields = {}
     if cfg.fit_timestep_weights:
@@ -497,6 +470,46 @@ def evaluate_diffusion_classifier(
     if ood_classified is not None:
         results["ood_probs"] = ood_probs  # popped by the caller, saved beside --save-probs
     return results, probs
+
+
+def _check_cost_levers(cfg: DCEvalConfig, model: NoiseModel, num_candidates: int) -> None:
+    """Refuse combinations of the cost levers (proposer, early stopping, timestep weights) that do not apply."""
+    flat = len(cfg.schedule.n_samples) == 1
+    if (cfg.timestep_weights or cfg.fit_timestep_weights) and (
+        not flat or cfg.early_stop is not None or model.candidate_classes is not None
+    ):
+        raise DiffclsError("timestep weights apply to a flat schedule (--schedule flat-M), one prompt per class")
+    if cfg.timestep_weights and (m := len(_weights(cfg)[0])) != cfg.schedule.num_timesteps:
+        raise DiffclsError(f"{cfg.timestep_weights} weighs {m} timesteps; use --schedule flat-{m}")
+    if cfg.early_stop is not None and (not flat or cfg.proposer is not None):
+        raise DiffclsError("--early-stop races the classes on a flat schedule (--schedule flat-M), without --proposer")
+    if cfg.proposer is not None:
+        if model.candidate_classes is not None:
+            raise DiffclsError("--proposer needs one candidate per class (not several --prompts per class)")
+        if not 1 <= cfg.proposer_top_k <= num_candidates:
+            raise DiffclsError(f"--proposer-top-k must lie in 1..{num_candidates}, got {cfg.proposer_top_k}")
+
+
+def _classify_ood(cfg, model, ood: Split, transform, candidates, per_image_file, progress, dist):
+    """Classify the OOD images into their own per-image log (:func:`ood_log_path`); ``classify_indices``'s
+    return."""
+    key = {**run_key(cfg, model), "split": "test", "corruption": None, "severity": None, "ood_data": cfg.ood_data}
+    log = _open_log_on_main(ood_log_path(per_image_file), key, dist)
+    dataset = ImageDataset(ood, ImageTransform(transform))
+    return classify_indices(cfg, model, dataset, np.arange(len(ood.labels)), candidates, log, progress, dist)
+
+
+def _nfe_fields(cfg: DCEvalConfig, log: JsonlLog, indices, num_candidates: int, proposer_nfe: int) -> dict:
+    """``nfe_per_image``: the schedule's count, the hybrid's (its top-K plus the proposer), or an early-stopped
+    race's mean over the images (with its bound ``nfe_per_image_max``)."""
+    if cfg.proposer is not None:
+        return {"nfe_per_image": cfg.schedule.nfe(cfg.proposer_top_k) + proposer_nfe}
+    full = cfg.schedule.nfe(num_candidates)
+    if cfg.early_stop is None:
+        return {"nfe_per_image": full}
+    raced = [log.rows[str(int(i))]["nfe"] for i in indices]  # each image's own count
+    return {"nfe_per_image": sum(raced) / len(raced), "nfe_per_image_max": full, "early_stop": cfg.early_stop,
+            "early_stop_chunk": cfg.early_stop_chunk}  # fmt: skip
 
 
 def _propose(cfg: DCEvalConfig, images: Split, num_classes: int, dist: Dist) -> tuple[torch.Tensor, int]:
