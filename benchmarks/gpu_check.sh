@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CUDA paths in one run, for whenever a GPU machine is lent (CI never has one; issue 21):
 #
-#   bash benchmarks/gpu_check.sh [OUT_DIR]        # default OUT_DIR: runs/gpu_check; about 10 minutes on one GPU
+#   bash benchmarks/gpu_check.sh [OUT_DIR]        # default OUT_DIR: runs/gpu_check; sized for 10 minutes, not yet timed
 #
 # 1. training with bf16 autocast (--amp) for every method, a few hundred images, on cuda;
 # 2. evaluation of each on cuda (every DiDiCM sampler, the Diffusion Classifier with elimination, early stopping

@@ -8,6 +8,7 @@ fitted by NLL (``fit_temperature``) and stored in the model folder's ``calibrati
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -529,7 +530,17 @@ def _propose(cfg: DCEvalConfig, images: Split, num_classes: int, dist: Dist) -> 
 
 
 def _weights_file(path: str) -> tuple[torch.Tensor, float]:
-    """(weights float64[M], lambda) of a timestep-weights JSON."""
+    """(weights float64[M], lambda) of a timestep-weights JSON, read once per version of the file (every batch
+    of images asks for them)."""
+    try:
+        version = Path(path).stat().st_mtime_ns
+    except OSError as e:
+        raise DiffclsError(f"cannot read timestep weights from {path}: {e.strerror or e}") from None
+    return _read_weights(str(path), version)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_weights(path: str, version: int) -> tuple[torch.Tensor, float]:
     try:
         data = json.loads(Path(path).read_text())
         return torch.tensor(data["weights"], dtype=torch.float64), float(data["temperature"])

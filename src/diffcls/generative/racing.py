@@ -35,7 +35,7 @@ from torch import Tensor
 from diffcls.errors import DiffclsError
 
 from .adaptive import Schedule, nested_order, stagewise_probabilities
-from .scoring import EpsFn, Loss, per_sample_error, timestep_grid
+from .scoring import EpsFn, Loss, noise_levels, per_sample_error, timestep_grid
 
 __all__ = ["RaceResult", "classify_racing", "pair_errors", "racing_threshold"]
 
@@ -59,8 +59,7 @@ def pair_errors(
         x0: float[B, C, H, W]; images, classes: int64[P], pair p is class ``classes[p]`` of image ``images[p]``.
         timesteps: int64[J]; noise: float[B, J, C, H, W], noise[b, j] shared by every class of image b at t_j.
     """
-    abar = alphas_cumprod.to(device=x0.device, dtype=torch.float64)[timesteps.to(x0.device)]
-    signal, sigma = abar.sqrt().to(x0.dtype), (1 - abar).sqrt().to(x0.dtype)
+    signal, sigma = noise_levels(alphas_cumprod, timesteps, x0)
     num_pairs, num_t = len(images), len(timesteps)
     errors = torch.empty(num_pairs * num_t, dtype=torch.float32, device=x0.device)
     for start in range(0, num_pairs * num_t, batch_size):

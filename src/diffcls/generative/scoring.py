@@ -25,7 +25,15 @@ from torch import Tensor
 
 from diffcls.errors import DiffclsError
 
-__all__ = ["EpsFn", "LOSSES", "add_noise", "timestep_grid", "per_sample_error", "noise_prediction_errors"]
+__all__ = [
+    "EpsFn",
+    "LOSSES",
+    "add_noise",
+    "noise_levels",
+    "timestep_grid",
+    "per_sample_error",
+    "noise_prediction_errors",
+]
 
 EpsFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 Loss = Literal["l2", "l1", "huber"]
@@ -94,8 +102,7 @@ def noise_prediction_errors(
     num_t = len(timesteps)
     if noise.shape[:2] != (num_images, num_t) or noise.shape[2:] != x0.shape[1:]:
         raise DiffclsError(f"noise must have shape {(num_images, num_t, *x0.shape[1:])}, got {tuple(noise.shape)}")
-    abar = alphas_cumprod.to(device=x0.device, dtype=torch.float64)[timesteps.to(x0.device)]
-    signal, sigma = abar.sqrt().to(x0.dtype), (1 - abar).sqrt().to(x0.dtype)
+    signal, sigma = noise_levels(alphas_cumprod, timesteps, x0)
     # Row r = (j * B + b) * A + a: candidates of one (image, t) are adjacent.
     pairs = num_t * num_images
     per_chunk = max(1, batch_size // num_candidates)
@@ -111,6 +118,13 @@ def noise_prediction_errors(
         err = per_sample_error(eps.repeat_interleave(num_candidates, 0), eps_hat.to(eps.dtype), loss)
         errors[j, b] = err.view(-1, num_candidates).float()
     return errors.permute(1, 2, 0).contiguous()
+
+
+def noise_levels(alphas_cumprod: Tensor, timesteps: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
+    """``(sqrt(abar_t), sqrt(1 - abar_t))`` for int64[J] timesteps, in ``like``'s dtype and device (computed in
+    float64): x_t = signal[j] x0 + sigma[j] eps."""
+    abar = alphas_cumprod.to(device=like.device, dtype=torch.float64)[timesteps.to(like.device)]
+    return abar.sqrt().to(like.dtype), (1 - abar).sqrt().to(like.dtype)
 
 
 def add_noise(x0: Tensor, alphas_cumprod: Tensor, t: Tensor, noise: Tensor) -> Tensor:

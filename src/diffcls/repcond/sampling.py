@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 from diffusers import DDIMScheduler
+from torchvision.utils import make_grid
 
 from diffcls.generative.scoring import add_noise
 
@@ -81,11 +82,8 @@ def denoising_loss_by_t(
 
 
 def image_grid(images: torch.Tensor, columns: int) -> torch.Tensor:
-    """float[N, C, S, S] in [-1, 1] -> one uint8 image [rows * S, columns * S, C] (empty cells black)."""
-    n, c, s, _ = images.shape
-    rows = -(-n // columns)
-    grid = torch.full((rows * s, columns * s, c), -1.0)
-    for i, image in enumerate(images.clamp(-1, 1).cpu()):
-        r, col = divmod(i, columns)
-        grid[r * s : (r + 1) * s, col * s : (col + 1) * s] = image.permute(1, 2, 0)
-    return ((grid + 1) * 127.5).round().to(torch.uint8)
+    """float[N, C, S, S] in [-1, 1] -> one uint8 image [rows * S, columns * S, C] (empty cells black), by
+    torchvision's ``make_grid``."""
+    grid = make_grid(images.clamp(-1, 1).cpu(), nrow=columns, padding=0, pad_value=-1.0)
+    grid = grid[: images.shape[1]]  # make_grid repeats a single channel three times
+    return ((grid.permute(1, 2, 0) + 1) * 127.5).round().to(torch.uint8)
