@@ -40,6 +40,7 @@ from diffcls.generative.pretrained import NoiseModel
 from diffcls.inference.calibration import fit_probability_temperature
 from diffcls.inference.ood import all_ood_metrics, msp_histogram
 from diffcls.methods import ClassifierMethod, get_method
+from diffcls.models.noise_predictors import scores_all_classes
 from diffcls.runtime.io import JsonlLog
 from diffcls.train.config import TrainConfig
 
@@ -411,7 +412,7 @@ class DiffusionClassifierContender(Contender):
             stagewise_probabilities(means, 1.0).float(),  # the raw Bayes rule: softmax(-error)
             labels,
             seconds,
-            self.settings.schedule.nfe(runner.source.num_classes),
+            self.settings.schedule.nfe(runner.source.num_classes, scores_all_classes(model.eps_fn)),
             extra,
             temperature=temperature,
             calibrated=calibrated,

@@ -54,7 +54,7 @@ from diffcls.generative.racing import classify_racing
 from diffcls.generative.weighting import fit_timestep_weights, weighted_scores
 from diffcls.inference.metrics import classification_metrics, posterior_metrics
 from diffcls.methods import METHODS, get_method, load_classifier, method_of
-from diffcls.models.noise_predictors import load_pipeline_unet
+from diffcls.models.noise_predictors import load_pipeline_unet, scores_all_classes
 from diffcls.runtime.distributed import SINGLE_PROCESS, Dist
 from diffcls.runtime.io import JsonlLog, write_json
 
@@ -400,7 +400,7 @@ def evaluate_diffusion_classifier(
     if classified is None:
         return None
     stage_means, labels, seconds = classified
-    nfe_fields = _nfe_fields(cfg, log, indices, len(candidates), proposer_nfe)
+    nfe_fields = _nfe_fields(cfg, log, indices, len(candidates), proposer_nfe, scores_all_classes(model.eps_fn))
     pooling = torch.tensor(candidates) if model.candidate_classes is not None else None
     weights_fields = {}
     if cfg.fit_timestep_weights:
@@ -476,6 +476,11 @@ def evaluate_diffusion_classifier(
 def _check_cost_levers(cfg: DCEvalConfig, model: NoiseModel, num_candidates: int) -> None:
     """Refuse combinations of the cost levers (proposer, early stopping, timestep weights) that do not apply."""
     flat = len(cfg.schedule.n_samples) == 1
+    if scores_all_classes(model.eps_fn) and (cfg.proposer is not None or cfg.early_stop is not None):
+        raise DiffclsError(
+            "a multi-head UNet scores every class in one pass: --proposer and --early-stop, which save per-class "
+            "evaluations, do not apply"
+        )
     if (cfg.timestep_weights or cfg.fit_timestep_weights) and (
         not flat or cfg.early_stop is not None or model.candidate_classes is not None
     ):
@@ -500,12 +505,15 @@ def _classify_ood(cfg, model, ood: Split, transform, candidates, per_image_file,
     return classify_indices(cfg, model, dataset, np.arange(len(ood.labels)), candidates, log, progress, dist)
 
 
-def _nfe_fields(cfg: DCEvalConfig, log: JsonlLog, indices, num_candidates: int, proposer_nfe: int) -> dict:
-    """``nfe_per_image``: the schedule's count, the hybrid's (its top-K plus the proposer), or an early-stopped
-    race's mean over the images (with its bound ``nfe_per_image_max``)."""
+def _nfe_fields(
+    cfg: DCEvalConfig, log: JsonlLog, indices, num_candidates: int, proposer_nfe: int, one_pass: bool = False
+) -> dict:
+    """``nfe_per_image``: the schedule's count (one per timestep for a multi-head network, ``one_pass``), the
+    hybrid's (its top-K plus the proposer), or an early-stopped race's mean over the images (with its bound
+    ``nfe_per_image_max``)."""
     if cfg.proposer is not None:
         return {"nfe_per_image": cfg.schedule.nfe(cfg.proposer_top_k) + proposer_nfe}
-    full = cfg.schedule.nfe(num_candidates)
+    full = cfg.schedule.nfe(num_candidates, one_pass)
     if cfg.early_stop is None:
         return {"nfe_per_image": full}
     raced = [log.rows[str(int(i))]["nfe"] for i in indices]  # each image's own count

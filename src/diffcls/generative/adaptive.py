@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from diffcls.errors import DiffclsError
+from diffcls.models.noise_predictors import scores_all_classes
 
 from .scoring import EpsFn, Loss, noise_prediction_errors, timestep_grid
 
@@ -71,8 +72,11 @@ class Schedule:
         """Classes scored at each stage: [K, min(k_1, K), ..., min(k_{S-1}, K)]."""
         return [num_classes] + [min(k, num_classes) for k in self.to_keep[:-1]]
 
-    def nfe(self, num_classes: int) -> int:
-        """Network evaluations per image, exact for nested grids."""
+    def nfe(self, num_classes: int, one_pass: bool = False) -> int:
+        """Network evaluations per image, exact for nested grids; ``one_pass``: a network that scores every class
+        in one evaluation (a multi-head UNet) costs one per timestep."""
+        if one_pass:
+            return self.num_timesteps
         new = np.diff((0,) + self.n_samples)
         return int(sum(a * d for a, d in zip(self.alive(num_classes), new)))
 
@@ -256,7 +260,7 @@ def classify(
         best = mean.argsort(dim=1, stable=True)[:, : min(keep, alive.shape[1])]
         alive = alive.gather(1, best)
     scored = num_classes if candidates is None else candidates.shape[1]
-    return DCResult(errors, alive[:, 0], schedule.nfe(scored), schedule, order)
+    return DCResult(errors, alive[:, 0], schedule.nfe(scored, scores_all_classes(eps_fn)), schedule, order)
 
 
 def hybrid_probabilities(proposer_probs: Tensor, dc_probs: Tensor, candidates: Tensor) -> Tensor:

@@ -153,9 +153,9 @@ def _scheduler_alphas(folder: Path) -> torch.Tensor:
 def _load_ddpm(folder: Path, device: str, prompts=None) -> NoiseModel:
     model, scheduler = load_pipeline_unet(folder, device)
     transform = TransformConfig(img_size=int(model.unet.config.sample_size))
-    return NoiseModel(
-        model, scheduler.alphas_cumprod, transform, folder, "DDPMPipeline", int(model.unet.config.num_class_embeds)
-    )
+    # labels 0..K of a class-conditional UNet (K: its null class), 0..K-1 of a multi-head one
+    labels = int(model.unet.config.num_class_embeds or model.num_classes)
+    return NoiseModel(model, scheduler.alphas_cumprod, transform, folder, "DDPMPipeline", labels)
 
 
 def _load_dit(folder: Path, device: str, prompts=None) -> NoiseModel:

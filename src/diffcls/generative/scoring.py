@@ -11,7 +11,9 @@ Any network works through one signature (as k-diffusion's samplers take the mode
 
     eps_fn(x_t: float[N, C, H, W], t: int64[N], class_labels: int64[N]) -> eps_hat: float[N, C', H, W]
 
-with C' >= C; channels beyond C (a learned-variance head, as DiT's) are ignored.
+with C' >= C; channels beyond C (a learned-variance head, as DiT's) are ignored. A network that gives every
+class's prediction in one pass (a multi-head UNet, :func:`~diffcls.models.noise_predictors.scores_all_classes`)
+also offers ``all_class_heads(x_t, t) -> float[N, K, C, H, W]``, and is called once per (image, t).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from diffcls.errors import DiffclsError
+from diffcls.models.noise_predictors import scores_all_classes
 
 __all__ = [
     "EpsFn",
@@ -83,7 +86,7 @@ def noise_prediction_errors(
 
     Rows are laid out so that all candidates of one image at one (t, eps) are adjacent and share one forward
     pass (the chunk size is rounded down to a multiple of the number of candidates); x_t is built once per
-    (image, t) and repeated across candidates.
+    (image, t) and repeated across candidates. A multi-head network gets each x_t once and gives every head.
 
     Args:
         eps_fn: the noise predictor (see the module docstring).
@@ -105,15 +108,20 @@ def noise_prediction_errors(
     signal, sigma = noise_levels(alphas_cumprod, timesteps, x0)
     # Row r = (j * B + b) * A + a: candidates of one (image, t) are adjacent.
     pairs = num_t * num_images
-    per_chunk = max(1, batch_size // num_candidates)
+    one_pass = scores_all_classes(eps_fn)
+    per_chunk = batch_size if one_pass else max(1, batch_size // num_candidates)
     errors = torch.empty(num_t, num_images, num_candidates, dtype=torch.float32, device=x0.device)
     for start in range(0, pairs, per_chunk):
         pair = torch.arange(start, min(start + per_chunk, pairs), device=x0.device)
         j, b = pair // num_images, pair % num_images
         eps = noise[b, j]  # [P, C, H, W]
         x_t = signal[j].view(-1, 1, 1, 1) * x0[b] + sigma[j].view(-1, 1, 1, 1) * eps
-        rows_t = timesteps.to(x0.device)[j].repeat_interleave(num_candidates)
-        eps_hat = eps_fn(x_t.repeat_interleave(num_candidates, 0), rows_t, classes[b].reshape(-1))
+        if one_pass:  # every head from one pass; keep each image's candidates: [P, A, C, H, W] -> rows
+            heads = eps_fn.all_class_heads(x_t, timesteps.to(x0.device)[j])
+            eps_hat = heads[torch.arange(len(pair), device=x0.device)[:, None], classes[b]].flatten(0, 1)
+        else:
+            rows_t = timesteps.to(x0.device)[j].repeat_interleave(num_candidates)
+            eps_hat = eps_fn(x_t.repeat_interleave(num_candidates, 0), rows_t, classes[b].reshape(-1))
         eps_hat = eps_hat[:, : x0.shape[1]]  # drop learned-variance channels
         err = per_sample_error(eps.repeat_interleave(num_candidates, 0), eps_hat.to(eps.dtype), loss)
         errors[j, b] = err.view(-1, num_candidates).float()

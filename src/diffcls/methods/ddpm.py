@@ -12,7 +12,12 @@ import torch.nn.functional as F
 from diffcls.data import stratified_order
 from diffcls.generative import add_noise, classify, parse_schedule
 from diffcls.methods.base import Method, register
-from diffcls.models.noise_predictors import create_noise_predictor, create_scheduler, save_pipeline
+from diffcls.models.noise_predictors import (
+    MULTIHEAD_SUFFIX,
+    create_noise_predictor,
+    create_scheduler,
+    save_pipeline,
+)
 from diffcls.runtime.device import seed_everything
 from diffcls.train.config import SUPERVISED_OPTIONS, check
 from diffcls.train.supervised import SupervisedTrainer
@@ -49,7 +54,11 @@ class DDPMTrainer(SupervisedTrainer):
                 (
                     not (c.smoothing or c.mixup or c.cutmix),
                     "--method ddpm trains on hard labels: drop --smoothing, --mixup and --cutmix",
-                )
+                ),
+                (
+                    not (c.model.endswith(MULTIHEAD_SUFFIX) and c.label_dropout),
+                    "--label-dropout needs a null class; a multi-head UNet has one head per class and none",
+                ),
             ]
         )
 
@@ -96,7 +105,10 @@ class DDPMMethod(Method):
     summary = (
         "a class-conditional noise predictor for the Diffusion Classifier, saved as a diffusers DDPMPipeline folder"
     )
-    models_help = "unet_tiny, unet_small or unet_base"
+    models_help = (
+        "unet_tiny, unet_small or unet_base; with _multihead (e.g. unet_small_multihead) an unconditional UNet with "
+        "one ε head per class, so the Diffusion Classifier scores all classes in one pass"
+    )
     options = SUPERVISED_OPTIONS | {"label_dropout", "val_images", "val_steps"}
     trainer_class = DDPMTrainer
     evaluation = "diffusion-classifier"
