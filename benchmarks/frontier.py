@@ -2,12 +2,15 @@
 
     .venv/bin/python benchmarks/frontier.py --twin DIR --plain DIR --didicm DIR --didicm-late DIR --ddpm DIR \
         [--data mnist5k] [--limit 500] [--corruption contrast] [--output runs/frontier] [--write-docs]
+    .venv/bin/python benchmarks/frontier.py --zoo   # the models shipped in the zoo (zoo:mnist5k-standard, ...)
 
 Every readout is one ``diffcls eval`` on the same fixed stratified subset (``--limit``) of the test split, clean
 and under severity-5 ``--corruption`` (results files in ``--output`` are reused, so an interrupted run resumes):
 
 * the twin and the plain ResNet (softmax, 1 NFE);
 * DiDiCM: CP-1/2/4/8 (the library's update), CL 10×4, one-pass; the late-conditioned DiDiRN with CP-4/8;
+* the Diffusion Classifier with a multi-head ε-network (``--ddpm-multihead``): flat-10/20/50, all classes in one
+  pass per timestep;
 * the Diffusion Classifier: flat-10/20/50, the adaptive 10→50 schedule (keep 3→1) and the paper's CIFAR-10
   schedule (50→500, keep 5→1), per-image early stopping on flat-50 (α = 0.01 and 0.1), and hybrids (the twin's
   top-2 and top-3 scored by flat-50).
@@ -45,6 +48,15 @@ DC_READOUTS = {  # label: eval flags (with --checkpoint DDPM)
     "DC paper CIFAR-10 (50→500, keep 5→1)": ["--schedule", "cifar10"],
     **{f"DC flat-50, early stop α={a}": ["--schedule", "flat-50", "--early-stop", str(a)] for a in (0.01, 0.1)},
 }
+ZOO_MODELS = {  # args attribute: mnist5k zoo entry
+    "twin": "mnist5k-standard",
+    "plain": "mnist5k-plain",
+    "didicm": "mnist5k-didicm",
+    "didicm_late": "mnist5k-didicm-late1",
+    "ddpm": "mnist5k-ddpm",
+    "ddpm_multihead": "mnist5k-ddpm-multihead",
+}
+MULTIHEAD_READOUTS = {f"DC multi-head flat-{m}": ["--schedule", f"flat-{m}"] for m in (10, 20, 50)}
 HYBRID_TOP_K = (2, 3)  # the twin's top-k scored by DC flat-50
 
 
@@ -60,12 +72,13 @@ def slug(label: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in label).strip("-").lower()
 
 
-def pareto(rows: list[dict]) -> set[str]:
-    """Labels on the front: no other row is at most as slow and at least as accurate, one strictly."""
+def pareto(rows: list[dict], cost: str = "ms") -> set[str]:
+    """Labels on the front of top-1 against ``cost`` (ms or NFE per image): no other row costs at most as much
+    and is at least as accurate, one of the two strictly."""
     front = set()
     for r in rows:
         dominated = any(
-            o["ms"] <= r["ms"] and o["top1"] >= r["top1"] and (o["ms"] < r["ms"] or o["top1"] > r["top1"]) for o in rows
+            o[cost] <= r[cost] and o["top1"] >= r["top1"] and (o[cost] < r[cost] or o["top1"] > r["top1"]) for o in rows
         )
         if not dominated:
             front.add(r["label"])
@@ -91,13 +104,17 @@ def measure(args: argparse.Namespace, condition: list[str], tag: str) -> list[di
                 label = f"hybrid: twin top-{k} + DC flat-50"
                 flags = ["--schedule", "flat-50", "--proposer", args.twin, "--proposer-top-k", str(k)]
                 rows.append({"label": label, **run_eval([*dc, *flags], out / f"{tag}-{slug(label)}.json")})
+    if args.ddpm_multihead:  # one ε head per class: every class in one network evaluation per timestep
+        dc = ["--checkpoint", args.ddpm_multihead, *common, "--batch-size", str(args.dc_batch)]
+        for label, flags in MULTIHEAD_READOUTS.items():
+            rows.append({"label": label, **run_eval([*dc, *flags], out / f"{tag}-{slug(label)}.json")})
     for r in rows:
         r["ms"] = r["ms_per_image"]
     return rows
 
 
 def table(rows: list[dict]) -> str:
-    front = pareto(rows)
+    front, front_nfe = pareto(rows), pareto(rows, "nfe_per_image")
     body = [
         [
             r["label"],
@@ -107,10 +124,12 @@ def table(rows: list[dict]) -> str:
             f"{r['nfe_per_image']:.1f}",
             f"{r['ms']:.2f}",
             "yes" if r["label"] in front else "",
+            "yes" if r["label"] in front_nfe else "",
         ]  # fmt: skip
         for r in sorted(rows, key=lambda r: r["ms"])
     ]
-    return markdown_table(["readout", "top-1", "NLL", "ECE", "NFE / image", "ms / image", "Pareto front"], body)
+    columns = ["readout", "top-1", "NLL", "ECE", "NFE / image", "ms / image", "front (ms)", "front (NFE)"]
+    return markdown_table(columns, body)
 
 
 def plot(conditions: dict[str, list[dict]], path: Path) -> None:
@@ -141,8 +160,9 @@ def plot(conditions: dict[str, list[dict]], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    for name in ("twin", "plain", "didicm", "didicm-late", "ddpm"):
+    for name in ("twin", "plain", "didicm", "didicm-late", "ddpm", "ddpm-multihead"):
         parser.add_argument(f"--{name}", default=None, metavar="DIR")
+    parser.add_argument("--zoo", action="store_true", help="the mnist5k zoo entries for every model not given")
     parser.add_argument("--data", default="mnist5k")
     parser.add_argument("--limit", type=int, default=500)
     parser.add_argument("--corruption", default="contrast", help="the severity-5 condition (none: clean only)")
@@ -150,6 +170,9 @@ def main() -> None:
     parser.add_argument("--output", default="runs/frontier")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
+    if args.zoo:
+        for flag, entry in ZOO_MODELS.items():
+            setattr(args, flag, getattr(args, flag) or f"zoo:{entry}")
     conditions = {"clean": measure(args, [], "clean")}
     if args.corruption != "none":
         name = f"{args.corruption}, severity 5"

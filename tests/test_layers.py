@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("train",),
     ("methods",),
     ("eval",),
+    ("zoo",),
     ("bench",),
     ("cli", "__main__"),
 ]

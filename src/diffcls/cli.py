@@ -1,4 +1,4 @@
-"""The ``diffcls`` command: ``train``, ``eval``, ``predict`` and ``bench`` subcommands.
+"""The ``diffcls`` command: ``train``, ``eval``, ``predict``, ``bench`` and ``zoo`` subcommands.
 
 Each subcommand is a short function that turns parsed flags into a config and calls the library. Errors caused
 by the user's input (:class:`DiffclsError`) are printed on one line with exit status 2, never as a traceback.
@@ -18,6 +18,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from diffcls.errors import DiffclsError
+
+
+def model_folder(value: str) -> str:
+    """argparse type of model-folder flags: ``zoo:NAME`` names a shipped model (:mod:`diffcls.zoo`), anything else
+    is a path, checked by the command that reads it."""
+    from diffcls.zoo import resolve_model_path
+
+    try:
+        return resolve_model_path(value)
+    except DiffclsError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+MODEL_FOLDER_HELP = "; or zoo:NAME, a model shipped with diffcls (diffcls zoo list)"
 
 
 class RegistryHelp:
@@ -160,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_parser(sub)
     _add_predict_parser(sub)
     _add_bench_parser(sub)
+    _add_zoo_parser(sub)
     return parser
 
 
@@ -275,7 +290,9 @@ def _add_train_parser(sub) -> None:
     g.add_argument("--device", help="auto, cpu or cuda[:N] (default: auto)")
     g.add_argument("--resume", action="store_true", help="continue the run saved in --output")
     g = p.add_argument_group("repcond (representation-conditioned DiT; see docs/results.md)")
-    g.add_argument("--pretrained", metavar="DIR", help="repcond-tune: the *-pretrain folder")
+    g.add_argument(
+        "--pretrained", metavar="DIR", type=model_folder, help="repcond-tune: the *-pretrain folder" + MODEL_FOLDER_HELP
+    )
     g.add_argument("--encoder", help="ViT preset over the clean latent (default: paired with --model)")
     g.add_argument(
         "--vae",
@@ -331,13 +348,16 @@ def _add_eval_parser(sub) -> None:
         description="Evaluate a trained classifier: top-1, top-5, NLL, ECE (15 bins), per-class "
         "accuracy, NFE per image and seconds, written to --results-file as JSON.",
     )
-    p.add_argument("--checkpoint", default=None, help="folder written by diffcls train")
+    p.add_argument(
+        "--checkpoint", default=None, type=model_folder, help="folder written by diffcls train" + MODEL_FOLDER_HELP
+    )
     p.add_argument(
         "--pretrained",
         default=None,
         metavar="DIR",
+        type=model_folder,
         help="a diffusers pipeline folder, read locally: DDPMPipeline (class-conditional UNet), "
-        "DiTPipeline, or StableDiffusionPipeline (zero-shot, with prompts)",
+        "DiTPipeline, or StableDiffusionPipeline (zero-shot, with prompts)" + MODEL_FOLDER_HELP,
     )
     p.add_argument(
         "--method",
@@ -439,9 +459,11 @@ def _add_diffusion_classifier_flags(p: argparse.ArgumentParser) -> None:
         "--proposer",
         default=None,
         metavar="DIR",
+        type=model_folder,
         help="the hybrid readout: a classifier folder (standard twin, DiDiCM with --sampler) proposes its top "
         "--proposer-top-k classes per image and the Diffusion Classifier scores only those (NFE = the schedule's "
-        "for K = top-k, plus the proposer's); the proposer keeps the probability of the classes it left out",
+        "for K = top-k, plus the proposer's); the proposer keeps the probability of the classes it left out"
+        + MODEL_FOLDER_HELP,
     )
     g.add_argument("--proposer-top-k", type=int, default=3, metavar="K", help="classes proposed per image (default 3)")
     g.add_argument(
@@ -548,7 +570,9 @@ def _add_predict_parser(sub) -> None:
         help="classify image files with a checkpoint",
         description="Print the top-k classes of each image with their probabilities.",
     )
-    p.add_argument("--checkpoint", required=True, help="folder written by diffcls train")
+    p.add_argument(
+        "--checkpoint", required=True, type=model_folder, help="folder written by diffcls train" + MODEL_FOLDER_HELP
+    )
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (png, jpg, ...)")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -618,6 +642,13 @@ def _add_bench_parser(sub) -> None:
         metavar="N",
         help="evaluate on a fixed stratified subset of N test images (default: the preset's, 500)",
     )
+    p.add_argument(
+        "--from-zoo",
+        action="store_true",
+        help="start every model that a zoo entry was trained like (same options, data, seed and budget) from that "
+        "entry instead of training it: the full preset's seed-0 full-data twin, plain ResNet, DiDiCM and late-1 on "
+        "mnist5k (diffcls zoo list)",
+    )
     dc = p.add_argument_group("Diffusion Classifier (a fourth contender; may join a finished benchmark)")
     dc.add_argument(
         "--diffusion-classifier",
@@ -636,6 +667,59 @@ def _add_bench_parser(sub) -> None:
     dc.add_argument("--dc-n-samples", default="4,16", help="timesteps per elimination stage (default 4,16)")
     dc.add_argument("--dc-to-keep", default="2,1", help="classes kept after each stage (default 2,1)")
     p.set_defaults(func=cmd_bench)
+
+
+EPILOG_ZOO = """examples:
+  diffcls zoo list
+  diffcls predict --checkpoint zoo:mnist5k-didicm examples/digits/*.png
+  diffcls eval --checkpoint zoo:mnist5k-ddpm --data mnist5k --limit 200 --results-file dc.json
+  diffcls zoo verify mnist5k-didicm             # re-measure its recorded metrics on the test subset
+  diffcls zoo reproduce mnist5k-standard --output runs/std   # retrain it from its recipe, compare the weights
+
+The zoo folder is the package's zoo/models unless DIFFCLS_ZOO_DIR names another.
+"""
+
+
+def _add_zoo_parser(sub) -> None:
+    p = sub.add_parser(
+        "zoo",
+        help="list, verify and retrain the trained models shipped with diffcls (zoo:NAME)",
+        epilog=EPILOG_ZOO,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Small trained models ship inside the package: pass zoo:NAME wherever a command takes a "
+        "model folder (eval, predict --checkpoint; eval --pretrained). Each records the training command that "
+        "made it, the diffcls version and commit, its data split and its validation and test metrics.",
+    )
+    zsub = p.add_subparsers(dest="zoo_command", required=True, metavar="ZOO_COMMAND")
+    q = zsub.add_parser("list", help="the entries with data, method, parameters, NFE, metrics and size")
+    q.add_argument("--json", action="store_true", help="print the records as JSON")
+    q.add_argument("--paths", action="store_true", help="print each entry's folder instead of the table")
+    q.set_defaults(func=cmd_zoo_list)
+    q = zsub.add_parser(
+        "reproduce",
+        help="rerun an entry's training recipe, then compare the new weights with the shipped ones",
+        description="Runs `diffcls train` with the entry's recorded arguments and --output DIR, then prints how "
+        "many weight tensors came back bit-for-bit equal and the largest difference.",
+    )
+    q.add_argument("name", metavar="NAME", help="zoo entry (with or without zoo:)")
+    q.add_argument("--output", required=True, help="checkpoint folder to write")
+    q.add_argument("--resume", action="store_true", help="continue an interrupted reproduction in --output")
+    q.set_defaults(func=cmd_zoo_reproduce)
+    q = zsub.add_parser(
+        "verify",
+        help="re-measure an entry's recorded metrics with its readout and say whether they agree",
+        description="Evaluates the entry as its record says (same readout, same images) and compares top-1 "
+        "(within one image), NLL, Brier and ECE (within 0.005) with the record. Exit status 1 if any differs.",
+    )
+    q.add_argument("name", metavar="NAME", help="zoo entry (with or without zoo:)")
+    q.add_argument(
+        "--full",
+        action="store_true",
+        help="the validation split and the whole test split (default: the recorded stratified test subset, "
+        "seconds to a few minutes)",
+    )
+    q.add_argument("--output", default=None, help="folder for the results files (default: a temporary one)")
+    q.set_defaults(func=cmd_zoo_verify)
 
 
 # ------------------------------------------------------------------------------------------------- commands
@@ -694,8 +778,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     ood_probs = ood_probs_path(args.save_probs) if args.save_probs and args.ood_data else None
     # One writer per results file set; the checkpoint is only read, unless the Diffusion Classifier stores a
     # fitted temperature in it.
-    model_folder = args.checkpoint or args.pretrained
-    written_folders = [model_folder] if args.fit_temperature and model_folder else []
+    folder = args.checkpoint or args.pretrained
+    if args.fit_temperature and _is_zoo_folder(folder):
+        raise DiffclsError(
+            "--fit-temperature stores λ in the model folder, and zoo models are read-only: copy the folder "
+            "(diffcls zoo list --paths) or pass --temperature"
+        )
+    written_folders = [folder] if args.fit_temperature and folder else []
     per_image = _per_image_path(args)
     ood_log = ood_log_path(per_image) if args.ood_data and evaluation == "diffusion-classifier" else None
     written_files = [args.results_file, args.save_probs, ood_probs, per_image, ood_log, args.fit_timestep_weights]
@@ -943,6 +1032,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         budgets=_budgets(args.budget),
         train_limit=args.train_limit,
         eval_limit=args.eval_limit,
+        from_zoo=args.from_zoo,
     )
     if not dist.is_main:
         return 0
@@ -950,6 +1040,122 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for path in paths["plots"]:
         print(f"plot:   {path}")
     return 0
+
+
+# ---------------------------------------------------------------------------------------------------------- zoo
+
+
+def _is_zoo_folder(path: str | None) -> bool:
+    from diffcls.zoo import is_zoo_folder
+
+    return is_zoo_folder(path)
+
+
+def cmd_zoo_list(args: argparse.Namespace) -> int:
+    from diffcls.zoo import zoo_dir, zoo_entries
+
+    entries = zoo_entries()
+    if args.json:
+        print(json.dumps({name: e.record for name, e in entries.items()}, indent=2))
+        return 0
+    if args.paths:
+        for name, e in entries.items():
+            print(f"{name}\t{e.folder}")
+        return 0
+    if not entries:
+        print(f"the zoo at {zoo_dir()} is empty")
+        return 0
+    header = (
+        "name",
+        "data",
+        "method",
+        "model",
+        "params",
+        "readout",
+        "NFE",
+        "val top-1",
+        "test top-1",
+        "NLL",
+        "ECE",
+        "MB",
+    )
+    rows = [header]
+    for name, e in entries.items():
+        r, test = e.record, e.metrics["test"]
+        rows.append(
+            (
+                name,
+                r["data"],
+                r["method"],
+                r["model"],
+                f"{r.get('params', 0) / 1e6:.2f}M",
+                r.get("readout_label", "-"),
+                str(r.get("nfe", "-")),
+                f"{e.metrics['val']['top1']:.3f}",
+                f"{test['top1']:.3f}",
+                f"{test['nll']:.3f}",
+                f"{test['ece']:.3f}",
+                f"{e.size_bytes / 1e6:.1f}",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    total = sum(e.size_bytes for e in entries.values())
+    print(f"{len(entries)} models, {total / 1e6:.1f} MB in {zoo_dir()}; test metrics on the whole test split")
+    return 0
+
+
+def cmd_zoo_reproduce(args: argparse.Namespace) -> int:
+    from diffcls.zoo import zoo_entry
+    from diffcls.zoo.compare import weight_differences
+
+    entry = zoo_entry(args.name)
+    if _is_zoo_folder(args.output):
+        raise DiffclsError(f"--output {args.output} lies inside the zoo; reproduce into a folder of your own")
+    argv = ["train", *entry.recipe, "--output", args.output, *(["--resume"] if args.resume else [])]
+    print("diffcls " + " ".join(argv), flush=True)
+    status = main(argv)
+    if status != 0:
+        return status
+    diff = weight_differences(entry.folder, args.output)
+    print(
+        json.dumps({"entry": entry.name, **diff})
+        + f"\n{diff['identical']}/{diff['tensors']} tensors bit-for-bit equal to zoo:{entry.name}, largest "
+        f"difference {diff['max_abs_difference']:.3g}"
+    )
+    return 0
+
+
+def cmd_zoo_verify(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from diffcls.zoo import zoo_entry
+    from diffcls.zoo.compare import metric_differences
+
+    entry = zoo_entry(args.name)
+    subset = entry.record["subset_images"]
+    checks = [("val", ["--split", "val"]), ("test", [])] if args.full else [("test_subset", ["--limit", str(subset)])]
+    agree = True
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(args.output or tmp)
+        out.mkdir(parents=True, exist_ok=True)
+        for key, extra in checks:
+            results = out / f"{entry.name}-{key}.json"
+            argv = entry.eval_command(*extra, "--results-file", str(results))
+            print("diffcls " + " ".join(argv), flush=True)
+            status = main(argv)
+            if status != 0:
+                return status
+            for row in metric_differences(entry.metrics[key], json.loads(results.read_text())):
+                agree &= row["agrees"]
+                print(
+                    f"  {key:<12} {row['metric']:<6} recorded {row['recorded']:.4f}  measured {row['measured']:.4f}"
+                    f"  |difference| {row['difference']:.2g} (tolerance {row['tolerance']:.2g})"
+                    f"  {'ok' if row['agrees'] else 'DIFFERS'}"
+                )
+    print(f"zoo:{entry.name}: {'agrees with its record' if agree else 'DIFFERS from its record'}")
+    return 0 if agree else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,7 +15,8 @@ The grid (:mod:`diffcls.bench.grid`) gives one row per (contender, readout, trai
 
 Output folder::
 
-    models/<contender>-<training>-s<seed>/ checkpoints (training: r1, r0.05, r0.05eq, r1-8px): reused when complete
+    models/<contender>-<training>-s<seed>/ checkpoints (training: r1, r0.05, r0.05eq, r1-8px): reused when complete;
+                                           with ``from_zoo``, copied from a zoo entry trained with the same options
     rows.jsonl                             one line per finished row: the resume log
     results.csv, results.json              all rows (written atomically)
     trajectories.json                      CP class-probability trajectories of a few easy and hard images
@@ -62,6 +63,9 @@ from diffcls.runtime.device import resolve_device
 from diffcls.runtime.distributed import SINGLE_PROCESS, Dist, rank_device
 from diffcls.runtime.io import JsonlLog, atomic_write, prepare_output_dir, write_json
 from diffcls.runtime.lock import exclusive
+from diffcls.train.config import TrainConfig
+from diffcls.train.supervised import fill_data_defaults
+from diffcls.zoo.match import entry_trained_like, install_entry
 
 TRAJECTORY_POOL = 512  # test images among which the trajectory figure picks its easy and hard examples
 # the metrics a row records, rounded to 6 digits
@@ -146,8 +150,10 @@ class Benchmark:
         progress: bool | None = None,
         command: str | None = None,
         dist: Dist = SINGLE_PROCESS,
+        from_zoo: bool = False,
     ):
         self.preset = preset
+        self.from_zoo = from_zoo
         self.command = command
         self.data = data
         # Under torchrun every training is data-parallel over the ranks and every evaluation shards its test
@@ -206,6 +212,8 @@ class Benchmark:
             )
             if _finished_epochs(folder) >= config.epochs and (folder / CONFIG_NAME).is_file():
                 continue
+            if self.from_zoo and self._install_from_zoo(folder, config):
+                continue
             self.log(f"[train {i}/{len(jobs)}] {contender.label} ({contender.model}), {folder.name}")
             train(
                 config,
@@ -215,6 +223,20 @@ class Benchmark:
                 source=self.source,
             )
             self.save_clock()
+
+    def _install_from_zoo(self, folder: Path, config: TrainConfig) -> bool:
+        """Copy the zoo entry trained with exactly ``config``'s options into ``folder`` (its weights, config and
+        training curve; never its training state); False when the zoo has none."""
+        recorded = dataclasses.replace(config)  # the options as the training would record them
+        fill_data_defaults(recorded, self.source)
+        entry = entry_trained_like(dataclasses.asdict(recorded))
+        if entry is None:
+            return False
+        if self.dist.is_main:
+            self.log(f"[zoo] {folder.name}: zoo:{entry.name} was trained with these options; copied, not retrained")
+            install_entry(entry, folder, output=str(folder))
+        self.dist.barrier()  # under torchrun, the other ranks read the folder next
+        return True
 
     # ---------------------------------------------------------------------------------------------- evaluation
 
@@ -460,12 +482,14 @@ def run_benchmark(
     dist: Dist = SINGLE_PROCESS,
     extra_contenders: tuple[str, ...] = (),
     budgets: dict[str, int] | None = None,
+    from_zoo: bool = False,
     **overrides,
 ) -> dict:
     """Run (or resume) a benchmark preset on a data spec (default: mnist5k); see the module docstring.
     ``diffusion_classifier`` adds the Diffusion Classifier to the preset's contenders, ``extra_contenders`` the
     named :data:`~diffcls.bench.contenders.OPTIONAL_CONTENDERS`; ``budgets`` ({contender key: epochs}) replace
-    the preset's budgets of those contenders; ``overrides`` replace preset fields (e.g. ``train_limit``,
+    the preset's budgets of those contenders; ``from_zoo`` starts every model that a zoo entry was trained like
+    (same options, seed and data) from that entry; ``overrides`` replace preset fields (e.g. ``train_limit``,
     ``eval_limit``; None leaves a field as it is).
 
     Returns ``{"report": Path, "plots": [Path, ...]}`` (``None`` and ``[]`` on ranks other than 0 under
@@ -492,4 +516,5 @@ def run_benchmark(
             )
         preset = dataclasses.replace(preset, budgets=tuple({**dict(preset.budgets), **budgets}.items()))
     with exclusive(folders=[output], dist=dist):  # one benchmark per folder (rows.jsonl has one writer)
-        return Benchmark(preset, data or "mnist5k", output, device, workers, progress, command, dist).run()
+        bench = Benchmark(preset, data or "mnist5k", output, device, workers, progress, command, dist, from_zoo)
+        return bench.run()

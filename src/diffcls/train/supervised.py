@@ -10,6 +10,7 @@ from timm.data.distributed_sampler import RepeatAugSampler
 from torch.utils.data import Sampler
 
 from diffcls.data import (
+    DataSource,
     ImageDataset,
     ImageTransform,
     TransformConfig,
@@ -21,6 +22,13 @@ from diffcls.data import (
 )
 from diffcls.train.config import TrainConfig
 from diffcls.train.loop import Trainer
+
+
+def fill_data_defaults(c: TrainConfig, source: DataSource) -> None:
+    """Fill in the options whose default depends on the data set (input size, augmentation), as a training
+    records them in its ``config.json``."""
+    c.img_size = c.img_size or source.default_img_size
+    c.augment = c.augment or default_augment(c.data)
 
 
 class SupervisedTrainer(Trainer):
@@ -47,8 +55,7 @@ class SupervisedTrainer(Trainer):
     def _build_data(self) -> None:
         c = self.config
         self.source = source = self.source or load_source(c.data)
-        c.img_size = c.img_size or source.default_img_size
-        c.augment = c.augment or default_augment(c.data)
+        fill_data_defaults(c, source)
         self.transform = TransformConfig(img_size=c.img_size, fit=c.fit, low_res=c.low_res)
         # Validation (per-epoch curves, plateau checks, fitted temperatures) never sees a test image unless asked
         # for with --val-split 0; the held-out images are the same for every data fraction.
