@@ -77,17 +77,6 @@ ENTRIES = {
         CP8,
         "CP-8",
     ),
-    "mnist5k-ddpm-multihead": EntrySpec(
-        "multi-head UNet (one ε head per class, 16 px): the Diffusion Classifier scores all 10 classes in one pass, "
-        "λ fitted on the validation split",
-        ("--data", "mnist5k", "--method", "ddpm", "--model", "unet_small_multihead", "--img-size", "16")
-        + ("--epochs", "40", "-b", "32", "--lr", "1e-3", "--ema-decay", "0.995", "--val-images", "50")
-        + ("--val-steps", "10", "--seed", "0"),
-        ("--schedule", "flat-50"),
-        "DC flat-50, one pass",
-        subset_images=50,
-        fit_temperature=True,
-    ),
     # Fashion-MNIST (Debian's dataset-fashion-mnist): the full benchmark's seed-0 models with `--train-limit 5000
     # --budget standard=30 --budget didicm=80` (its validation curves at 20 and 40 epochs were still climbing).
     "fashion-mnist-standard": EntrySpec(

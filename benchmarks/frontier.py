@@ -85,6 +85,12 @@ def pareto(rows: list[dict], cost: str = "ms") -> set[str]:
     return front
 
 
+def skipped(args: argparse.Namespace, label: str, tag: str) -> bool:
+    """Whether ``--skip`` (all conditions) or ``--skip-corrupted`` (the corrupted one) leaves this readout out."""
+    drop = args.skip + (args.skip_corrupted if tag != "clean" else [])
+    return any(part in label for part in drop)
+
+
 def measure(args: argparse.Namespace, condition: list[str], tag: str) -> list[dict]:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -92,12 +98,14 @@ def measure(args: argparse.Namespace, condition: list[str], tag: str) -> list[di
     rows = []
     models = {"twin": args.twin, "plain": args.plain, "didicm": args.didicm, "didicm_late": args.didicm_late}
     for label, (model, flags) in CLASSIFIER_READOUTS.items():
-        if models[model]:
+        if models[model] and not skipped(args, label, tag):
             r = run_eval(["--checkpoint", models[model], *common, *flags], out / f"{tag}-{slug(label)}.json")
             rows.append({"label": label, **r})
     if args.ddpm:
         dc = ["--checkpoint", args.ddpm, *common, "--batch-size", str(args.dc_batch)]
         for label, flags in DC_READOUTS.items():
+            if skipped(args, label, tag):
+                continue
             rows.append({"label": label, **run_eval([*dc, *flags], out / f"{tag}-{slug(label)}.json")})
         if args.twin:
             for k in HYBRID_TOP_K:
@@ -169,6 +177,16 @@ def main() -> None:
     parser.add_argument("--dc-batch", type=int, default=256, help="network rows per pass of the DC")
     parser.add_argument("--output", default="runs/frontier")
     parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument(
+        "--skip", action="append", default=[], metavar="TEXT", help="leave out readouts whose label contains TEXT"
+    )
+    parser.add_argument(
+        "--skip-corrupted",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="... under the corruption only (e.g. 'CIFAR-10': the paper's schedule costs 2,750 NFE per image)",
+    )
     args = parser.parse_args()
     if args.zoo:
         for flag, entry in ZOO_MODELS.items():
