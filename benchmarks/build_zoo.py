@@ -36,9 +36,9 @@ from diffcls.runtime.checkpoint import CONFIG_NAME, METRICS_NAME, STATE_NAME
 from diffcls.runtime.io import atomic_write_text
 from diffcls.zoo import PACKAGE_ZOO_DIR, RECORD_NAME, ZOO_DIR_VARIABLE, zoo_entry
 from diffcls.zoo.compare import parameter_count, weights_file
+from diffcls.zoo.match import NOT_INSTALLED
 
 METRIC_KEYS = ("top1", "top5", "nll", "brier", "ece", "ece_adaptive", "aurc", "tie_rate")  # no times: machine-bound
-NOT_SHIPPED = {STATE_NAME, ".diffcls.lock"}
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ def build(name: str, spec: EntrySpec, trained_root: Path, zoo: Path, commit: str
     target = zoo / name
     if target.exists():
         shutil.rmtree(target)
-    shutil.copytree(trained, target, ignore=lambda _d, names: [n for n in names if n in NOT_SHIPPED])
+    shutil.copytree(trained, target, ignore=lambda _d, names: [n for n in names if n in NOT_INSTALLED])
     # A placeholder record so that zoo:NAME resolves while the entry is measured.
     record = {"name": name, "recipe": list(spec.recipe), "readout": readout, "data": config["data"]}
     record |= {"method": config["method"], "model": config["model"], "metrics": {}, "subset_images": 0}

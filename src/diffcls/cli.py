@@ -1080,6 +1080,7 @@ def cmd_zoo_list(args: argparse.Namespace) -> int:
         "MB",
     )
     rows = [header]
+    sizes = {name: e.size_bytes for name, e in entries.items()}  # walks each folder: once
     for name, e in entries.items():
         r, test = e.record, e.metrics["test"]
         rows.append(
@@ -1095,13 +1096,13 @@ def cmd_zoo_list(args: argparse.Namespace) -> int:
                 f"{test['top1']:.3f}",
                 f"{test['nll']:.3f}",
                 f"{test['ece']:.3f}",
-                f"{e.size_bytes / 1e6:.1f}",
+                f"{sizes[name] / 1e6:.1f}",
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-    total = sum(e.size_bytes for e in entries.values())
+    total = sum(sizes.values())
     print(f"{len(entries)} models, {total / 1e6:.1f} MB in {zoo_dir()}; test metrics on the whole test split")
     return 0
 

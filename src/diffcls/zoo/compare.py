@@ -7,13 +7,14 @@ import math
 from pathlib import Path
 
 from diffcls.errors import DiffclsError
+from diffcls.models.noise_predictors import PIPELINE_WEIGHTS_NAME
 from diffcls.runtime.checkpoint import WEIGHTS_NAME, load_weights
 
 # Metrics compared by `diffcls zoo verify`, with the largest difference counted as agreement. Evaluation on a CPU
 # is deterministic, so on the machine that built the zoo they agree exactly; another CPU (other SIMD kernels, other
 # thread counts) may sum in another order, which may move a borderline image across the decision boundary.
 TOLERANCES = {"top1": None, "nll": 0.005, "brier": 0.005, "ece": 0.005}  # None: one image either way
-DIFFUSERS_WEIGHTS = Path("unet") / "diffusion_pytorch_model.safetensors"
+DIFFUSERS_WEIGHTS = Path("unet") / PIPELINE_WEIGHTS_NAME  # a ddpm model's DDPMPipeline layout
 
 
 def metric_differences(recorded: dict, measured: dict) -> list[dict]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from diffcls.methods import get_method
 from diffcls.runtime.checkpoint import CONFIG_NAME, STATE_NAME
 from diffcls.runtime.io import atomic_write_text
+from diffcls.runtime.lock import FOLDER_LOCK_NAME
 from diffcls.train.config import COMMON_OPTIONS
 from diffcls.zoo import RECORD_NAME, ZooEntry, zoo_entries
 
@@ -43,7 +44,7 @@ def entry_trained_like(train: dict, folder: Path | None = None) -> ZooEntry | No
     return None
 
 
-NOT_INSTALLED = (RECORD_NAME, STATE_NAME, ".diffcls.lock")
+NOT_INSTALLED = (RECORD_NAME, STATE_NAME, FOLDER_LOCK_NAME)  # the record, optimiser state and a lock
 
 
 def install_entry(entry: ZooEntry, folder: str | Path, *, output: str) -> None:
