@@ -13,7 +13,7 @@ and under severity-5 ``--corruption`` (results files in ``--output`` are reused,
   pass per timestep;
 * the Diffusion Classifier: flat-10/20/50, the adaptive 10→50 schedule (keep 3→1) and the paper's CIFAR-10
   schedule (50→500, keep 5→1), per-image early stopping on flat-50 (α = 0.01 and 0.1), and hybrids (the twin's
-  top-2 and top-3 scored by flat-50).
+  top-2 scored by flat-10/24/50, its top-3 by flat-50, and its top-2/3 raced on flat-50 with early stopping).
 
 It prints one markdown table per condition (top-1, NLL, ECE, NFE per image, ms per image, and whether the readout
 is on the Pareto front of top-1 against ms per image: no other readout is both faster and at least as accurate)
@@ -57,7 +57,14 @@ ZOO_MODELS = {  # args attribute: mnist5k zoo entry
     "ddpm_multihead": "mnist5k-ddpm-multihead",
 }
 MULTIHEAD_READOUTS = {f"DC multi-head flat-{m}": ["--schedule", f"flat-{m}"] for m in (10, 20, 50)}
-HYBRID_TOP_K = (2, 3)  # the twin's top-k scored by DC flat-50
+HYBRID_READOUTS = {  # label: (the twin's top-k, DC flags): the proposed classes scored, or raced
+    **{f"hybrid: twin top-2 + DC flat-{m}": (2, ["--schedule", f"flat-{m}"]) for m in (10, 24, 50)},
+    "hybrid: twin top-3 + DC flat-50": (3, ["--schedule", "flat-50"]),
+    **{
+        f"hybrid: twin top-{k} + DC flat-50, early stop α=0.1": (k, ["--schedule", "flat-50", "--early-stop", "0.1"])
+        for k in (2, 3)
+    },
+}
 
 
 def run_eval(args: list[str], results: Path) -> dict:
@@ -108,9 +115,10 @@ def measure(args: argparse.Namespace, condition: list[str], tag: str) -> list[di
                 continue
             rows.append({"label": label, **run_eval([*dc, *flags], out / f"{tag}-{slug(label)}.json")})
         if args.twin:
-            for k in HYBRID_TOP_K:
-                label = f"hybrid: twin top-{k} + DC flat-50"
-                flags = ["--schedule", "flat-50", "--proposer", args.twin, "--proposer-top-k", str(k)]
+            for label, (k, flags) in HYBRID_READOUTS.items():
+                if skipped(args, label, tag):
+                    continue
+                flags = [*flags, "--proposer", args.twin, "--proposer-top-k", str(k)]
                 rows.append({"label": label, **run_eval([*dc, *flags], out / f"{tag}-{slug(label)}.json")})
     if args.ddpm_multihead:  # one ε head per class: every class in one network evaluation per timestep
         dc = ["--checkpoint", args.ddpm_multihead, *common, "--batch-size", str(args.dc_batch)]

@@ -363,11 +363,14 @@ def test_standard_checkpoint_given_to_the_diffusion_classifier(standard_ckpt, da
     assert_no_results(results)
 
 
-def test_ddpm_checkpoint_given_to_predict(ddpm_ckpt, tmp_path, capsys):
+def test_ddpm_checkpoint_given_to_predict_with_a_bad_schedule(ddpm_ckpt, tmp_path, capsys):
     image = tmp_path / "x.png"
     Image.fromarray(np.zeros((12, 12), np.uint8)).save(image)
-    err = run_error(["predict", "--checkpoint", str(ddpm_ckpt), str(image)], capsys)
-    assert f"{ddpm_ckpt} holds a 'ddpm' model, not a classifier" in err
+    err = run_error(["predict", "--checkpoint", str(ddpm_ckpt), "--schedule", "flat-x", str(image)], capsys)
+    assert "unknown schedule 'flat-x'" in err
+    err = run_error(["predict", "--checkpoint", str(ddpm_ckpt), "--schedule", "flat-4", "--n-samples", "2",
+                     str(image)], capsys)  # fmt: skip
+    assert "give either --schedule or --n-samples/--to-keep, not both" in err
 
 
 # ------------------------------------------------------------------------- 8. a pickle where safetensors is expected

@@ -453,6 +453,32 @@ def _add_eval_parser(sub) -> None:
     p.set_defaults(func=cmd_eval)
 
 
+def _add_schedule_flags(g) -> None:
+    """The Diffusion Classifier's timestep schedule (eval and predict); read back by :func:`_schedule`."""
+    g.add_argument(
+        "--schedule",
+        default=None,
+        metavar="NAME",
+        help="the paper's elimination schedules: cifar10 (default), stl10, pets, food101, aircraft, "
+        "flowers102, imagenet, objectnet; or flat-N (every class on N timesteps)",
+    )
+    g.add_argument(
+        "--n-samples",
+        default=None,
+        metavar="N1,N2,..",
+        help="timesteps scored per surviving class after each stage, e.g. 50,500",
+    )
+    g.add_argument("--to-keep", default=None, metavar="K1,K2,..", help="classes kept after each stage, e.g. 5,1")
+
+
+def _schedule(args: argparse.Namespace):
+    from diffcls.generative import parse_schedule
+
+    if args.schedule and args.n_samples:
+        raise DiffclsError("give either --schedule or --n-samples/--to-keep, not both")
+    return parse_schedule(args.n_samples, args.to_keep, preset=None if args.n_samples else args.schedule or "cifar10")
+
+
 def _add_diffusion_classifier_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("Diffusion Classifier (ddpm checkpoints, --pretrained folders)")
     g.add_argument(
@@ -474,7 +500,7 @@ def _add_diffusion_classifier_flags(p: argparse.ArgumentParser) -> None:
         help="per-image early stopping on a flat schedule (--schedule flat-M: at most M timesteps): classes race "
         "in looks of --early-stop-chunk timesteps and leave once a paired t-test on log errors says they lose; "
         "ALPHA bounds the chance of dropping the best class (Bonferroni over classes and looks); results give the "
-        "mean NFE per image",
+        "mean NFE per image; with --proposer only its top-k classes race",
     )
     g.add_argument("--early-stop-chunk", type=int, default=5, metavar="N", help="timesteps per look (default 5)")
     g.add_argument(
@@ -491,20 +517,7 @@ def _add_diffusion_classifier_flags(p: argparse.ArgumentParser) -> None:
         help="rank classes by the weighted mean error over t with weights (and lambda) from FILE "
         "(--fit-timestep-weights; the same flat-M schedule)",
     )
-    g.add_argument(
-        "--schedule",
-        default=None,
-        metavar="NAME",
-        help="the paper's elimination schedules: cifar10 (default), stl10, pets, food101, aircraft, "
-        "flowers102, imagenet, objectnet; or flat-N (every class on N timesteps)",
-    )
-    g.add_argument(
-        "--n-samples",
-        default=None,
-        metavar="N1,N2,..",
-        help="timesteps scored per surviving class after each stage, e.g. 50,500",
-    )
-    g.add_argument("--to-keep", default=None, metavar="K1,K2,..", help="classes kept after each stage, e.g. 5,1")
+    _add_schedule_flags(g)
     g.add_argument("--loss", choices=["l2", "l1", "huber"], default="l2", help="per-pixel error (default: l2)")
     g.add_argument(
         "--temperature",
@@ -568,7 +581,9 @@ def _add_predict_parser(sub) -> None:
     p = sub.add_parser(
         "predict",
         help="classify image files with a checkpoint",
-        description="Print the top-k classes of each image with their probabilities.",
+        description="Print the top-k classes of each image with their probabilities: with a classifier folder "
+        "(standard, DiDiCM: its --sampler) or a class-conditional DDPM folder (the Diffusion Classifier: its "
+        "--schedule, the same shared noise as diffcls eval for the same --seed).",
     )
     p.add_argument(
         "--checkpoint", required=True, type=model_folder, help="folder written by diffcls train" + MODEL_FOLDER_HELP
@@ -579,6 +594,11 @@ def _add_predict_parser(sub) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     _add_sampler_flags(p)
+    g = p.add_argument_group(
+        "Diffusion Classifier (ddpm checkpoints): the class that survives elimination is the prediction, "
+        "probabilities softmax(-lambda * error) with the folder's calibration.json"
+    )
+    _add_schedule_flags(g)
     p.set_defaults(func=cmd_predict)
 
 
@@ -908,13 +928,8 @@ def _eval_dc_zero(args: argparse.Namespace, dist, device: str) -> int:
 def _eval_diffusion_classifier(args: argparse.Namespace, dist, device: str) -> int:
     from diffcls.eval.diffusion_classifier import DCEvalConfig, evaluate_diffusion_classifier
     from diffcls.eval.evaluate import write_results
-    from diffcls.generative import parse_schedule
 
-    if args.schedule and args.n_samples:
-        raise DiffclsError("give either --schedule or --n-samples/--to-keep, not both")
-    schedule = parse_schedule(
-        args.n_samples, args.to_keep, preset=None if args.n_samples else args.schedule or "cifar10"
-    )
+    schedule = _schedule(args)
     cfg = DCEvalConfig(
         data=args.data,
         checkpoint=args.checkpoint,
@@ -974,18 +989,25 @@ def _eval_diffusion_classifier(args: argparse.Namespace, dist, device: str) -> i
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from diffcls.eval.diffusion_classifier import predict_files_with_noise_model
     from diffcls.eval.evaluate import predict_files
+    from diffcls.methods import method_of
     from diffcls.runtime.device import resolve_device
 
-    rows = predict_files(
-        args.checkpoint, args.images, args.top_k, _sampler_config(args), str(resolve_device(args.device)), args.seed
-    )
+    device = str(resolve_device(args.device))
+    if method_of(args.checkpoint)[0].evaluation == "diffusion-classifier":
+        rows = predict_files_with_noise_model(args.checkpoint, args.images, args.top_k, _schedule(args), device,
+                                              args.seed)  # fmt: skip
+    else:
+        rows = predict_files(args.checkpoint, args.images, args.top_k, _sampler_config(args), device, args.seed)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     for row in rows:
         preds = "  ".join(f"{p['class']} {p['probability']:.3f}" for p in row["predictions"])
-        print(f"{row['image']}: {preds}")
+        decided = row["prediction"]["class"]
+        note = "" if decided == row["predictions"][0]["class"] else f"  (decision: {decided}, the survivor)"
+        print(f"{row['image']}: {preds}{note}")
     return 0
 
 

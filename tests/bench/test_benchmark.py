@@ -240,6 +240,8 @@ def test_bench_diffusion_classifier_meets_every_grid_condition_on_a_fixed_subset
     dc = [r for r in rows if r["contender"] == "dc"]
     grid = {r["condition"] for r in rows if r["contender"] == "standard"} - {"low_res/8"}
     assert {r["condition"] for r in dc} == grid and all(r["seed"] == 0 and r["temperature"] > 0 for r in dc)
+    for r in dc:  # top-1 is the survivor's (the per-image outcomes), the probabilities' argmax beside it
+        assert r["top1"] == pytest.approx(r["correct"].count("1") / len(r["correct"])) and "top1_of_probabilities" in r
     folder = benchmark.model_dir(dc_contender(), Training(0.5), 0)
     assert (folder / "model_index.json").is_file()  # a DDPMPipeline per fraction
     test = dc_contender().test_subset(benchmark)

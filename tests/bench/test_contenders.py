@@ -148,3 +148,21 @@ def test_bench_budget_flag_is_checked_in_one_line(tmp_path, capsys):
     assert main(["bench", "--budget", "late=5", "--data", "digits", "--output", out]) == 2
     assert "no contender 'late' in this benchmark; keys: didicm, standard" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()  # refused before anything is written
+
+
+def test_a_rows_top1_and_outcomes_are_the_methods_decision_where_it_has_one():
+    """A Measurement with ``prediction`` (the Diffusion Classifier's survivor) gives its top-1 and per-image
+    outcomes; the argmax of the probabilities is kept beside as top1_of_probabilities."""
+    import torch
+
+    from diffcls.bench.contenders import Measurement
+    from diffcls.bench.runner import result_row
+
+    probs = torch.tensor([[0.6, 0.4], [0.3, 0.7], [0.55, 0.45], [0.2, 0.8]])
+    labels = torch.tensor([1, 1, 0, 1])  # argmax right on 3 of 4
+    task = Task(STANDARD_TWIN, 0, Condition("clean"), None)
+    plain = result_row(task, Measurement(probs, labels, 1.0, 1))
+    assert plain["top1"] == 0.75 and plain["correct"] == "0111" and "top1_of_probabilities" not in plain
+    decided = result_row(task, Measurement(probs, labels, 1.0, 1, prediction=torch.tensor([1, 1, 1, 0])))
+    assert decided["top1"] == 0.5 and decided["correct"] == "1100" and decided["top1_of_probabilities"] == 0.75
+    assert decided["nll"] == plain["nll"]  # the probabilities' metrics are unchanged

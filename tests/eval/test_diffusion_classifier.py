@@ -465,6 +465,31 @@ def test_early_stopping_eval_counts_each_images_nfe_and_resumes(tmp_path, npz_pa
     assert "--early-stop races the classes on a flat schedule" in capsys.readouterr().err
 
 
+def test_hybrid_with_early_stopping_races_the_proposed_classes(tmp_path, npz_path, ddpm_checkpoint, capsys):
+    """--proposer with --early-stop: each image races only the proposer's top-k; NFE per image = its own race's
+    count + the proposer's 1, at most k M + 1; probabilities sum to 1; top-k 1 is refused (a race needs two)."""
+    import numpy as np
+
+    data = f"npz:{npz_path}"
+    proposer = tmp_path / "twin"
+    assert main(["train", "--data", data, "--method", "standard", "--model", "didirn_small", "--img-size", "12",
+                 "--epochs", "1", "--output", str(proposer)]) == 0  # fmt: skip
+    args = ["--checkpoint", ddpm_checkpoint, "--data", data, "--schedule", "flat-12", "--limit", 6]
+    args += ["--proposer", proposer, "--early-stop", 0.2, "--early-stop-chunk", 3]
+    assert run_eval(*args, "--proposer-top-k", 2, "--results-file", tmp_path / "h.json", "--save-probs",
+                    tmp_path / "h.npy") == 0  # fmt: skip
+    r = json.loads((tmp_path / "h.json").read_text())
+    rows = [json.loads(line) for line in (tmp_path / "h.images.jsonl").read_text().splitlines()[1:]]
+    for row in rows:
+        scored = {c for stage in row["stage_means"] for c, v in enumerate(stage) if v is not None}
+        assert len(scored) == 2 and row["prediction"] in scored and 2 * 3 <= row["nfe"] <= 2 * 12
+    assert r["method"] == "hybrid" and r["nfe_per_image_max"] == 2 * 12 + 1
+    assert r["nfe_per_image"] == pytest.approx(sum(row["nfe"] + 1 for row in rows) / 6)
+    np.testing.assert_allclose(np.load(tmp_path / "h.npy").sum(1), 1.0, rtol=1e-5)
+    assert run_eval(*args, "--proposer-top-k", 1, "--results-file", tmp_path / "x.json") == 2
+    assert "--proposer-top-k must lie in 2..4 with --early-stop, got 1" in capsys.readouterr().err
+
+
 def test_timestep_weights_fitted_then_used_rank_by_the_weighted_mean(tmp_path, npz_path, ddpm_checkpoint, capsys):
     """--fit-timestep-weights logs each image's per-t errors, fits and writes the weights; --timestep-weights then
     ranks the same images by mean_t w_t e_k(t) (the same shared noise, so the same errors)."""
@@ -490,3 +515,39 @@ def test_timestep_weights_fitted_then_used_rank_by_the_weighted_mean(tmp_path, n
     assert run_eval(*base[:4], "--schedule", "flat-5", "--timestep-weights", weights_file,
                     "--results-file", tmp_path / "x.json") == 2  # fmt: skip
     assert "weighs 6 timesteps; use --schedule flat-6" in capsys.readouterr().err
+
+
+def test_predict_with_a_ddpm_folder_gives_evals_decisions_and_probabilities(tmp_path, npz_path, ddpm_checkpoint,
+                                                                            capsys):  # fmt: skip
+    """diffcls predict on PNGs of the test images with a ddpm folder: the same shared noise as eval, so every
+    image gets eval's survivor and probabilities (an adaptive schedule, where the two can differ); the text output
+    names the survivor where it is not the most probable class."""
+    import numpy as np
+    from PIL import Image
+
+    data = np.load(npz_path)
+    paths = []
+    for i, image in enumerate(data["x_test"][:8]):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(image).save(paths[-1])
+    schedule = ["--n-samples", "2,4", "--to-keep", "2,1"]
+    assert run_eval("--checkpoint", ddpm_checkpoint, "--data", f"npz:{npz_path}", *schedule, "--results-file",
+                    tmp_path / "e.json", "--save-probs", tmp_path / "e.npy") == 0  # fmt: skip
+    capsys.readouterr()
+    rows = [json.loads(line) for line in (tmp_path / "e.images.jsonl").read_text().splitlines()[1:]]
+    order = [row["index"] for row in rows]
+    eval_probs = np.load(tmp_path / "e.npy")
+    assert main(["predict", "--checkpoint", str(ddpm_checkpoint), *schedule, "--top-k", "4", "--json", *paths]) == 0
+    predicted = json.loads(capsys.readouterr().out)
+    for i, got in enumerate(predicted):
+        row = rows[order.index(i)]
+        assert got["prediction"]["index"] == row["prediction"]
+        probs = np.zeros(4)
+        for entry in got["predictions"]:
+            probs[entry["index"]] = entry["probability"]
+        np.testing.assert_allclose(probs, eval_probs[order.index(i)], atol=2e-6)
+    assert main(["predict", "--checkpoint", str(ddpm_checkpoint), *schedule, *paths]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 8 and all(line.startswith(path + ": ") for line, path in zip(lines, paths))
+    for line, got in zip(lines, predicted):
+        assert ("(decision: " in line) == (got["prediction"]["index"] != got["predictions"][0]["index"])

@@ -61,3 +61,28 @@ def test_a_smaller_error_rate_needs_more_evidence():
     with pytest.raises(DiffclsError, match="chunk"):
         classify_racing(lambda x, t, c: x, torch.zeros(1, 1, 2, 2), 3, ALPHAS_CUMPROD, 10, torch.zeros(10, 1, 2, 2),
                         chunk=1)  # fmt: skip
+
+
+def test_a_race_among_proposed_candidates_scores_only_them():
+    """candidates (a proposer's top-P): nothing outside them is scored or predicted, the NFE is counted exactly,
+    and the race on two candidates decides as the full budget does between the same two classes."""
+    torch.manual_seed(2)
+    prototypes = torch.randn(6, 1, 4, 4)
+    x0 = prototypes[[4, 1, 2]] + 0.05 * torch.randn(3, 1, 4, 4)
+    candidates = torch.tensor([[4, 0], [5, 1], [3, 0]])  # image 2's class is not proposed
+    eps_fn, calls = counting(oracle_eps_fn(prototypes))
+    noise = torch.randn(20, 1, 4, 4)
+    race = classify_racing(eps_fn, x0, 6, ALPHAS_CUMPROD, 20, noise, chunk=4, alpha=0.05, candidates=candidates)
+    assert calls["rows"] == int(race.nfe.sum()) and (race.nfe <= 2 * 20).all()
+    scored = ~race.errors.isnan().all(-1)
+    proposed = torch.zeros(3, 6, dtype=torch.bool).scatter(1, candidates, True)
+    assert (scored == proposed).all()
+    full = classify(oracle_eps_fn(prototypes), x0, 6, ALPHAS_CUMPROD, Schedule((20,), (1,)), noise,
+                    candidates=candidates)  # fmt: skip
+    assert race.prediction.tolist() == full.prediction.tolist()
+    assert race.prediction[:2].tolist() == [4, 1] and race.prediction[2].item() in (3, 0)
+    probs = race.probabilities(100.0)
+    torch.testing.assert_close(probs.sum(1), torch.ones(3))
+    assert (probs[~proposed] == 0).all()
+    with pytest.raises(DiffclsError, match="at least 2 classes"):
+        classify_racing(eps_fn, x0, 6, ALPHAS_CUMPROD, 20, noise, chunk=4, candidates=candidates[:, :1])

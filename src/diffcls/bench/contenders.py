@@ -32,7 +32,13 @@ import torch
 from diffcls.bench.stats import Row, Series
 from diffcls.data import ImageDataset, ImageTransform, Split, TransformConfig, stratified_order
 from diffcls.didicm import SAMPLERS, SamplerConfig
-from diffcls.eval.diffusion_classifier import DCEvalConfig, classify_indices, load_noise_model, lowest_error
+from diffcls.eval.diffusion_classifier import (
+    DCEvalConfig,
+    classify_indices,
+    load_noise_model,
+    lowest_error,
+    lowest_last_stage,
+)
 from diffcls.eval.evaluate import evaluate_model, select_split
 from diffcls.generative.adaptive import Schedule, stagewise_probabilities
 from diffcls.generative.calibration import fit_temperature
@@ -67,6 +73,9 @@ class Measurement:
     # itself (for classifiers they are ``probs`` at T).
     temperature: float | None = None
     calibrated: torch.Tensor | None = None
+    # int64[N], the method's own decision where it is not the argmax of ``probs`` (the Diffusion Classifier's
+    # survivor of elimination, which a class eliminated earlier can outweigh in the stage-wise probabilities)
+    prediction: torch.Tensor | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -416,6 +425,7 @@ class DiffusionClassifierContender(Contender):
             extra,
             temperature=temperature,
             calibrated=calibrated,
+            prediction=lowest_last_stage(means),  # the candidates are the classes
         )
 
     def _scorer(self, folder: Path, runner: Benchmark) -> tuple[DCEvalConfig, NoiseModel, float]:

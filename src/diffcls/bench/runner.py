@@ -89,6 +89,11 @@ def result_row(task: Task, m: Measurement) -> Row:
     """The results row of a task: who, how read out, under which condition, the metrics, and reliability bins."""
     c = task.contender
     metrics = classification_metrics(m.probs, m.labels)
+    correct, decision = topk_correct(m.probs, m.labels), {}
+    if m.prediction is not None:  # top-1 and the per-image outcomes are the method's decision, the argmax's beside
+        correct = m.prediction.cpu() == m.labels.cpu()
+        decision = {"top1_of_probabilities": round(metrics["top1"], 6)}
+        metrics = {**metrics, "top1": correct.double().mean().item()}
     return {
         "key": task.key,
         "contender": c.key,
@@ -104,8 +109,9 @@ def result_row(task: Task, m: Measurement) -> Row:
         "ms_per_image": round(1000 * m.seconds / max(len(m.labels), 1), 3),
         "num_samples": len(m.labels),
         **m.extra,
+        **decision,
         **_temperature_scaled(m),
-        "correct": "".join("1" if c else "0" for c in topk_correct(m.probs, m.labels).tolist()),
+        "correct": "".join("1" if c else "0" for c in correct.tolist()),
         "risk_coverage": _risk_at_coverage(m.probs, m.labels),
         "reliability": reliability_bins(m.probs, m.labels),
     }

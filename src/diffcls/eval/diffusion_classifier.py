@@ -31,12 +31,15 @@ from diffcls.didicm import SamplerConfig
 from diffcls.errors import DiffclsError
 from diffcls.eval.evaluate import (
     check_ood_score,
+    check_top_k,
     corrupt_split,
     evaluate_model,
     held_out_images,
     known_posterior,
     ood_results,
     ood_split,
+    prediction_rows,
+    read_images,
     select_split,
 )
 from diffcls.generative import Schedule, classify, parse_schedule
@@ -55,6 +58,7 @@ from diffcls.generative.weighting import fit_timestep_weights, weighted_scores
 from diffcls.inference.metrics import classification_metrics, posterior_metrics
 from diffcls.methods import METHODS, get_method, load_classifier, method_of
 from diffcls.models.noise_predictors import load_pipeline_unet, scores_all_classes
+from diffcls.runtime.checkpoint import read_checkpoint_config
 from diffcls.runtime.distributed import SINGLE_PROCESS, Dist
 from diffcls.runtime.io import JsonlLog, write_json
 
@@ -227,7 +231,7 @@ def _classify_batch(
     images, labels = zip(*(dataset[i] for i in batch))
     x0 = model.encode(torch.stack(images).to(cfg.device))
     if cfg.early_stop is not None:
-        return _race_batch(cfg, model, x0, batch, labels, candidates, noise, tic)
+        return _race_batch(cfg, model, x0, batch, labels, candidates, noise, tic, proposals)
     result = classify(
         model.eps_fn,
         x0,
@@ -265,12 +269,13 @@ def _rows(batch, labels, predictions, stage_means: torch.Tensor, seconds: float,
     return rows
 
 
-def _race_batch(cfg, model, x0, batch, labels, candidates, noise, tic) -> list[dict]:
+def _race_batch(cfg, model, x0, batch, labels, candidates, noise, tic, proposals=None) -> list[dict]:
     """:func:`_classify_batch` with per-image early stopping (:func:`~diffcls.generative.racing.classify_racing`):
-    each row also records the image's own NFE."""
+    each row also records the image's own NFE; with ``proposals`` only the proposed classes race."""
     race = classify_racing(
         model.eps_fn, x0, len(candidates), model.alphas_cumprod, cfg.schedule.num_timesteps, noise,
         chunk=cfg.early_stop_chunk, alpha=cfg.early_stop, loss=cfg.loss, batch_size=cfg.batch_size,
+        candidates=None if proposals is None else torch.tensor([proposals[i] for i in batch]),
     )  # fmt: skip
     seconds = (time.perf_counter() - tic) / len(batch)
     predictions = [candidates[int(c)] for c in race.prediction]
@@ -487,13 +492,18 @@ def _check_cost_levers(cfg: DCEvalConfig, model: NoiseModel, num_candidates: int
         raise DiffclsError("timestep weights apply to a flat schedule (--schedule flat-M), one prompt per class")
     if cfg.timestep_weights and (m := len(_weights(cfg)[0])) != cfg.schedule.num_timesteps:
         raise DiffclsError(f"{cfg.timestep_weights} weighs {m} timesteps; use --schedule flat-{m}")
-    if cfg.early_stop is not None and (not flat or cfg.proposer is not None):
-        raise DiffclsError("--early-stop races the classes on a flat schedule (--schedule flat-M), without --proposer")
+    if cfg.early_stop is not None and not flat:
+        raise DiffclsError("--early-stop races the classes on a flat schedule (--schedule flat-M)")
     if cfg.proposer is not None:
         if model.candidate_classes is not None:
             raise DiffclsError("--proposer needs one candidate per class (not several --prompts per class)")
-        if not 1 <= cfg.proposer_top_k <= num_candidates:
-            raise DiffclsError(f"--proposer-top-k must lie in 1..{num_candidates}, got {cfg.proposer_top_k}")
+        lowest = 1 if cfg.early_stop is None else 2  # a race needs two classes
+        if not lowest <= cfg.proposer_top_k <= num_candidates:
+            raise DiffclsError(
+                f"--proposer-top-k must lie in {lowest}..{num_candidates}"
+                + (" with --early-stop" if cfg.early_stop is not None else "")
+                + f", got {cfg.proposer_top_k}"
+            )
 
 
 def _classify_ood(cfg, model, ood: Split, transform, candidates, per_image_file, progress, dist):
@@ -509,14 +519,13 @@ def _nfe_fields(
     cfg: DCEvalConfig, log: JsonlLog, indices, num_candidates: int, proposer_nfe: int, one_pass: bool = False
 ) -> dict:
     """``nfe_per_image``: the schedule's count (one per timestep for a multi-head network, ``one_pass``), the
-    hybrid's (its top-K plus the proposer), or an early-stopped race's mean over the images (with its bound
-    ``nfe_per_image_max``)."""
-    if cfg.proposer is not None:
-        return {"nfe_per_image": cfg.schedule.nfe(cfg.proposer_top_k) + proposer_nfe}
-    full = cfg.schedule.nfe(num_candidates, one_pass)
+    hybrid's (its top-K plus the proposer), or an early-stopped race's mean over the images (plus the proposer's,
+    with its bound ``nfe_per_image_max``)."""
+    scored = num_candidates if cfg.proposer is None else cfg.proposer_top_k
+    full = cfg.schedule.nfe(scored, one_pass) + proposer_nfe
     if cfg.early_stop is None:
         return {"nfe_per_image": full}
-    raced = [log.rows[str(int(i))]["nfe"] for i in indices]  # each image's own count
+    raced = [log.rows[str(int(i))]["nfe"] + proposer_nfe for i in indices]  # each image's own count
     return {"nfe_per_image": sum(raced) / len(raced), "nfe_per_image_max": full, "early_stop": cfg.early_stop,
             "early_stop_chunk": cfg.early_stop_chunk}  # fmt: skip
 
@@ -593,8 +602,8 @@ def _temperature(
     cfg: DCEvalConfig, model: NoiseModel, stage_means: torch.Tensor, labels: torch.Tensor, pooling: torch.Tensor | None
 ) -> tuple[float, str]:
     """lambda: fitted here (and stored), given, read from the model folder, or 1 (uncalibrated)."""
-    calibration = model.folder / CALIBRATION_NAME
     if cfg.fit_temperature:
+        calibration = model.folder / CALIBRATION_NAME
         # images whose class was never scored (a hybrid's proposer left it out) say nothing about lambda
         scored = ~stage_means[torch.arange(len(labels)), 0, labels].isnan() if pooling is None else slice(None)
         value = fit_temperature(stage_means[scored], labels[scored], pooling)
@@ -616,6 +625,40 @@ def _temperature(
     if cfg.timestep_weights or cfg.fit_timestep_weights:
         path = cfg.timestep_weights or cfg.fit_timestep_weights
         return _weights_file(path)[1], f"fitted with the timestep weights of {path}"
+    return stored_temperature(model)
+
+
+def stored_temperature(model: NoiseModel) -> tuple[float, str]:
+    """lambda from the model folder's calibration.json, else 1 (uncalibrated), and where it came from."""
+    calibration = model.folder / CALIBRATION_NAME
     if calibration.is_file():
         return float(json.loads(calibration.read_text())["temperature"]), str(calibration)
     return 1.0, "none (uncalibrated: fit one with --fit-temperature on held-out images)"
+
+
+def predict_files_with_noise_model(
+    checkpoint: str,
+    paths: list[str],
+    top_k: int = 5,
+    schedule: Schedule | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    batch_size: int = 256,
+) -> list[dict]:
+    """``diffcls predict`` with a ddpm folder: the Diffusion Classifier on image files, rows as
+    :func:`~diffcls.eval.evaluate.predict_files` gives them; the prediction is the class that survives elimination,
+    the probabilities softmax(-lambda * error) stage-wise with the folder's lambda. The shared noise is ``diffcls
+    eval``'s for the same seed and schedule, so an image gets the decision eval gives it."""
+    check_top_k(top_k)
+    schedule = schedule or parse_schedule(preset="cifar10")
+    cfg = DCEvalConfig(data="", checkpoint=checkpoint, schedule=schedule, device=device, seed=seed)
+    model = load_noise_model(cfg, [])
+    names = read_checkpoint_config(checkpoint)["class_names"]  # the embeddings may hold a null label too
+    num_classes = len(names)
+    x0 = model.encode(read_images(paths, model.transform).to(device))
+    noise = torch.randn(schedule.num_timesteps, *x0.shape[1:], generator=torch.Generator().manual_seed(seed))
+    with torch.inference_mode():
+        result = classify(model.eps_fn, x0, num_classes, model.alphas_cumprod, schedule, noise.to(device),
+                          batch_size=batch_size)  # fmt: skip
+    probs = stagewise_probabilities(result.stage_means(), stored_temperature(model)[0]).float().cpu()
+    return prediction_rows(paths, probs, result.prediction.cpu(), names, top_k)

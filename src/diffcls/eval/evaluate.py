@@ -377,25 +377,42 @@ def predict_files(
     device: str = "cpu",
     seed: int = 0,
 ) -> list[dict]:
-    """Top-k classes of image files: ``[{"image", "predictions": [{"class", "index", "probability"}, ...]}]``."""
-    if top_k < 1:
-        raise DiffclsError(f"--top-k must be >= 1, got {top_k}")
+    """Top-k classes of image files with a classifier folder: ``[{"image", "prediction": {"class", "index"},
+    "predictions": [{"class", "index", "probability"}, ...]}]`` (the prediction is the most probable class)."""
+    check_top_k(top_k)
     model, mconfig = load_classifier(checkpoint, device)
-    transform = ImageTransform(TransformConfig.from_dict(mconfig["transform"]))
-    images = torch.stack([transform(torch.from_numpy(read_image_file(p)).permute(2, 0, 1)) for p in paths])
+    images = read_images(paths, TransformConfig.from_dict(mconfig["transform"]))
     generator = torch.Generator(device=device).manual_seed(seed)
     readout = get_method(mconfig["method"]).readout(model, sampler)
     with torch.inference_mode():
         probs = readout(images.to(device), generator).float().cpu()
-    names = mconfig["class_names"]
+    return prediction_rows(paths, probs, probs.argmax(1), mconfig["class_names"], top_k)
+
+
+def check_top_k(top_k: int) -> None:
+    if top_k < 1:
+        raise DiffclsError(f"--top-k must be >= 1, got {top_k}")
+
+
+def read_images(paths: list[str], transform: TransformConfig) -> torch.Tensor:
+    """Image files as the model's input, float32[N, C, H, W] (``transform``: its size, fit and normalisation)."""
+    apply = ImageTransform(transform)
+    return torch.stack([apply(torch.from_numpy(read_image_file(p)).permute(2, 0, 1)) for p in paths])
+
+
+def prediction_rows(
+    paths: list[str], probs: torch.Tensor, decisions: torch.Tensor, names: list[str], top_k: int
+) -> list[dict]:
+    """One row per image: its decision (int64[N]) and its top-k classes of ``probs`` float[N, K]."""
     top = probs.topk(min(top_k, probs.shape[1]), dim=1)
     return [
         {
             "image": path,
+            "prediction": {"class": names[int(decision)], "index": int(decision)},
             "predictions": [
                 {"class": names[i], "index": i, "probability": round(p, 6)}
                 for p, i in zip(values.tolist(), indices.tolist())
             ],
         }
-        for path, values, indices in zip(paths, top.values, top.indices)
+        for path, decision, values, indices in zip(paths, decisions, top.values, top.indices)
     ]

@@ -110,12 +110,17 @@ def classify_racing(
     alpha: float = 0.01,
     loss: Loss = "l2",
     batch_size: int = 256,
+    candidates: Tensor | None = None,
 ) -> RaceResult:
     """Classify a batch with per-image early stopping (module docstring): at most ``num_timesteps`` = M
     timesteps of the evenly spaced grid, ``chunk`` more per look. ``noise``: float[M, C, H, W] (shared) or
-    float[B, M, C, H, W], noise m with grid timestep m."""
+    float[B, M, C, H, W], noise m with grid timestep m. ``candidates``: int64[B, P] with P >= 2, the classes each
+    image races (a proposer's top-P, the hybrid readout; the others are never scored and the Bonferroni bound
+    counts P - 1 competitors); None: all K."""
     if not 2 <= chunk <= num_timesteps:
         raise DiffclsError(f"the early-stopping chunk must lie in 2..{num_timesteps} timesteps, got {chunk}")
+    if candidates is not None and candidates.shape[1] < 2:
+        raise DiffclsError("early stopping races at least 2 classes per image")
     num_images, device = len(x0), x0.device
     if noise.dim() == x0.dim():
         noise = noise[None].expand(num_images, *noise.shape)
@@ -126,6 +131,9 @@ def classify_racing(
     looks = math.ceil(num_timesteps / chunk)
     errors = torch.full((num_images, num_classes, num_timesteps), float("nan"), device=device)
     racing = torch.ones(num_images, num_classes, dtype=torch.bool, device=device)
+    if candidates is not None:
+        racing = torch.zeros_like(racing).scatter(1, candidates.to(device).long(), True)
+    competitors = int(racing.sum(1).max()) - 1
     stage_means = torch.full((num_images, looks, num_classes), float("nan"), dtype=torch.float64, device=device)
     rows = torch.arange(num_images, device=device)
     for look in range(looks):
@@ -148,7 +156,7 @@ def classify_racing(
         n = diff.shape[-1]
         spread = diff.std(-1).clamp_min(1e-12)
         statistic = diff.mean(-1) / (spread / math.sqrt(n))
-        q = racing_threshold(alpha, num_classes - 1, looks, n)
+        q = racing_threshold(alpha, competitors, looks, n)
         beaten = racing & running[:, None] & (statistic > q)
         beaten[rows, leader] = False
         racing &= ~beaten
