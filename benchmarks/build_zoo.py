@@ -189,9 +189,14 @@ def build(name: str, spec: EntrySpec, trained_root: Path, zoo: Path, commit: str
     print(f"zoo:{name}: test top-1 {test['top1']:.4f}, val top-1 {val['top1']:.4f}", flush=True)
 
 
-def git_head() -> str:
+def full_commit(revision: str = "HEAD") -> str:
+    """The 40-digit hash of ``revision`` (an abbreviated hash, a branch, HEAD); the record needs the full one."""
     root = Path(__file__).resolve().parents[1]
-    return subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    run = subprocess.run(["git", "-C", str(root), "rev-parse", "--verify", f"{revision}^{{commit}}"],
+                         capture_output=True, text=True)  # fmt: skip
+    if run.returncode != 0:
+        sys.exit(f"--commit {revision}: not a commit of this repository")
+    return run.stdout.strip()
 
 
 def main() -> None:
@@ -208,7 +213,7 @@ def main() -> None:
     zoo.mkdir(parents=True, exist_ok=True)
     os.environ[ZOO_DIR_VARIABLE] = str(zoo)  # zoo:NAME resolves in the zoo being built
     for name in args.names or ENTRIES:
-        build(name, ENTRIES[name], Path(args.trained), zoo, args.commit or git_head())
+        build(name, ENTRIES[name], Path(args.trained), zoo, full_commit(args.commit or "HEAD"))
 
 
 if __name__ == "__main__":
