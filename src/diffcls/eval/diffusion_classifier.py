@@ -303,9 +303,7 @@ def _classify_missing(
     if not todo:
         return
     first = model.encode(dataset[todo[0]][0][None].to(cfg.device))
-    noise = torch.randn(
-        cfg.schedule.num_timesteps, *first.shape[1:], generator=torch.Generator().manual_seed(cfg.seed)
-    ).to(cfg.device)  # shared by all images
+    noise = shared_noise(cfg.schedule, first.shape[1:], cfg.seed, cfg.device)
     batches = [todo[s : s + IMAGES_PER_BATCH] for s in range(0, len(todo), IMAGES_PER_BATCH)]
     hide = not dist.is_main or (None if progress is None else not progress)
     bar = tqdm(
@@ -322,6 +320,12 @@ def _classify_missing(
                     log.append(row)
             bar.update(len(part))
     bar.close()
+
+
+def shared_noise(schedule: Schedule, shape: torch.Size, seed: int, device: str) -> torch.Tensor:
+    """The noise every image and class shares, float32[M, *shape] (``shape``: one encoded image's): one draw per
+    timestep of the schedule's grid, the same for a seed whatever the images (eval and predict agree)."""
+    return torch.randn(schedule.num_timesteps, *shape, generator=torch.Generator().manual_seed(seed)).to(device)
 
 
 def classify_indices(
@@ -656,9 +660,8 @@ def predict_files_with_noise_model(
     names = read_checkpoint_config(checkpoint)["class_names"]  # the embeddings may hold a null label too
     num_classes = len(names)
     x0 = model.encode(read_images(paths, model.transform).to(device))
-    noise = torch.randn(schedule.num_timesteps, *x0.shape[1:], generator=torch.Generator().manual_seed(seed))
+    noise = shared_noise(schedule, x0.shape[1:], seed, device)
     with torch.inference_mode():
-        result = classify(model.eps_fn, x0, num_classes, model.alphas_cumprod, schedule, noise.to(device),
-                          batch_size=batch_size)  # fmt: skip
+        result = classify(model.eps_fn, x0, num_classes, model.alphas_cumprod, schedule, noise, batch_size=batch_size)
     probs = stagewise_probabilities(result.stage_means(), stored_temperature(model)[0]).float().cpu()
-    return prediction_rows(paths, probs, result.prediction.cpu(), names, top_k)
+    return prediction_rows(paths, probs, names, top_k, result.prediction.cpu())

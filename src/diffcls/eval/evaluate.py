@@ -386,7 +386,7 @@ def predict_files(
     readout = get_method(mconfig["method"]).readout(model, sampler)
     with torch.inference_mode():
         probs = readout(images.to(device), generator).float().cpu()
-    return prediction_rows(paths, probs, probs.argmax(1), mconfig["class_names"], top_k)
+    return prediction_rows(paths, probs, mconfig["class_names"], top_k)
 
 
 def check_top_k(top_k: int) -> None:
@@ -401,10 +401,12 @@ def read_images(paths: list[str], transform: TransformConfig) -> torch.Tensor:
 
 
 def prediction_rows(
-    paths: list[str], probs: torch.Tensor, decisions: torch.Tensor, names: list[str], top_k: int
+    paths: list[str], probs: torch.Tensor, names: list[str], top_k: int, decisions: torch.Tensor | None = None
 ) -> list[dict]:
-    """One row per image: its decision (int64[N]) and its top-k classes of ``probs`` float[N, K]."""
+    """One row per image: its decision (``decisions`` int64[N]; None: the first of its top-k, ties broken as
+    every top-1 of the library breaks them) and its top-k classes of ``probs`` float[N, K]."""
     top = probs.topk(min(top_k, probs.shape[1]), dim=1)
+    decisions = top.indices[:, 0] if decisions is None else decisions
     return [
         {
             "image": path,
