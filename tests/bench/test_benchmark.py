@@ -10,8 +10,10 @@ import pytest
 
 from diffcls.bench import CONTENDERS, Benchmark, BenchPreset, Condition, DCSettings, summary_table
 from diffcls.bench.grid import Training
+from diffcls.bench.runner import copy_without_weights
 from diffcls.cli import main
 from diffcls.didicm import SamplerConfig
+from diffcls.errors import DiffclsError
 
 TINY = BenchPreset(
     name="tiny",
@@ -197,6 +199,31 @@ def test_bench_resumes_after_a_kill(bench, capsys):
     assert {k: p.stat().st_mtime_ns for k, p in weights.items()} == stamps
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(rows) == len({r["key"] for r in rows}) == len(lines)
+
+
+def test_bench_resumes_from_a_copy_without_weights(bench, tmp_path, capsys):
+    """Rows are written model by model, so a copy of the folder without weights (another machine) resumes: only
+    the model whose rows are missing is trained again, every other row is kept as it was."""
+    benchmark, _ = bench
+    moved = tmp_path / "moved"
+    files = copy_without_weights(benchmark.out, moved)
+    assert files and not any(f.suffix in (".safetensors", ".pt") for f in files)
+    assert not (moved / "cache").exists() and (moved / "trajectories.json").is_file()
+    log = moved / "rows.jsonl"
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    lost = "plain|r0.5|s0|"  # the plain ResNet trained on 50 % of the data: its rows go missing
+    assert any(r["key"].startswith(lost) for r in rows)
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows if not r["key"].startswith(lost)))
+    Benchmark(TINY, benchmark.data, moved, device="cpu", workers=0, progress=False).run()
+    err = capsys.readouterr().err
+    trained = [line for line in err.splitlines() if line.startswith("[train")]
+    assert len(trained) == 1 and trained[0].endswith(", plain-r0.5-s0")
+    again = {r["key"]: r for r in map(json.loads, log.read_text().splitlines())}
+    assert set(again) == {r["key"] for r in rows}
+    assert all(again[r["key"]] == r for r in rows if not r["key"].startswith(lost))
+    assert (moved / "report.md").is_file()
+    with pytest.raises(DiffclsError, match="not empty"):
+        copy_without_weights(benchmark.out, moved)
 
 
 def test_bench_refuses_another_preset_in_the_same_folder(bench, capsys):

@@ -119,6 +119,11 @@ class Task:
         return self.condition.training
 
     @property
+    def job(self) -> Job:
+        """The model the row reads: (contender, training, seed)."""
+        return self.contender, self.training, self.seed
+
+    @property
     def key(self) -> str:
         """The row's key in ``rows.jsonl``: a resumed benchmark skips the tasks whose key it holds."""
         return (
@@ -126,6 +131,9 @@ class Task:
             f"{self.contender.readout_id(self.readout)}"
         )
 
+
+Job = tuple[Contender, Training, int]
+"""A model to train: (contender, training, seed)."""
 
 Cell = tuple[Condition, tuple[int, ...]]
 """(condition, training seeds whose models meet it)."""
@@ -220,9 +228,12 @@ class BenchPreset:
         )
         return list({t.key: t for t in tasks}.values())
 
-    def trainings(self) -> list[tuple[Contender, Training, int]]:
+    def trainings(self) -> list[Job]:
         """The models the tasks need, (contender, training, seed), in the order the tasks first need them."""
-        return list(dict.fromkeys((t.contender, t.training, t.seed) for t in self.tasks()))
+        jobs: dict[tuple, Job] = {}  # each model once, by value (a contender may compare by identity)
+        for t in self.tasks():
+            jobs.setdefault((t.contender.key, t.training, t.seed), t.job)
+        return list(jobs.values())
 
     def _tasks(self, cells: list[Cell], readouts: Callable[[Contender], list]) -> list[Task]:
         """Tasks of ``cells``: per condition, per seed, each contender that trains with that seed and meets the

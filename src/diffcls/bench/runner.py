@@ -24,7 +24,10 @@ Output folder::
     cache/                                 corrupted test sets
     dc/                                    the Diffusion Classifier's per-image logs
 
-A killed benchmark restarted with the same command keeps its finished rows and trained checkpoints.
+It runs model by model: train one (unless complete), write its rows, then the next. A killed benchmark restarted
+with the same command keeps its finished rows and trained checkpoints, and since a model's weights are needed only
+until its rows are written, a copy without weights (:func:`copy_without_weights`) resumes too, training only the
+models whose rows are missing.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import dataclasses
 import io
 import json
 import math
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -45,7 +49,7 @@ import torch
 import torch.nn as nn
 
 from diffcls.bench.contenders import OPTIONAL_CONTENDERS, Contender, DCSettings, Measurement
-from diffcls.bench.grid import PRESETS, BenchPreset, Condition, Task, Training, comparable, jsonable
+from diffcls.bench.grid import PRESETS, BenchPreset, Condition, Job, Task, Training, comparable, jsonable
 from diffcls.bench.report import write_report
 from diffcls.bench.stats import RISK_COVERAGE_POINTS, Curve, Row
 from diffcls.bench.tables import summary_table
@@ -62,11 +66,12 @@ from diffcls.runtime.checkpoint import CONFIG_NAME, METRICS_NAME, STATE_NAME
 from diffcls.runtime.device import resolve_device
 from diffcls.runtime.distributed import SINGLE_PROCESS, Dist, rank_device
 from diffcls.runtime.io import JsonlLog, atomic_write, prepare_output_dir, write_json
-from diffcls.runtime.lock import exclusive
+from diffcls.runtime.lock import FOLDER_LOCK_NAME, exclusive
 from diffcls.train.config import TrainConfig
 from diffcls.train.supervised import fill_data_defaults
 from diffcls.zoo.match import entry_trained_like, install_entry
 
+TRAJECTORIES_NAME = "trajectories.json"
 TRAJECTORY_POOL = 512  # test images among which the trajectory figure picks its easy and hard examples
 # the metrics a row records, rounded to 6 digits
 METRICS = ("top1", "top5", "nll", "brier", "ece", "ece_adaptive", "aurc", "augrc", "tie_rate")
@@ -205,30 +210,34 @@ class Benchmark:
     def model_dir(self, contender: Contender, training: Training, seed: int) -> Path:
         return self.out / "models" / f"{contender.key}-{training.tag}-s{seed}"
 
-    def training_jobs(self) -> list[tuple[Contender, Training, int]]:
+    def training_jobs(self) -> list[Job]:
         return self.preset.trainings()
 
-    def train_all(self) -> None:
-        """Train every model the grid needs (the data set loaded once for all); complete ones are skipped."""
-        jobs = self.training_jobs()
-        for i, (contender, training, seed) in enumerate(jobs, 1):
-            folder = self.model_dir(contender, training, seed)
-            config = contender.train_config(
-                self.preset, training, seed, data=self.data, output=str(folder), device=self.device
-            )
-            if _finished_epochs(folder) >= config.epochs and (folder / CONFIG_NAME).is_file():
-                continue
-            if self.from_zoo and self._install_from_zoo(folder, config):
-                continue
-            self.log(f"[train {i}/{len(jobs)}] {contender.label} ({contender.model}), {folder.name}")
-            train(
-                config,
-                resume=(folder / STATE_NAME).is_file(),
-                progress=self.progress,
-                dist=self.dist,
-                source=self.source,
-            )
-            self.save_clock()
+    def trajectory_job(self) -> Job | None:
+        """The model of the CP trajectory figure: the trajectory contender's first full-data model."""
+        contender = self.preset.lineup.trajectory
+        return None if contender is None else (contender, Training(), self.preset.seeds[0])
+
+    def train_model(self, job: Job, number: int, total: int) -> None:
+        """Train ``job``'s model into its folder unless it is there complete (or a zoo entry was trained like it)."""
+        contender, training, seed = job
+        folder = self.model_dir(contender, training, seed)
+        config = contender.train_config(
+            self.preset, training, seed, data=self.data, output=str(folder), device=self.device
+        )
+        if _finished_epochs(folder) >= config.epochs and (folder / CONFIG_NAME).is_file() and _has_weights(folder):
+            return
+        if self.from_zoo and self._install_from_zoo(folder, config):
+            return
+        self.log(f"[train {number}/{total}] {contender.label} ({contender.model}), {folder.name}")
+        train(
+            config,
+            resume=(folder / STATE_NAME).is_file(),
+            progress=self.progress,
+            dist=self.dist,
+            source=self.source,
+        )
+        self.save_clock()
 
     def _install_from_zoo(self, folder: Path, config: TrainConfig) -> bool:
         """Copy the zoo entry trained with exactly ``config``'s options into ``folder`` (its weights, config and
@@ -249,28 +258,50 @@ class Benchmark:
     def tasks(self) -> list[Task]:
         return self.preset.tasks()
 
-    def evaluate_all(self) -> None:
+    def train_and_evaluate(self) -> None:
+        """Model by model: train it (unless its rows are all there), evaluate its rows, record the trajectories
+        if it is their model. A model is needed only until its rows are written, so a benchmark resumes from its
+        rows, bench.json and the models' curves alone (a folder moved without its weights)."""
         tasks = self.tasks()
         left = self.dist.broadcast([t.key for t in tasks if t.key not in self.rows] if self.dist.is_main else None)
-        todo = [t for t in tasks if t.key in set(left)]
-        done = len(tasks) - len(todo)
-        if done:
-            self.log(f"resuming: {done} of {len(tasks)} rows already in {self.out / 'rows.jsonl'}")
+        left = set(left)
+        if len(left) < len(tasks):
+            self.log(f"resuming: {len(tasks) - len(left)} of {len(tasks)} rows already in {self.out / 'rows.jsonl'}")
+        jobs = self.training_jobs()
+        written = len(tasks) - len(left)
+        trajectory_job = self.trajectory_job()
+        trajectory_model = None if trajectory_job is None else self.model_dir(*trajectory_job)
+        for number, job in enumerate(jobs, 1):
+            folder = self.model_dir(*job)  # a model's identity (contenders may compare by identity, not value)
+            todo = [t for t in tasks if t.key in left and self.model_dir(*t.job) == folder]
+            trajectories = folder == trajectory_model and not (self.out / TRAJECTORIES_NAME).is_file()
+            if not todo and not trajectories:
+                continue
+            self.train_model(job, number, len(jobs))
+            written = self.evaluate_tasks(todo, written, len(tasks))
+            if trajectories and self.dist.is_main:
+                self.record_trajectories()
+
+    def evaluate_tasks(self, tasks: list[Task], written: int, total: int) -> int:
+        """Evaluate ``tasks`` (condition-major, so each corrupted test set is built once) and append their rows;
+        returns the number of rows written so far."""
         split_cache: tuple[Condition | None, Split | None] = (None, None)
-        for i, task in enumerate(todo, done + 1):
+        for task in tasks:
             condition = task.condition
             if split_cache[0] != condition:
                 split_cache = (condition, self.test_split(condition))
             row = self.evaluate(task, split_cache[1])
+            written += 1
             if not self.dist.is_main:
                 continue
             self.rows.append(row)
             self.save_clock()
             self.log(
-                f"[{i}/{len(tasks)} {_clock(time.perf_counter() - self._started)}] {condition.label:<22} "
+                f"[{written}/{total} {_clock(time.perf_counter() - self._started)}] {condition.label:<22} "
                 f"{task.contender.label} {row['readout']}, seed {task.seed}: "
                 f"top-1 {row['top1']:.3f} ({row['seconds']:.1f} s)"
             )
+        return written
 
     def evaluate(self, task: Task, split: Split) -> Row | None:
         """The row of ``task`` (None on torchrun ranks that do not hold it)."""
@@ -325,14 +356,15 @@ class Benchmark:
     def record_trajectories(self) -> dict:
         """CP (Euler) trajectories of p over the steps for the most and least confident clean test images of the
         trajectory contender's first full-data model ({} when no contender has that role)."""
-        path = self.out / "trajectories.json"
+        path = self.out / TRAJECTORIES_NAME
         if path.is_file():
             return json.loads(path.read_text())
-        p, contender = self.preset, self.preset.lineup.trajectory
-        if contender is None:
+        job = self.trajectory_job()
+        if job is None:
             return {}
-        steps, seed = max(p.cp_steps), p.seeds[0]
-        model, mconfig = self.load_classifier(self.model_dir(contender, Training(), seed))
+        p, (contender, training, seed) = self.preset, job
+        steps = max(p.cp_steps)
+        model, mconfig = self.load_classifier(self.model_dir(contender, training, seed))
         split = select_split(self.source, "test", min(p.eval_limit or TRAJECTORY_POOL, TRAJECTORY_POOL))
         images = _transformed(split, TransformConfig.from_dict(mconfig["transform"])).to(self.device)
         trajectory: list[torch.Tensor] = []
@@ -389,8 +421,7 @@ class Benchmark:
         }
         self._seconds_before = old.get("seconds", 0.0)
         self.save_clock()
-        self.train_all()
-        self.evaluate_all()
+        self.train_and_evaluate()
         if not self.dist.is_main:
             return {"report": None, "plots": []}
         trajectories = self.record_trajectories()
@@ -447,6 +478,30 @@ class Benchmark:
             print(message, file=sys.stderr, flush=True)
 
 
+# What a benchmark folder can do without: weights and training states (a model is needed only until its rows are
+# written), corrupted test sets (rebuilt from the data on demand) and lock files.
+HEAVY_SUFFIXES = (".safetensors", ".pt", ".bin")
+NOT_CARRIED = ("cache", FOLDER_LOCK_NAME)
+
+
+def copy_without_weights(out: str | Path, dest: str | Path) -> list[Path]:
+    """Copy benchmark folder ``out`` to ``dest`` less its weights, training states, caches and locks: what its
+    report and a resume need (bench.json, rows.jsonl, trajectories, each model's config and curves, per-image
+    logs), a few MB. A resume in ``dest`` trains only the models whose rows are not all written. Returns the
+    files copied."""
+    out, dest = Path(out), Path(dest)
+    if not (out / "bench.json").is_file():
+        raise DiffclsError(f"{out} is not a benchmark folder (no bench.json)")
+    if dest.exists() and any(dest.iterdir()):
+        raise DiffclsError(f"{dest} is not empty; choose a new folder")
+
+    def skipped(folder: str, names: list[str]) -> list[str]:
+        return [n for n in names if n in NOT_CARRIED or n.endswith(HEAVY_SUFFIXES) or n.endswith(".lock")]
+
+    shutil.copytree(out, dest, ignore=skipped, dirs_exist_ok=True)
+    return sorted(p for p in dest.rglob("*") if p.is_file())
+
+
 def _epoch_rows(folder: Path) -> list[dict]:
     """A model folder's ``metrics.csv`` as rows of floats (an empty cell: NaN); [] before its first epoch."""
     path = folder / METRICS_NAME
@@ -459,6 +514,11 @@ def _epoch_rows(folder: Path) -> list[dict]:
 def _finished_epochs(folder: Path) -> int:
     rows = _epoch_rows(folder)
     return int(rows[-1]["epoch"]) if rows else 0
+
+
+def _has_weights(folder: Path) -> bool:
+    """Whether a model folder holds weights (a copy without them keeps only the config and curves)."""
+    return any(folder.rglob("*.safetensors"))
 
 
 def _thumbnail(image: np.ndarray) -> list:
