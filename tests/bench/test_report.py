@@ -125,6 +125,12 @@ def test_bootstrap_interval_of_a_gain():
     rows += _rows_with_outcomes("1" * 400, "1" * 400, seed=1)
     low2, high2 = bootstrap_gain(rows, a, b, lambda r: True)
     assert low2 < 0.05 < high2 and (high2 - low2) < (high - low) * 0.6
+    # A loss: the new model is wrong on 30 images the base gets right and right on 10 it gets wrong (Δ = −0.05);
+    # the interval lies around −0.05, and swapping the models mirrors it exactly (same resamples).
+    base, worse = "1" * 30 + "0" * 10 + "1" * 360, "0" * 30 + "1" * 10 + "1" * 360
+    low, high = bootstrap_gain(_rows_with_outcomes(base, worse), a, b, lambda r: True)
+    assert -0.1 < low < -0.05 < high < 0
+    assert bootstrap_gain(_rows_with_outcomes(worse, base), a, b, lambda r: True) == pytest.approx((-high, -low))
     # Rows without per-image outcomes (older versions) give no interval.
     assert bootstrap_gain([{**r, "correct": None} for r in rows], a, b, lambda r: True) is None
 

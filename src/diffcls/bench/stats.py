@@ -128,8 +128,14 @@ def _paired_outcomes(rows: list[Row], base: Series, new: Series, where: Predicat
     for b, n in found.values():
         if b is None or n is None or len(b) != len(n):
             return []
-        pairs.append((np.frombuffer(b.encode(), np.uint8) - 48, np.frombuffer(n.encode(), np.uint8) - 48))
+        pairs.append((_outcomes(b), _outcomes(n)))
     return pairs
+
+
+def _outcomes(correct: str) -> np.ndarray:
+    """A row's per-image outcomes ``"0110…"`` as ``int64[N]`` of 0/1: signed, so that differences can be −1 (in
+    uint8, 0 − 1 wraps to 255)."""
+    return np.frombuffer(correct.encode(), np.uint8).astype(np.int64) - ord("0")
 
 
 def relative_corruption_error(rows: list[Row], series: Series, reference: Series) -> float | None:
