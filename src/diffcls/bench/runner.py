@@ -269,11 +269,15 @@ class Benchmark:
             self.log(f"resuming: {len(tasks) - len(left)} of {len(tasks)} rows already in {self.out / 'rows.jsonl'}")
         jobs = self.training_jobs()
         written = len(tasks) - len(left)
+        todo_by_model: dict[Path, list[Task]] = {}  # by folder: contenders may compare by identity, not value
+        for t in tasks:
+            if t.key in left:
+                todo_by_model.setdefault(self.model_dir(*t.job), []).append(t)
         trajectory_job = self.trajectory_job()
         trajectory_model = None if trajectory_job is None else self.model_dir(*trajectory_job)
         for number, job in enumerate(jobs, 1):
-            folder = self.model_dir(*job)  # a model's identity (contenders may compare by identity, not value)
-            todo = [t for t in tasks if t.key in left and self.model_dir(*t.job) == folder]
+            folder = self.model_dir(*job)
+            todo = todo_by_model.get(folder, [])
             trajectories = folder == trajectory_model and not (self.out / TRAJECTORIES_NAME).is_file()
             if not todo and not trajectories:
                 continue
