@@ -101,7 +101,8 @@ def r_section(models: Path) -> list[str]:
                      f"{s['between_within']:.3f} |")  # fmt: skip
     leak = leakage_check(models / "pre", models / "unc")
     lines += ["", f"Held-out denoising loss (last epoch, fixed t and noise): rep-cond {leak['repcond_loss']:.4f}, "
-              f"unconditional {leak['uncond_loss']:.4f}, ratio {leak['ratio']:.3f}."]  # fmt: skip
+              f"unconditional {leak['uncond_loss']:.4f}, ratio {leak['ratio']:.3f}; r holds {leak['r_values']} of z0's "
+              f"{leak['z0_values']} values per image (leak: {leak['leak']})."]  # fmt: skip
     return lines
 
 

@@ -114,22 +114,38 @@ def test_resume_after_interruption_gives_identical_weights(tmp_path, npz_path, m
         RepCondTrainer(config(npz_path, tmp_path / "b", method, **options, seed=1), progress=False).fit(resume=True)
 
 
-def test_leakage_check_flags_a_loss_far_below_the_unconditional_one(tmp_path):
-    for name, loss in (("rep", 0.01), ("unc", 0.2), ("ok", 0.15)):
+def test_leakage_check_flags_a_low_loss_only_through_an_r_as_wide_as_z0(tmp_path):
+    def folder(name, loss, d_r=None):
         (tmp_path / name).mkdir()
         (tmp_path / name / "metrics.csv").write_text(
             "epoch,train_loss,lr,val_top1,seconds,val_loss,val_loss_null\n"
             f"1,0.5,0.001,,1.0,0.4,0.4\n2,0.3,0.001,,1.0,{loss},0.3\n"
         )
-    assert leakage_check(tmp_path / "rep", tmp_path / "unc") == {
+        if d_r is not None:  # z0: 1 channel of 16 x 16 = 256 values
+            model = {
+                "dit": {"in_channels": 1, "input_size": 16},
+                "condition": {"kind": "encoder", "encoder": {"d_r": d_r}},
+            }
+            (tmp_path / name / "config.json").write_text(json.dumps({"repcond": {"model": model}}))
+        return tmp_path / name
+
+    unc = folder("unc", 0.2)
+    assert leakage_check(folder("unknown", 0.01), unc) == {
         "repcond_loss": 0.01,
         "uncond_loss": 0.2,
         "ratio": 0.05,
-        "leak": True,
+        "r_values": None,
+        "z0_values": None,
+        "bottleneck": None,
+        "leak": True,  # width unknown: the ratio alone decides
     }
-    assert leakage_check(tmp_path / "ok", tmp_path / "unc")["leak"] is False
+    wide = leakage_check(folder("wide", 0.01, d_r=256), unc)
+    assert (wide["bottleneck"], wide["leak"]) == (1.0, True)
+    narrow = leakage_check(folder("narrow", 0.01, d_r=64), unc)
+    assert (narrow["r_values"], narrow["z0_values"], narrow["bottleneck"], narrow["leak"]) == (64, 256, 0.25, False)
+    assert leakage_check(folder("helps_a_little", 0.15, d_r=256), unc)["leak"] is False
     with pytest.raises(DiffclsError, match="no val_loss"):
-        leakage_check(tmp_path, tmp_path / "unc")
+        leakage_check(tmp_path, unc)
 
 
 @pytest.mark.parametrize(

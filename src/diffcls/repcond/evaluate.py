@@ -8,6 +8,7 @@ time (:func:`~diffcls.data.datasets.holdout_split`; the t-sweep belongs there, n
 from __future__ import annotations
 
 import csv
+import json
 import time
 from pathlib import Path
 from typing import Literal
@@ -234,12 +235,38 @@ def _last_val_loss(folder: str | Path) -> float:
         raise DiffclsError(f"{path}: no val_loss of a finished epoch") from None
 
 
-def leakage_check(repcond_folder: str | Path, uncond_folder: str | Path, threshold: float = 0.5) -> dict:
-    """Compare held-out denoising losses of a rep-cond and an unconditional DiT of the same size and recipe.
+def _bottleneck(folder: str | Path) -> tuple[int, int] | None:
+    """(values of r per image, values of z0 per image) of a rep-cond folder's encoder; None without an encoder."""
+    try:
+        spec = json.loads((Path(folder) / "config.json").read_text())["repcond"]["model"]
+        encoder, dit = spec["condition"]["encoder"], spec["dit"]
+        return int(encoder["d_r"]), int(dit["in_channels"]) * int(dit["input_size"]) ** 2
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
 
-    r can help (the loss ratio drops below 1), but a ratio below ``threshold`` means r carries z0 almost
-    verbatim (the spec's leakage pitfall): ``{"repcond_loss", "uncond_loss", "ratio", "leak"}``.
+
+def leakage_check(repcond_folder: str | Path, uncond_folder: str | Path, threshold: float = 0.5) -> dict:
+    """Compare held-out denoising losses of a rep-cond and an unconditional DiT of the same size and recipe, beside
+    the width of r's bottleneck (the spec's leakage pitfall: an r wide enough to carry z0 lets the denoiser read
+    eps off ``(z_t - sqrt(abar) z0) / sqrt(1 - abar)``).
+
+    Returns ``{"repcond_loss", "uncond_loss", "ratio", "r_values", "z0_values", "bottleneck", "leak"}``:
+    ``bottleneck`` = r's values per image / z0's (None where the folder's config does not say). A useful r lowers
+    the ratio too (a spatial r halves it on mnist5k), so a low ratio alone does not prove a leak: ``leak`` is set
+    when the ratio is below ``threshold`` *and* r is not narrower than z0 (or its width is unknown).
     """
     rep, unc = _last_val_loss(repcond_folder), _last_val_loss(uncond_folder)
     ratio = rep / max(unc, 1e-12)
-    return {"repcond_loss": rep, "uncond_loss": unc, "ratio": round(ratio, 6), "leak": ratio < threshold}
+    widths = _bottleneck(repcond_folder)
+    r_values, z0_values = widths if widths else (None, None)
+    bottleneck = round(r_values / z0_values, 6) if widths else None
+    can_copy = bottleneck is None or bottleneck >= 1.0
+    return {
+        "repcond_loss": rep,
+        "uncond_loss": unc,
+        "ratio": round(ratio, 6),
+        "r_values": r_values,
+        "z0_values": z0_values,
+        "bottleneck": bottleneck,
+        "leak": ratio < threshold and can_copy,
+    }
