@@ -30,7 +30,13 @@ def load_rows(folder: Path) -> list[dict]:
     path = folder / "rows.jsonl"
     if not path.is_file():
         sys.exit(f"error: {path} does not exist (give a benchmark folder)")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for line in path.read_text().splitlines():
+        try:  # a running benchmark's last line may be cut short; JsonlLog skips it the same way (read-only here)
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
 
 
 def headline_conditions(rows: list[dict]) -> list[tuple[str, object]]:
