@@ -11,8 +11,9 @@ fresh model into ``--output`` (resumable), evaluates it with ``diffcls eval`` on
 condition, the grid model's top-1 (from the benchmark's rows), the variant's, and the same seed's standard twin;
 then the validation curves' plateau check for both budgets (``diffcls.bench.tables.plateau_gain``).
 
-By default the conditions are clean and every corruption of the benchmark at its worst severity, and the readout is
-the grid's DiDiCM readout (CP-8, the library's ``euler-lower``).
+By default the conditions are clean and every corruption of the benchmark at its worst severity; the readout is the
+grid's (DiDiCM: CP-8, the library's ``euler-lower``; the twin and the plain ResNet: softmax). Retrain the twin of the
+same seed with the same factor as the control: does a longer budget help DiDiCM more than it helps the twin?
 """
 
 from __future__ import annotations
@@ -29,8 +30,12 @@ from diffcls.bench.stats import worst_severity
 from diffcls.bench.tables import PLATEAU_GAIN, plateau_gain
 from headline import load_rows  # benchmarks/headline.py: a running benchmark's rows, a torn last line skipped
 
-READOUT_FLAGS = ["--sampler", "cp", "--steps", "8", "--cp-update", "euler-lower"]
-GRID_READOUT = "CP-8 lower-clamp"  # the rows' label of the same readout
+# The grid's readout of each contender: (diffcls eval flags, the rows' label of that readout).
+READOUTS = {
+    "didicm": (["--sampler", "cp", "--steps", "8", "--cp-update", "euler-lower"], "CP-8 lower-clamp"),
+    "standard": ([], "softmax"),
+    "plain": ([], "softmax"),
+}
 
 
 def train_variant(grid_model: Path, epochs: int, output: Path) -> Path:
@@ -56,11 +61,11 @@ def curve(folder: Path) -> list[float]:
     return [float(r["val_top1"]) for r in csv.DictReader(path.open()) if r.get("val_top1") not in (None, "")]
 
 
-def evaluate(model: Path, data: str, limit: int, condition: str, cache: Path, out: Path) -> dict:
-    """``diffcls eval`` of ``model`` on ``condition`` with the grid's readout; its results file, reused if present."""
+def evaluate(model: Path, data: str, limit: int, condition: str, flags: list[str], cache: Path, out: Path) -> dict:
+    """``diffcls eval`` of ``model`` on ``condition`` with readout ``flags``; its results file, reused if present."""
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
-        command = ["eval", "--checkpoint", str(model), "--data", data, "--limit", str(limit), *READOUT_FLAGS]
+        command = ["eval", "--checkpoint", str(model), "--data", data, "--limit", str(limit), *flags]
         command += ["--results-file", str(out), "--seed", "0"]
         if condition != "clean":
             name, severity = condition.split("/")
@@ -80,6 +85,14 @@ def grid_top1(rows: list[dict], contender: str, readout: str, seed: int, conditi
         if r["kind"] == "corruption" and f"{r['corruption']}/{r['severity']}" == condition:
             return r["top1"]
     return None
+
+
+def table_row(label: str, values: dict[str, float | None]) -> str:
+    """A markdown row: the twin's, the grid model's and the variant's top-1, and the variant's gains over both."""
+    cells = ["–" if v is None else f"{v:.3f}" for v in values.values()]
+    variant = values["variant"]
+    deltas = ["–" if v is None else f"{variant - v:+.3f}" for v in (values["grid"], values["twin"])]
+    return f"| {label} | {' | '.join(cells)} | {' | '.join(deltas)} |"
 
 
 def plateau_text(values: list[float]) -> str:
@@ -111,6 +124,9 @@ def main(argv: list[str] | None = None) -> None:
     rows = load_rows(args.bench)
     recorded = json.loads((grid_model / "config.json").read_text())["train"]
     contender, seed = args.model.split("-")[0], recorded["seed"]
+    if contender not in READOUTS:
+        sys.exit(f"error: --model {args.model}: not a model of a contender this script knows ({', '.join(READOUTS)})")
+    flags, readout = READOUTS[contender]
     if args.conditions:
         conditions = args.conditions.split(",")
     else:
@@ -120,27 +136,26 @@ def main(argv: list[str] | None = None) -> None:
 
     variant = train_variant(grid_model, args.epochs, args.output / "model")
     print(f"\n{data}, {args.model} ({recorded['epochs']} epochs, grid) against {args.epochs} epochs (variant), "
-          f"{limit} test images, DiDiCM {GRID_READOUT}\n")  # fmt: skip
+          f"{limit} test images, readout {readout}\n")  # fmt: skip
     print(f"| condition | twin (seed {seed}) | grid, {recorded['epochs']} epochs | variant, {args.epochs} epochs "
           "| variant − grid | variant − twin |")  # fmt: skip
     print("|---|---|---|---|---|---|")
-    sums: dict[str, list[float]] = {"twin": [], "grid": [], "variant": []}
+    families = {r["corruption"]: r["family"] for r in rows if r["kind"] == "corruption"}
+    groups: dict[str, list[dict]] = {}  # "all" and each family: the corruption rows' (twin, grid, variant) top-1
     for condition in conditions:
         results_file = args.output / f"{condition.replace('/', '-')}.json"
-        result = evaluate(variant, data, limit, condition, root / "cache", results_file)
+        result = evaluate(variant, data, limit, condition, flags, root / "cache", results_file)
         twin = grid_top1(rows, "standard", "softmax", seed, condition)
-        grid = grid_top1(rows, contender, GRID_READOUT, seed, condition)
+        grid = grid_top1(rows, contender, readout, seed, condition)
         values = {"twin": twin, "grid": grid, "variant": result["top1"]}
         if condition != "clean" and None not in values.values():
-            for key, value in values.items():
-                sums[key].append(value)
-        cells = ["–" if v is None else f"{v:.3f}" for v in values.values()]
-        deltas = ["–" if v is None else f"{result['top1'] - v:+.3f}" for v in (grid, twin)]
-        print(f"| {condition} | {' | '.join(cells)} | {' | '.join(deltas)} |")
-    if sums["variant"]:
-        twin, grid, mean = (sum(sums[key]) / len(sums[key]) for key in ("twin", "grid", "variant"))
-        print(f"| mean of {len(sums['variant'])} corruptions | {twin:.3f} | {grid:.3f} | {mean:.3f} | "
-              f"{mean - grid:+.3f} | {mean - twin:+.3f} |")  # fmt: skip
+            for group in ("all", families.get(condition.split("/")[0], "other")):
+                groups.setdefault(group, []).append(values)
+        print(table_row(condition, values))
+    for group, members in groups.items():
+        means = {key: sum(v[key] for v in members) / len(members) for key in ("twin", "grid", "variant")}
+        label = f"mean of {len(members)} corruptions" if group == "all" else f"{group} ({len(members)}), mean"
+        print(table_row(label, means))
     print(f"\nvalidation top-1, grid: {plateau_text(curve(grid_model))}")
     print(f"validation top-1, variant: {plateau_text(curve(variant))}")
 
