@@ -14,6 +14,7 @@ import os
 import platform
 import shlex
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -99,3 +100,32 @@ def report(key: str, title: str, repeats: int, table: str, notes: list[str], wri
     if write_docs:
         write_section(key, title, body)
         print(f"\n(written to {DOCS}, section {key!r})")
+
+
+def bench_eval(
+    model: Path,
+    data: str,
+    limit: int,
+    condition: str,
+    flags: list[str],
+    cache: Path,
+    results: Path,
+    save_probs: Path | None = None,
+) -> Path:
+    """``diffcls eval`` of ``model`` on a benchmark's test images (its ``eval_limit``) under ``condition``
+    ("clean" or "name/severity", the corrupted images from the benchmark's ``cache``) with readout ``flags``; writes
+    ``results`` (and ``save_probs``) and returns ``results``. Skipped when those files exist: a finished evaluation
+    is reused. The command is printed."""
+    if results.is_file() and (save_probs is None or save_probs.is_file()):
+        return results
+    results.parent.mkdir(parents=True, exist_ok=True)
+    command = ["eval", "--checkpoint", str(model), "--data", data, "--limit", str(limit), *flags]
+    if save_probs is not None:
+        command += ["--save-probs", str(save_probs)]
+    command += ["--results-file", str(results), "--seed", "0"]
+    if condition != "clean":
+        name, severity = condition.split("/")
+        command += ["--corruption", name, "--severity", severity, "--corruption-cache", str(cache)]
+    print("$ diffcls " + " ".join(command), flush=True)
+    subprocess.run([sys.executable, "-m", "diffcls.cli", *command], check=True, stdout=subprocess.DEVNULL)
+    return results

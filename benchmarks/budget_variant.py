@@ -22,10 +22,10 @@ import argparse
 import csv
 import dataclasses
 import json
-import subprocess
 import sys
 from pathlib import Path
 
+from _harness import bench_eval  # benchmarks/_harness.py
 from diffcls.bench.stats import worst_severity
 from diffcls.bench.tables import PLATEAU_GAIN, plateau_gain
 from headline import load_rows  # benchmarks/headline.py: a running benchmark's rows, a torn last line skipped
@@ -38,17 +38,17 @@ READOUTS = {
 }
 
 
-def train_variant(grid_model: Path, epochs: int, output: Path) -> Path:
-    """Train ``grid_model``'s recorded options for ``epochs`` epochs into ``output`` (resumes a cut-short run)."""
+def train_variant(recorded: dict, epochs: int, output: Path) -> Path:
+    """Train a grid model's ``recorded`` options (its config's ``"train"`` block) for ``epochs`` epochs into
+    ``output`` (resumes a cut-short run)."""
     from diffcls.methods import train
     from diffcls.runtime.checkpoint import STATE_NAME
     from diffcls.train.config import TrainConfig
 
-    recorded = TrainConfig.from_dict(json.loads((grid_model / "config.json").read_text())["train"])
-    config = dataclasses.replace(recorded, epochs=epochs, output=str(output))
+    config = dataclasses.replace(TrainConfig.from_dict(recorded), epochs=epochs, output=str(output))
     if len(curve(output)) >= epochs and (output / "model.safetensors").is_file():
         return output
-    print(f"training {grid_model.name} for {epochs} epochs (the grid: {recorded.epochs}) into {output}", flush=True)
+    print(f"training for {epochs} epochs (the grid: {recorded['epochs']}) into {output}", flush=True)
     train(config, resume=(output / STATE_NAME).is_file())
     return output
 
@@ -59,20 +59,6 @@ def curve(folder: Path) -> list[float]:
     if not path.is_file():
         return []
     return [float(r["val_top1"]) for r in csv.DictReader(path.open()) if r.get("val_top1") not in (None, "")]
-
-
-def evaluate(model: Path, data: str, limit: int, condition: str, flags: list[str], cache: Path, out: Path) -> dict:
-    """``diffcls eval`` of ``model`` on ``condition`` with readout ``flags``; its results file, reused if present."""
-    if not out.is_file():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        command = ["eval", "--checkpoint", str(model), "--data", data, "--limit", str(limit), *flags]
-        command += ["--results-file", str(out), "--seed", "0"]
-        if condition != "clean":
-            name, severity = condition.split("/")
-            command += ["--corruption", name, "--severity", severity, "--corruption-cache", str(cache)]
-        print("$ diffcls " + " ".join(command), flush=True)
-        subprocess.run([sys.executable, "-m", "diffcls.cli", *command], check=True, stdout=subprocess.DEVNULL)
-    return json.loads(out.read_text())
 
 
 def grid_top1(rows: list[dict], contender: str, readout: str, seed: int, condition: str) -> float | None:
@@ -134,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         names = sorted({r["corruption"] for r in rows if r["kind"] == "corruption"})
         conditions = ["clean", *[f"{name}/{worst}" for name in names]]
 
-    variant = train_variant(grid_model, args.epochs, args.output / "model")
+    variant = train_variant(recorded, args.epochs, args.output / "model")
     print(f"\n{data}, {args.model} ({recorded['epochs']} epochs, grid) against {args.epochs} epochs (variant), "
           f"{limit} test images, readout {readout}\n")  # fmt: skip
     print(f"| condition | twin (seed {seed}) | grid, {recorded['epochs']} epochs | variant, {args.epochs} epochs "
@@ -144,7 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     groups: dict[str, list[dict]] = {}  # "all" and each family: the corruption rows' (twin, grid, variant) top-1
     for condition in conditions:
         results_file = args.output / f"{condition.replace('/', '-')}.json"
-        result = evaluate(variant, data, limit, condition, flags, root / "cache", results_file)
+        results = bench_eval(variant, data, limit, condition, flags, root / "cache", results_file)
+        result = json.loads(results.read_text())
         twin = grid_top1(rows, "standard", "softmax", seed, condition)
         grid = grid_top1(rows, contender, readout, seed, condition)
         values = {"twin": twin, "grid": grid, "variant": result["top1"]}

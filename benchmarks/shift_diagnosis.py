@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from _harness import bench_eval  # benchmarks/_harness.py
 
 READOUTS: dict[str, list[str]] = {
     "one-pass": ["--sampler", "onepass"],
@@ -38,16 +39,7 @@ READOUTS: dict[str, list[str]] = {
 
 def run_eval(model: Path, data: str, limit: int, condition: str, extra: list[str], out: Path, cache: Path) -> Path:
     """``diffcls eval`` of ``model`` on ``condition``, probabilities saved to ``out``; reused when present."""
-    if out.is_file():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    command = ["eval", "--checkpoint", str(model), "--data", data, "--limit", str(limit), *extra]
-    command += ["--save-probs", str(out), "--results-file", str(out.with_suffix(".json")), "--seed", "0"]
-    if condition != "clean":
-        name, severity = condition.split("/")
-        command += ["--corruption", name, "--severity", severity, "--corruption-cache", str(cache)]
-    print("$ diffcls " + " ".join(command), flush=True)
-    subprocess.run([sys.executable, "-m", "diffcls.cli", *command], check=True, stdout=subprocess.DEVNULL)
+    bench_eval(model, data, limit, condition, extra, cache, out.with_suffix(".json"), save_probs=out)
     return out
 
 
