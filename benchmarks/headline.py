@@ -100,6 +100,14 @@ def interval_text(entry: dict) -> str:
     return "–" if entry["interval"] is None else "[{:+.3f}, {:+.3f}]".format(*entry["interval"])
 
 
+def print_table(entries: list[dict], base: Series, new: Series) -> None:
+    """The markdown table of :func:`headline`'s entries."""
+    print(f"| condition | {base.label} | {new.label} | Δ (beyond the seed spread?) | Δ 95% CI over test images |")
+    print("|---|---|---|---|---|")
+    for e in entries:
+        print(f"| {e['condition']} | {cell(e['base'])} | {cell(e['new'])} | {delta_text(e)} | {interval_text(e)} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+", type=Path, help="benchmark folders (each holding rows.jsonl)")
@@ -113,10 +121,7 @@ def main(argv: list[str] | None = None) -> None:
         name = folder.name if folder.name not in tables else str(folder)
         tables[name] = headline(load_rows(folder), base, new)
         print(f"\n### {name}\n")
-        print(f"| condition | {base.label} | {new.label} | Δ (beyond the seed spread?) | Δ 95% CI over test images |")
-        print("|---|---|---|---|---|")
-        for e in tables[name]:
-            print(f"| {e['condition']} | {cell(e['base'])} | {cell(e['new'])} | {delta_text(e)} | {interval_text(e)} |")
+        print_table(tables[name], base, new)
     if len(tables) > 1:
         print(f"\n### Δ = {new.label} − {base.label}, side by side\n")
         print("| condition | " + " | ".join(tables) + " |")
