@@ -12,7 +12,7 @@ cache; every command printed, a finished one reused; probabilities saved) and pr
 model's top-1 (from the benchmark's rows), the variant's, and the same seed's standard twin; then the validation
 curves' plateau check for both budgets (``diffcls.bench.tables.plateau_gain``).
 
-With several seeds it ends with the headline statistics of the report (``benchmarks/headline.py``): mean ± std
+It ends with the headline statistics of the report (``benchmarks/headline.py``): mean ± std
 over seeds, Δ against the twin and against the grid's budget with whether it lies beyond the seed spread, and the
 95% paired-bootstrap interval over test images, for clean, all corruptions at the worst severity and each family.
 
@@ -93,7 +93,7 @@ def variant_row(grid_row: dict, readout: str, probs, labels) -> dict:
     correct = topk_correct(torch.as_tensor(probs), torch.as_tensor(labels))
     return {
         **{k: grid_row[k] for k in ("contender", "seed", "condition", "kind", "corruption", "family", "severity")},
-        "data_ratio": 1.0,
+        "data_ratio": grid_row["data_ratio"],
         "readout": readout,
         "top1": correct.double().mean().item(),
         "correct": "".join("1" if c else "0" for c in correct.tolist()),
@@ -142,7 +142,7 @@ def run_seed(args, model: str, bench: dict, rows: list[dict], conditions: list[s
         if grid is None:
             print(f"| {condition} | – | – | (no grid row: not evaluated) | – | – |")
             continue
-        made.append(variant_row(grid, variant_label(readout, args.epochs), np.load(stem.with_suffix(".npy")), labels))
+        made.append(variant_row(grid, f"{readout}, {args.epochs} epochs", np.load(stem.with_suffix(".npy")), labels))
         values = {"twin": twin and twin["top1"], "grid": grid["top1"], "variant": made[-1]["top1"]}
         if condition != "clean" and None not in values.values():
             for group in ("all", grid["family"] or "other"):
@@ -155,10 +155,6 @@ def run_seed(args, model: str, bench: dict, rows: list[dict], conditions: list[s
     print(f"\nvalidation top-1, grid: {plateau_text(curve(grid_model))}")
     print(f"validation top-1, variant: {plateau_text(curve(variant))}")
     return made
-
-
-def variant_label(readout: str, epochs: int) -> str:
-    return f"{readout}, {epochs} epochs"
 
 
 def print_summary(rows: list[dict], variant_rows: list[dict], grid_readout: str) -> None:
