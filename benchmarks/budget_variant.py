@@ -16,7 +16,10 @@ It ends with the headline statistics of the report (``benchmarks/headline.py``):
 over seeds, Δ against the twin and against the grid's budget with whether it lies beyond the seed spread, and the
 95% paired-bootstrap interval over test images, for clean, all corruptions at the worst severity and each family.
 
-By default the conditions are clean and every corruption of the benchmark at its worst severity; the readout is the
+By default a full-data model is evaluated clean and under every corruption of the benchmark at its worst severity; a
+model of the scarce-data or low-resolution protocols (``didicm-r0.05-s0``, ``didicm-r1-16px-s0``: its config's
+``data_ratio`` below 1 or ``img_size`` one of the bench's ``low_res``) on the one condition it was trained for, as
+in the grid (clean test images, at its own resolution). The readout is the
 grid's (DiDiCM: CP-8, the library's ``euler-lower``; the twin and the plain ResNet: softmax). Retrain the twin of the
 same seed with the same factor as the control: does a longer budget help DiDiCM more than it helps the twin?
 """
@@ -94,6 +97,7 @@ def variant_row(grid_row: dict, readout: str, probs, labels) -> dict:
     return {
         **{k: grid_row[k] for k in ("contender", "seed", "condition", "kind", "corruption", "family", "severity")},
         "data_ratio": grid_row["data_ratio"],
+        "low_res": grid_row.get("low_res"),
         "readout": readout,
         "top1": correct.double().mean().item(),
         "correct": "".join("1" if c else "0" for c in correct.tolist()),
@@ -101,12 +105,22 @@ def variant_row(grid_row: dict, readout: str, probs, labels) -> dict:
 
 
 def find_row(rows: list[dict], contender: str, readout: str, seed: int, condition: str) -> dict | None:
-    """The full-data grid row of one contender, readout, seed and condition ("clean" or "name/severity")."""
+    """The grid row of one contender, readout, seed and condition ("clean", "name/severity", "low_res/16",
+    "data_ratio/0.05", ...: the condition names the training protocol, so it picks the model too)."""
     for r in rows:
-        if (r["contender"], r["readout"], r["seed"], r["condition"], r["data_ratio"]) == (
-            contender, readout, seed, condition, 1.0,
-        ):  # fmt: skip
+        if (r["contender"], r["readout"], r["seed"], r["condition"]) == (contender, readout, seed, condition):
             return r
+    return None
+
+
+def trained_condition(recorded: dict, preset: dict) -> str | None:
+    """The grid condition a model of the scarce-data or low-resolution protocols was trained for ("data_ratio/0.05",
+    "data_ratio_eq/0.05", "low_res/16"), from its recorded training options; None for a full-data model."""
+    if recorded["data_ratio"] < 1.0:
+        kind = "data_ratio_eq" if recorded.get("equal_steps") else "data_ratio"
+        return f"{kind}/{recorded['data_ratio']:g}"
+    if recorded["img_size"] in preset.get("low_res", ()):
+        return f"low_res/{recorded['img_size']}"
     return None
 
 
@@ -133,9 +147,11 @@ def run_seed(args, model: str, bench: dict, rows: list[dict], conditions: list[s
     print("|---|---|---|---|---|---|")
     groups: dict[str, list[dict]] = {}  # "all" and each family: the corruption rows' (twin, grid, variant) top-1
     made = []
-    for condition in conditions:
+    protocol = trained_condition(recorded, bench["preset"])
+    for condition in [protocol] if protocol else conditions:
         stem = out / condition.replace("/", "-")
-        bench_eval(variant, data, limit, condition, flags, root / "cache", stem.with_suffix(".json"),
+        test_condition = "clean" if protocol else condition  # a protocol's model sees the clean test images
+        bench_eval(variant, data, limit, test_condition, flags, root / "cache", stem.with_suffix(".json"),
                    save_probs=stem.with_suffix(".npy"))  # fmt: skip
         grid = find_row(rows, contender, readout, seed, condition)
         twin = find_row(rows, "standard", "softmax", seed, condition)
@@ -144,7 +160,7 @@ def run_seed(args, model: str, bench: dict, rows: list[dict], conditions: list[s
             continue
         made.append(variant_row(grid, f"{readout}, {args.epochs} epochs", np.load(stem.with_suffix(".npy")), labels))
         values = {"twin": twin and twin["top1"], "grid": grid["top1"], "variant": made[-1]["top1"]}
-        if condition != "clean" and None not in values.values():
+        if grid["kind"] == "corruption" and None not in values.values():
             for group in ("all", grid["family"] or "other"):
                 groups.setdefault(group, []).append(values)
         print(table_row(condition, values))
@@ -162,7 +178,7 @@ def print_summary(rows: list[dict], variant_rows: list[dict], grid_readout: str)
     on the conditions and seeds the variant was evaluated on."""
     first = variant_rows[0]
     evaluated = {(r["seed"], r["condition"]) for r in variant_rows}
-    paired = [r for r in rows if r["data_ratio"] == 1.0 and (r["seed"], r["condition"]) in evaluated]
+    paired = [r for r in rows if (r["seed"], r["condition"]) in evaluated]
     paired += variant_rows
     variant = Series(first["contender"], first["readout"], f"{first['contender']} {first['readout']}")
     seeds = sorted({s for s, _ in evaluated})

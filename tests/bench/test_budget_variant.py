@@ -51,7 +51,8 @@ def test_variant_rows_and_their_seed_summary(monkeypatch, capsys):
             assert (made[-1]["condition"], made[-1]["seed"]) == (condition[0], seed)
             if condition[0] == "clean":
                 twin_clean.append(twin.mean())
-    rows.append({**rows[0], "data_ratio": 0.05, "kind": "data_ratio", "top1": 0.0})  # not a full-data row: ignored
+    scarce = {"condition": "data_ratio/0.05", "data_ratio": 0.05, "kind": "data_ratio", "top1": 0.0}
+    rows.append({**rows[0], **scarce})  # a condition the variant was not evaluated on: ignored
 
     script.print_summary(rows, made, "CP-8 lower-clamp")
     printed = capsys.readouterr().out
@@ -66,3 +67,32 @@ def test_variant_rows_and_their_seed_summary(monkeypatch, capsys):
     _, grid_cell, _, delta, _ = summary_line(printed, "the grid", "weather (1 corruptions), severity 5")
     assert grid_cell.startswith(f"{statistics.fmean(grid_fog):.3f}")
     assert delta.startswith(f"{statistics.fmean(variant_fog) - statistics.fmean(grid_fog):+.3f}")
+
+
+def test_protocol_models_are_evaluated_on_the_condition_they_were_trained_for(monkeypatch, capsys):
+    script = load_script(monkeypatch)
+    preset = {"low_res": [16, 12, 8]}
+    full = {"data_ratio": 1.0, "equal_steps": False, "img_size": 32}
+    assert script.trained_condition(full, preset) is None
+    assert script.trained_condition({**full, "img_size": 16}, preset) == "low_res/16"
+    assert script.trained_condition({**full, "data_ratio": 0.05}, preset) == "data_ratio/0.05"
+    assert script.trained_condition({**full, "data_ratio": 0.05, "equal_steps": True}, preset) == "data_ratio_eq/0.05"
+
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 4, size=50)
+    low_res = ("low_res/16", "low_res", None, None, None)
+    rows, made, gains = [], [], []
+    for seed in range(3):
+        for condition in (CONDITIONS[0], low_res):
+            rows.append(outcome_row("standard", "softmax", seed, condition, rng.random(50) < 0.6))
+            rows[-1]["low_res"] = 16 if condition is low_res else None
+            rows.append({**rows[-1], "contender": "didicm", "readout": "CP-8 lower-clamp"})
+        assert script.find_row(rows, "didicm", "CP-8 lower-clamp", seed, "low_res/16") is rows[-1]
+        probs = rng.dirichlet(np.ones(4), size=50)
+        made.append(script.variant_row(rows[-1], "CP-8 lower-clamp, 160 epochs", probs, labels))
+        gains.append(made[-1]["top1"] - rows[-2]["top1"])
+    script.print_summary(rows, made, "CP-8 lower-clamp")
+    printed = capsys.readouterr().out
+    *_, delta, _ = summary_line(printed, "standard twin", "trained and tested at 16 px")
+    assert delta.startswith(f"{statistics.fmean(gains):+.3f}")
+    assert "| clean |" not in printed  # the full-data rows of the same seeds are not the variant's conditions
