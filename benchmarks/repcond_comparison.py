@@ -65,12 +65,17 @@ def plateau_note(folder: Path, column: str, lower_is_better: bool) -> str:
     return f"{gain:+.4f}"
 
 
+def cached(results: Path, checkpoint: Path) -> bool:
+    """Whether ``results`` holds an evaluation of ``checkpoint`` (a seed's file never stands in for another's)."""
+    return results.is_file() and json.loads(results.read_text()).get("checkpoint") == str(checkpoint)
+
+
 def dc_zero(folder: Path, out: Path, draws: int) -> dict:
     one, many = out / f"{folder.name}.json", out / f"{folder.name}-draws{draws}.json"
-    if not one.is_file():
+    if not cached(one, folder):
         run(["eval", "--checkpoint", str(folder), "--data", "mnist5k", "--t-sweep", "--results-file", str(one)])
     first = json.loads(one.read_text())
-    if not many.is_file():
+    if not cached(many, folder):
         flags = ["--timesteps", str(first["timesteps"][0]), "--noise-draws", str(draws)]
         run(["eval", "--checkpoint", str(folder), "--data", "mnist5k", *flags, "--results-file", str(many)])
     second = json.loads(many.read_text())
@@ -86,7 +91,7 @@ def twin(folder: Path, fraction: float, seed: int, out: Path) -> dict:
     args = ["--method", "standard", "--model", "didirn_small", "--data-ratio", str(fraction), "--equal-steps"]
     train(folder, args, 10, seed, ["--data", "mnist5k", "--img-size", "16"])
     results, probs = out / f"{folder.name}.json", out / f"{folder.name}.npy"
-    if not results.is_file():
+    if not cached(results, folder):
         run(["eval", "--checkpoint", str(folder), "--data", "mnist5k", "--results-file", str(results),
              "--save-probs", str(probs)])  # fmt: skip
     import numpy as np
@@ -226,7 +231,8 @@ def main() -> None:
     table: dict[tuple[str, float], list[dict]] = {}
     curves, budget, stats = [], {}, []
     for seed in seeds:
-        models = out / f"seed{seed}"
+        models, results = out / f"seed{seed}", out / "results" / f"seed{seed}"
+        results.mkdir(parents=True, exist_ok=True)
         spatial = ["--r-tokens", str(args.r_tokens), "--decode-injection", "input"]
         train(models / "pre", ["--method", "repcond-pretrain", "--model", "dit_small", *spatial],
               args.pretrain_epochs, seed)  # fmt: skip
@@ -250,9 +256,9 @@ def main() -> None:
                 budget[f"seed {seed} {source} {init} {fraction} (val_top1, last quarter)"] = plateau_note(
                     folder, "val_top1", False
                 )
-                table.setdefault((label, fraction), []).append(dc_zero(folder, out / "results", args.draws))
+                table.setdefault((label, fraction), []).append(dc_zero(folder, results, args.draws))
             table.setdefault(("standard twin (16 px, --equal-steps)", fraction), []).append(
-                twin(models / f"twin-{fraction}", fraction, seed, out / "results")
+                twin(models / f"twin-{fraction}", fraction, seed, results)
             )
     if args.figures:
         figures(
