@@ -34,6 +34,7 @@ import sys
 from pathlib import Path
 
 from _harness import bench_eval  # benchmarks/_harness.py
+from diffcls.bench.grid import Condition
 from diffcls.bench.stats import Series, worst_severity
 from diffcls.bench.tables import PLATEAU_GAIN, plateau_gain
 from headline import headline, load_rows, print_table  # benchmarks/headline.py
@@ -118,9 +119,9 @@ def trained_condition(recorded: dict, preset: dict) -> str | None:
     "data_ratio_eq/0.05", "low_res/16"), from its recorded training options; None for a full-data model."""
     if recorded["data_ratio"] < 1.0:
         kind = "data_ratio_eq" if recorded.get("equal_steps") else "data_ratio"
-        return f"{kind}/{recorded['data_ratio']:g}"
+        return Condition(kind, data_ratio=recorded["data_ratio"]).label
     if recorded["img_size"] in preset.get("low_res", ()):
-        return f"low_res/{recorded['img_size']}"
+        return Condition("low_res", low_res=recorded["img_size"]).label
     return None
 
 
