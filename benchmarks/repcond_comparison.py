@@ -1,7 +1,8 @@
 """Does a representation that carries the image make generative pretraining useful for DC Zero? (issue 19)
 
     python benchmarks/repcond_comparison.py --output runs/repcond-cmp [--seeds 0,1,2] [--r-tokens 4] \
-        [--pretrain-epochs 20] [--draws 8] [--figures docs/repcond] [--only-pretraining]
+        [--pretrain-epochs 20] [--draws 8] [--figures docs/repcond] [--only-pretraining] \
+        [--fractions 0.1,0.01] [--arms pre-random,pre-class-mean,unc-random,rnd-random,twin] [--budget-scale 2]
 
 Per seed, with the recipe of docs/results.md (mnist5k at 16 px, pixel space, ``dit_small``, 200 training images
 held out for validation and the t-sweep), it trains (a finished folder is reused; every command is printed):
@@ -20,6 +21,10 @@ It prints markdown tables (r's effect: held-out denoising loss at matching t wit
 for the unconditional DiT, the probe against raw pixels, the bottleneck; then the comparison, mean ± std over the
 seeds) and, with ``--figures``, writes the loss-by-t plot and sample grids (images generated with r taken from
 held-out images, and with the tuned label codes of each class).
+
+The budget check: ``--budget-scale 2 --arms rnd-random --fractions 0.01`` tunes the chosen arms for twice the
+epochs (folders ``...-x2``), so the ``val`` column of the two runs says whether the budget had reached its plateau
+(a cosine schedule flattens every curve at its end, so the last epochs alone cannot say).
 """
 
 from __future__ import annotations
@@ -37,6 +42,13 @@ import torch
 COMMON = ["--data", "mnist5k", "--img-size", "16", "--val-holdout", "200"]
 FRACTIONS = {0.1: (60, ["-b", "64"]), 0.01: (100, ["-b", "16"])}  # label fraction: (tuning epochs, flags)
 LOSS_TIMESTEPS = list(range(50, 1000, 100))
+ARMS = {  # key: (label, pretraining folder, label init); "twin" is the standard twin
+    "pre-random": ("rep-cond (spatial r) → tune, random codes", "pre", "random"),
+    "pre-class-mean": ("rep-cond (spatial r) → tune, class-mean codes", "pre", "class-mean"),
+    "unc-random": ("unconditional → tune", "unc", "random"),
+    "rnd-random": ("scratch (random DiT)", "rnd", "random"),
+}
+TWIN = "standard twin (16 px, --equal-steps)"
 
 
 def run(command: list[str]) -> None:
@@ -66,14 +78,22 @@ def plateau_note(folder: Path, column: str, lower_is_better: bool) -> str:
 
 
 def cached(results: Path, checkpoint: Path) -> bool:
-    """Whether ``results`` holds an evaluation of ``checkpoint`` (a seed's file never stands in for another's)."""
-    return results.is_file() and json.loads(results.read_text()).get("checkpoint") == str(checkpoint)
+    """Whether ``results`` holds an evaluation of ``checkpoint`` as it is now: written for this folder (a seed's file
+    never stands in for another's) after its weights (a retrained folder is evaluated again)."""
+    weights = checkpoint / "model.safetensors"
+    return (
+        results.is_file()
+        and json.loads(results.read_text()).get("checkpoint") == str(checkpoint)
+        and results.stat().st_mtime >= weights.stat().st_mtime
+    )
 
 
 def dc_zero(folder: Path, out: Path, draws: int) -> dict:
     one, many = out / f"{folder.name}.json", out / f"{folder.name}-draws{draws}.json"
-    if not cached(one, folder):
-        run(["eval", "--checkpoint", str(folder), "--data", "mnist5k", "--t-sweep", "--results-file", str(one)])
+    probs = one.with_suffix(".npy")
+    if not cached(one, folder) or not probs.is_file():
+        run(["eval", "--checkpoint", str(folder), "--data", "mnist5k", "--t-sweep", "--results-file", str(one),
+             "--save-probs", str(probs)])  # fmt: skip
     first = json.loads(one.read_text())
     if not cached(many, folder):
         flags = ["--timesteps", str(first["timesteps"][0]), "--noise-draws", str(draws)]
@@ -81,7 +101,47 @@ def dc_zero(folder: Path, out: Path, draws: int) -> dict:
     second = json.loads(many.read_text())
     return {"top1": first["top1"], "f1": first["f1_macro"], "t": first["timesteps"][0],
             "top1_draws": second["top1"], "f1_draws": second["f1_macro"],
-            "val": max(row["accuracy"] for row in first["t_sweep"])}  # fmt: skip
+            "val": max(row["accuracy"] for row in first["t_sweep"]), "correct": correct_string(probs)}  # fmt: skip
+
+
+def correct_string(probs: Path) -> str:
+    """The saved probabilities' per-image outcomes on mnist5k's test split as "0110…" (the bench rows' form)."""
+    import numpy as np
+
+    from diffcls.data import load_source
+
+    labels = np.asarray(load_source("mnist5k").test.labels)
+    return "".join("1" if c else "0" for c in np.load(probs).argmax(1) == labels)
+
+
+def paired_gains(table: dict, fractions: list[float], new: str, bases: list[str]) -> list[str]:
+    """Markdown rows: top-1 of ``new`` − each base, per fraction: mean ± std of the per-seed differences, whether
+    the seeds' values do not overlap, and the 95% paired-bootstrap interval over test images (seeds pooled)."""
+    from diffcls.bench.stats import Series, bootstrap_gain, gain
+
+    rows = [
+        {
+            "contender": label,
+            "readout": "dc-zero",
+            "seed": seed,
+            "condition": str(fraction),
+            "top1": r["top1"],
+            "correct": r["correct"],
+        }
+        for (label, fraction), results in table.items()
+        if "correct" in results[0]
+        for seed, r in enumerate(results)
+    ]  # fmt: skip  (every arm's list runs over the same seeds in order)
+    lines = []
+    for base in bases:
+        for fraction in fractions:
+            where = lambda r, f=fraction: r["condition"] == str(f)  # noqa: E731
+            a, b = Series(base, "dc-zero", base), Series(new, "dc-zero", new)
+            (mean, std, _), beyond = gain(rows, a, b, where)
+            low, high = bootstrap_gain(rows, a, b, where) or (float("nan"),) * 2
+            lines.append(f"| {base} | {fraction * 100:g}% | {mean:+.3f} ± {std:.3f} | {beyond} | "
+                         f"[{low:+.3f}, {high:+.3f}] |")  # fmt: skip
+    return lines
 
 
 def twin(folder: Path, fraction: float, seed: int, out: Path) -> dict:
@@ -219,15 +279,18 @@ def main() -> None:
     parser.add_argument(
         "--only-pretraining", action="store_true", help="stop after r's effect and the probes (no tuning)"
     )
+    parser.add_argument("--fractions", default="0.1,0.01", help="label fractions to tune at (of 0.1, 0.01)")
+    parser.add_argument("--arms", default=",".join([*ARMS, "twin"]), help="the tuning arms to run, and 'twin'")
+    parser.add_argument(
+        "--budget-scale", type=float, default=1.0, help="tuning epochs times this (the budget check; folders -xS)"
+    )
     args = parser.parse_args()
     out = Path(args.output)
     seeds = [int(s) for s in args.seeds.split(",")]
-    arms = {  # label: (pretraining folder, label init)
-        "rep-cond (spatial r) → tune, random codes": ("pre", "random"),
-        "rep-cond (spatial r) → tune, class-mean codes": ("pre", "class-mean"),
-        "unconditional → tune": ("unc", "random"),
-        "scratch (random DiT)": ("rnd", "random"),
-    }
+    fractions, arms = [float(f) for f in args.fractions.split(",")], args.arms.split(",")
+    if unknown := [f for f in fractions if f not in FRACTIONS] + [a for a in arms if a not in [*ARMS, "twin"]]:
+        parser.error(f"unknown fractions or arms {unknown}: fractions {list(FRACTIONS)}, arms {[*ARMS, 'twin']}")
+    suffix = f"-x{args.budget_scale:g}" if args.budget_scale != 1 else ""
     table: dict[tuple[str, float], list[dict]] = {}
     curves, budget, stats = [], {}, []
     for seed in seeds:
@@ -241,26 +304,28 @@ def main() -> None:
         budget[f"seed {seed} pretrain (val_loss, last quarter)"] = plateau_note(models / "pre", "val_loss", True)
         curves.append(loss_by_t(models))
         stats.append(r_statistics(models))
-        for fraction in FRACTIONS:
+        for fraction in fractions:
             p = probes(models, fraction)
             table.setdefault(("linear probe on r (spatial)", fraction), []).append(p["r"])
             table.setdefault(("linear probe on raw pixels", fraction), []).append(p["pixels"])
-        for fraction, (epochs, flags) in FRACTIONS.items():
-            if args.only_pretraining:
-                break
-            for label, (source, init) in arms.items():
-                folder = models / f"tune-{source}-{init}-{fraction}"
+        for fraction in [] if args.only_pretraining else fractions:
+            epochs, flags = FRACTIONS[fraction]
+            epochs = round(epochs * args.budget_scale)
+            for key in [a for a in arms if a in ARMS]:
+                label, source, init = ARMS[key]
+                folder = models / f"tune-{key}-{fraction}{suffix}"
                 tune = ["--method", "repcond-tune", "--pretrained", str(models / source), "--data-ratio", str(fraction),
                         "--label-init", init, *flags]  # fmt: skip
                 train(folder, tune, epochs, seed)
-                budget[f"seed {seed} {source} {init} {fraction} (val_top1, last quarter)"] = plateau_note(
+                budget[f"seed {seed} {key} {fraction}, {epochs} epochs (val_top1, last quarter)"] = plateau_note(
                     folder, "val_top1", False
                 )
                 table.setdefault((label, fraction), []).append(dc_zero(folder, results, args.draws))
-            table.setdefault(("standard twin (16 px, --equal-steps)", fraction), []).append(
-                twin(models / f"twin-{fraction}", fraction, seed, results)
-            )
-    if args.figures:
+            if "twin" in arms:
+                table.setdefault((TWIN, fraction), []).append(
+                    twin(models / f"twin-{fraction}", fraction, seed, results)
+                )
+    if args.figures and not suffix and "pre-class-mean" in arms and 0.1 in fractions:
         figures(
             out / f"seed{seeds[0]}", out / f"seed{seeds[0]}" / "tune-pre-class-mean-0.1", curves, Path(args.figures)
         )
@@ -275,12 +340,12 @@ def main() -> None:
     print("\nr on the held-out images: " + ", ".join(f"{k} {mean_std([s[k] for s in stats])}" for k in stats[0]))
     print(f"\n## DC Zero and baselines (test split; mean ± std over seeds {args.seeds}; DC Zero at the t chosen on"
           f" the held-out images, 1 and {args.draws} noise draws)\n")  # fmt: skip
-    head = ["system", "10%: val (best t)", "top-1", f"top-1 ({args.draws} draws)", "macro F1", "1%: val (best t)",
-            "top-1", f"top-1 ({args.draws} draws)", "macro F1"]  # fmt: skip
+    per_fraction = ["val (best t)", "top-1", f"top-1 ({args.draws} draws)", "macro F1"]
+    head = ["system"] + [f"{f * 100:g}%: {c}" if c == per_fraction[0] else c for f in fractions for c in per_fraction]
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for label in dict.fromkeys(k[0] for k in table):
         cells = []
-        for fraction in FRACTIONS:
+        for fraction in fractions:
             rows = table.get((label, fraction), [])
             val, draws = [r["val"] for r in rows if "val" in r], [r["top1_draws"] for r in rows if "top1_draws" in r]
             cells += [
@@ -290,10 +355,16 @@ def main() -> None:
                 mean_std([r["f1"] for r in rows]),
             ]
         print(f"| {label} | " + " | ".join(cells) + " |")
+    new, bases = ARMS["pre-class-mean"][0], [ARMS["unc-random"][0], ARMS["rnd-random"][0]]
+    if all((label, f) in table for label in (new, *bases) for f in fractions):
+        print(f"\n## Paired gains of {new} (top-1, one noise draw; seeds {args.seeds})\n")
+        print("| over | labels | mean ± std over seeds | beyond the spread | 95% paired bootstrap |")
+        print("|---|---|---|---|---|")
+        print("\n".join(paired_gains(table, fractions, new, bases)))
     print("\n## Budget checks (change over the last quarter of the epochs)\n")
     for key, value in budget.items():
         print(f"- {key}: {value}")
-    (out / "comparison.json").write_text(
+    (out / f"comparison{suffix}.json").write_text(
         json.dumps({"table": {f"{k[0]} @ {k[1]}": v for k, v in table.items()}, "loss_by_t": curves}, indent=1)
     )
 

@@ -1,7 +1,7 @@
 """Why does rep-conditioned pretraining hurt Diffusion Classifier Zero? The experiments that tell the causes apart
 (issue 19): what r carries, how the tuning arms start, and how noisy one noise draw is.
 
-    python benchmarks/repcond_diagnosis.py --output runs/repcond-diag [--seed 0] [--draws 8]
+    python benchmarks/repcond_diagnosis.py --output runs/repcond-diag [--seed 0] [--draws 8] [--fractions 0.1,0.01]
 
 Pretrains a rep-conditioned DiT and an unconditional one with the recipe of docs/results.md (a finished folder is
 reused), then prints, as markdown:
@@ -29,6 +29,8 @@ import sys
 from pathlib import Path
 
 import torch
+
+from repcond_comparison import cached
 
 COMMON = ["--data", "mnist5k", "--img-size", "16", "--val-holdout", "200"]
 PRETRAININGS = {  # folder: (method, epochs)
@@ -69,11 +71,11 @@ def train(folder: Path, args: list[str], epochs: int, seed: int) -> Path:
 def dc_zero(folder: Path, out: Path, draws: int) -> dict:
     """Top-1 and macro F1 at the t chosen on the held-out images, with one draw and with ``draws`` draws."""
     one, many = out / f"{folder.name}.json", out / f"{folder.name}-draws{draws}.json"
-    if not one.is_file():
+    if not cached(one, folder):
         run(["eval", "--checkpoint", str(folder), "--data", "mnist5k", "--t-sweep", "--results-file", str(one)])
     first = json.loads(one.read_text())
     t = first["timesteps"][0]
-    if not many.is_file():
+    if not cached(many, folder):
         flags = ["--timesteps", str(t), "--noise-draws", str(draws)]
         run(["eval", "--checkpoint", str(folder), "--data", "mnist5k", *flags, "--results-file", str(many)])
     second = json.loads(many.read_text())
@@ -106,7 +108,11 @@ def r_section(models: Path) -> list[str]:
     return lines
 
 
-def probe_section(models: Path) -> list[str]:
+def percent(fraction: float) -> str:
+    return f"{fraction * 100:g}%"
+
+
+def probe_section(models: Path, fractions: list[float]) -> list[str]:
     from diffcls.data import data_ratio_indices, subset_split
     from diffcls.repcond import linear_probe, load_checkpoint, probe_encoder
     from diffcls.repcond.evaluate import _latents, select_split
@@ -115,9 +121,10 @@ def probe_section(models: Path) -> list[str]:
     train_all, _ = select_split(loaded, None, "train")
     test, k = select_split(loaded, None, "test")
     z_test, y_test = _latents(loaded, test, "cpu")
-    lines = ["| features | 10% labels: top-1 | macro F1 | 1%: top-1 | macro F1 |", "|---|---|---|---|---|"]
+    head = ["features"] + [c for f in fractions for c in (f"{percent(f)} labels: top-1", "macro F1")]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     rows: dict[str, list[str]] = {"r of the rep-cond encoder": [], "r of a random encoder": [], "raw pixels": []}
-    for fraction in FRACTIONS:
+    for fraction in fractions:
         for name, label in (("pre", "r of the rep-cond encoder"), ("pre-e0", "r of a random encoder")):
             p = probe_encoder(models / name, data_ratio=fraction)
             rows[label] += [f"{p['accuracy']:.3f}", f"{p['f1_macro']:.3f}"]
@@ -133,13 +140,18 @@ def main() -> None:
     parser.add_argument("--output", default="runs/repcond-diag")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--draws", type=int, default=8, help="noise draws averaged at the chosen t")
+    parser.add_argument("--fractions", default="0.1,0.01", help="label fractions to tune at (of 0.1, 0.01)")
     args = parser.parse_args()
+    fractions = [float(f) for f in args.fractions.split(",")]
+    if unknown := [f for f in fractions if f not in FRACTIONS]:
+        parser.error(f"--fractions: no tuning recipe for {unknown}; choose from {list(FRACTIONS)}")
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     out, models = Path(args.output), Path(args.output) / "models"
     for name, (method, epochs) in PRETRAININGS.items():
         train(models / name, ["--method", method, "--model", "dit_small"], epochs, args.seed)
     results = {}
-    for fraction, (epochs, flags) in FRACTIONS.items():
+    for fraction in fractions:
+        epochs, flags = FRACTIONS[fraction]
         for label, (source, extra) in ARMS.items():
             slug = "-".join(w for w in label.split(" (")[0].replace(",", "").split() if w.isalnum())
             folder = models / f"tune-{slug}-{fraction}"
@@ -149,18 +161,19 @@ def main() -> None:
     print("\n## r of the rep-conditioned encoder (held-out images)\n")
     print("\n".join(r_section(models)))
     print("\n## Linear probes (test split)\n")
-    print("\n".join(probe_section(models)))
+    print("\n".join(probe_section(models, fractions)))
     print(f"\n## DC Zero after tuning (test split; t chosen on the held-out images; 1 and {args.draws} noise draws)\n")
-    head = ["arm", "10%: t", "top-1", f"top-1 ({args.draws} draws)", "macro F1", "1%: t", "top-1",
-            f"top-1 ({args.draws} draws)", "macro F1"]  # fmt: skip
+    per_fraction = ["t", "top-1", f"top-1 ({args.draws} draws)", "macro F1"]
+    head = ["arm"] + [f"{percent(f)}: {c}" if c == "t" else c for f in fractions for c in per_fraction]
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for label in ARMS:
         cells = []
-        for fraction in FRACTIONS:
+        for fraction in fractions:
             r = results[(label, fraction)]
             cells += [str(r["t"]), f"{r['top1']:.3f}", f"{r['top1_draws']:.3f}", f"{r['f1']:.3f}"]
         print(f"| {label} | " + " | ".join(cells) + " |")
-    (out / "diagnosis.json").write_text(json.dumps({f"{k[0]} @ {k[1]}": v for k, v in results.items()}, indent=1))
+    by_arm = {f"{label} @ {fraction}": r for (label, fraction), r in results.items()}
+    (out / f"diagnosis-{args.fractions}.json").write_text(json.dumps(by_arm, indent=1))
 
 
 if __name__ == "__main__":

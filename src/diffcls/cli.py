@@ -327,7 +327,8 @@ def _add_train_parser(sub) -> None:
         "--label-init",
         choices=["class-mean", "class-mean-rescaled", "random"],
         help="repcond-tune from a rep-cond folder: start each label code at its class's mean r (default), at "
-        "those means spread as far apart as N(0, 1) codes, or at N(0, 1) codes (as from an unconditional DiT)",
+        "those means spread as far apart as N(0, 1) codes, or at N(0, 1) codes (as from an unconditional DiT; "
+        "drawn from --seed alone, so every arm of one seed starts from the same codes)",
     )
     g.add_argument(
         "--reset-injection",

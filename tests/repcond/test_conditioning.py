@@ -137,6 +137,37 @@ def test_tuning_the_trunk_alone_is_tuning_a_plain_dit_with_the_same_weights():
         torch.testing.assert_close(tuned(x, t, torch.tensor([0, 1, 2])), pre.dit(x, t), rtol=0, atol=0)
 
 
+def test_every_arm_of_one_seed_starts_from_the_same_codes_and_projections():
+    """The fair tuning protocol: the rep-cond trunk alone and an unconditional DiT with the same trunk weights start
+    from identical label codes and zero projections, so they differ only in what their trunks learnt; the
+    rep-cond arm that keeps its projections draws the same codes too. The global RNG (which loading and building
+    a model consume differently per arm) does not move the codes."""
+    pre = tiny_repcond()
+    with torch.no_grad():
+        for p in pre.dit.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    plain = RepCondModel(DiT(dit_config("dit_tiny", 8, 1, d_r=None)))
+    trunk = {k: v for k, v in pre.dit.state_dict().items() if not k.startswith(("block_proj", "decode_proj"))}
+    plain.dit.load_state_dict(trunk)
+    torch.manual_seed(1)
+    alone = tuning_model(pre, num_classes=3, reset_injection=True, seed=7)
+    torch.randn(1000)  # another arm, another history of the global RNG
+    unconditional = tuning_model(plain, num_classes=3, d_r=16, seed=7)
+    kept = tuning_model(pre, num_classes=3, seed=7)
+    codes = alone.condition.embedding.weight[:3]
+    assert codes.std().item() == pytest.approx(1.0, abs=0.4)  # N(0, 1) codes
+    torch.testing.assert_close(unconditional.condition.embedding.weight[:3], codes, rtol=0, atol=0)
+    torch.testing.assert_close(kept.condition.embedding.weight[:3], codes, rtol=0, atol=0)
+    other = tuning_model(pre, num_classes=3, seed=8).condition.embedding.weight[:3]
+    assert not torch.equal(other, codes)  # the seed, not a constant, sets them
+    assert alone.dit.state_dict().keys() == unconditional.dit.state_dict().keys()
+    for (name, a), b in zip(alone.dit.state_dict().items(), unconditional.dit.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    x, t, y = torch.randn(3, 1, 8, 8), torch.tensor([1, 500, 900]), torch.tensor([0, 1, 2])
+    with torch.no_grad():
+        torch.testing.assert_close(alone(x, t, y), unconditional(x, t, y), rtol=0, atol=0)
+
+
 def test_representation_statistics_against_hand_computed_values():
     from diffcls.repcond.probe import representation_statistics
 

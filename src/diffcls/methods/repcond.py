@@ -218,7 +218,7 @@ class RepCondTrainer(Trainer):
             means = self._class_means(pre.model.condition)
             means = rescale_codes(means) if c.label_init == "class-mean-rescaled" else means
         self.model = tuning_model(
-            pre.model, self.source.num_classes, means, d_r=c.d_r, reset_injection=c.reset_injection
+            pre.model, self.source.num_classes, means, d_r=c.d_r, reset_injection=c.reset_injection, seed=c.seed
         ).to(self.device)
         self.pretrained_folder = str(c.pretrained)
 

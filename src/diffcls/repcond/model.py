@@ -122,16 +122,20 @@ def tuning_model(
     class_means: torch.Tensor | None = None,
     d_r: int = 64,
     reset_injection: bool = False,
+    seed: int = 0,
 ) -> RepCondModel:
     """The label-conditioned model to fine-tune from ``pretrained`` (see the module docstring).
 
     Args:
         pretrained: a rep-cond model (encoder condition) or an unconditional one (plain DiT).
         num_classes: K.
-        class_means: float[K, d_r], the starting class vectors (e.g. the mean r per class); None: N(0, 1).
+        class_means: float[K, d_r], the starting class vectors (e.g. the mean r per class); None: N(0, 1) codes
+            drawn from their own generator seeded with ``seed``, so every tuning arm of one seed starts from the
+            same codes whatever its pretrained model consumed of the global RNG (the fair-protocol "same start").
         d_r: the width of the label vectors when ``pretrained`` has no injection points.
         reset_injection: zero the trained injection projections, so a rep-cond DiT is tuned as its trunk alone,
             exactly as a plain DiT is (a diagnosis arm: what the projections and the trunk each bring).
+        seed: the seed of the random codes.
     """
     config = pretrained.dit.config
     if config.d_r is None:  # a plain DiT: add zero-initialised injection points
@@ -150,7 +154,8 @@ def tuning_model(
         if class_means is not None:
             condition.embedding.weight[:num_classes] = class_means.to(condition.embedding.weight)
         else:
-            nn.init.normal_(condition.embedding.weight[:num_classes])
+            codes = torch.randn(num_classes, dit.config.d_r, generator=torch.Generator().manual_seed(seed))
+            condition.embedding.weight[:num_classes] = codes
         null = pretrained.condition.null if pretrained.condition is not None else torch.zeros(dit.config.d_r)
         condition.embedding.weight[num_classes] = null.detach()
     return RepCondModel(dit, condition).to(next(pretrained.parameters()).device)
