@@ -31,12 +31,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 COMMON = ["--data", "mnist5k", "--img-size", "16", "--val-holdout", "200"]
@@ -104,14 +106,26 @@ def dc_zero(folder: Path, out: Path, draws: int) -> dict:
             "val": max(row["accuracy"] for row in first["t_sweep"]), "correct": correct_string(probs)}  # fmt: skip
 
 
-def correct_string(probs: Path) -> str:
-    """The saved probabilities' per-image outcomes on mnist5k's test split as "0110…" (the bench rows' form)."""
-    import numpy as np
-
+@functools.cache
+def test_labels() -> np.ndarray:
+    """int[N]: mnist5k's test labels (read once per run, not once per arm and seed)."""
     from diffcls.data import load_source
 
-    labels = np.asarray(load_source("mnist5k").test.labels)
-    return "".join("1" if c else "0" for c in np.load(probs).argmax(1) == labels)
+    return np.asarray(load_source("mnist5k").test.labels)
+
+
+def saved_predictions(probs: Path) -> np.ndarray:
+    """int[N]: the argmax of an ``eval --save-probs`` file (float32 N×K)."""
+    return np.load(probs).argmax(1)
+
+
+def correct_string(probs: Path) -> str:
+    """The saved probabilities' per-image outcomes on mnist5k's test split as "0110…" (the bench rows' form)."""
+    return "".join("1" if c else "0" for c in saved_predictions(probs) == test_labels())
+
+
+def percent(fraction: float) -> str:
+    return f"{fraction * 100:g}%"
 
 
 def paired_gains(table: dict, fractions: list[float], new: str, bases: list[str]) -> list[str]:
@@ -139,7 +153,7 @@ def paired_gains(table: dict, fractions: list[float], new: str, bases: list[str]
             a, b = Series(base, "dc-zero", base), Series(new, "dc-zero", new)
             (mean, std, _), beyond = gain(rows, a, b, where)
             low, high = bootstrap_gain(rows, a, b, where) or (float("nan"),) * 2
-            lines.append(f"| {base} | {fraction * 100:g}% | {mean:+.3f} ± {std:.3f} | {beyond} | "
+            lines.append(f"| {base} | {percent(fraction)} | {mean:+.3f} ± {std:.3f} | {beyond} | "
                          f"[{low:+.3f}, {high:+.3f}] |")  # fmt: skip
     return lines
 
@@ -154,13 +168,8 @@ def twin(folder: Path, fraction: float, seed: int, out: Path) -> dict:
     if not cached(results, folder):
         run(["eval", "--checkpoint", str(folder), "--data", "mnist5k", "--results-file", str(results),
              "--save-probs", str(probs)])  # fmt: skip
-    import numpy as np
-
-    from diffcls.data import load_source
-
-    labels = torch.as_tensor(load_source("mnist5k").test.labels)
-    predictions = torch.as_tensor(np.load(probs)).argmax(1)
-    f1 = multiclass_f1_score(predictions, labels, 10, average="macro").item()
+    labels, predictions = test_labels(), saved_predictions(probs)
+    f1 = multiclass_f1_score(torch.as_tensor(predictions), torch.as_tensor(labels), 10, average="macro").item()
     return {"top1": json.loads(results.read_text())["top1"], "f1": f1}
 
 
@@ -341,7 +350,7 @@ def main() -> None:
     print(f"\n## DC Zero and baselines (test split; mean ± std over seeds {args.seeds}; DC Zero at the t chosen on"
           f" the held-out images, 1 and {args.draws} noise draws)\n")  # fmt: skip
     per_fraction = ["val (best t)", "top-1", f"top-1 ({args.draws} draws)", "macro F1"]
-    head = ["system"] + [f"{f * 100:g}%: {c}" if c == per_fraction[0] else c for f in fractions for c in per_fraction]
+    head = ["system"] + [f"{percent(f)}: {c}" if c == per_fraction[0] else c for f in fractions for c in per_fraction]
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for label in dict.fromkeys(k[0] for k in table):
         cells = []

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from repcond_comparison import cached
+from repcond_comparison import cached, percent
 
 COMMON = ["--data", "mnist5k", "--img-size", "16", "--val-holdout", "200"]
 PRETRAININGS = {  # folder: (method, epochs)
@@ -106,10 +106,6 @@ def r_section(models: Path) -> list[str]:
               f"unconditional {leak['uncond_loss']:.4f}, ratio {leak['ratio']:.3f}; r holds {leak['r_values']} of z0's "
               f"{leak['z0_values']} values per image (leak: {leak['leak']})."]  # fmt: skip
     return lines
-
-
-def percent(fraction: float) -> str:
-    return f"{fraction * 100:g}%"
 
 
 def probe_section(models: Path, fractions: list[float]) -> list[str]:
