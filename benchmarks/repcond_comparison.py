@@ -2,7 +2,7 @@
 
     python benchmarks/repcond_comparison.py --output runs/repcond-cmp [--seeds 0,1,2] [--r-tokens 4] \
         [--pretrain-epochs 20] [--draws 8] [--figures docs/repcond] [--only-pretraining] \
-        [--fractions 0.1,0.01] [--arms pre-random,pre-class-mean,unc-random,rnd-random,twin] [--budget-scale 2]
+        [--fractions 0.1,0.01] [--arms pre-random,pre-class-mean,unc-random,rnd-random,twin] [--budget-scale 1,2]
 
 Per seed, with the recipe of docs/results.md (mnist5k at 16 px, pixel space, ``dit_small``, 200 training images
 held out for validation and the t-sweep), it trains (a finished folder is reused; every command is printed):
@@ -22,9 +22,12 @@ for the unconditional DiT, the probe against raw pixels, the bottleneck; then th
 seeds) and, with ``--figures``, writes the loss-by-t plot and sample grids (images generated with r taken from
 held-out images, and with the tuned label codes of each class).
 
-The budget check: ``--budget-scale 2 --arms rnd-random --fractions 0.01`` tunes the chosen arms for twice the
-epochs (folders ``...-x2``), so the ``val`` column of the two runs says whether the budget had reached its plateau
-(a cosine schedule flattens every curve at its end, so the last epochs alone cannot say).
+The tuning budget: ``--budget-scale 2`` tunes the chosen arms for twice the epochs (folders ``...-x2``);
+``--budget-scale 1,2`` tunes each arm at both budgets and, per arm and seed, keeps the one with the higher
+validation accuracy (the t-sweep's best on the held-out images; a tie keeps the shorter), so every arm is compared
+at the budget the validation split picks for it, never the test split (a cosine schedule flattens every curve at
+its end, so the last epochs of one run cannot say whether the budget had reached its plateau). It prints every
+budget's row beside the chosen one.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from diffcls.runtime.io import write_json
 
 COMMON = ["--data", "mnist5k", "--img-size", "16", "--val-holdout", "200"]
 FRACTIONS = {0.1: (60, ["-b", "64"]), 0.01: (100, ["-b", "16"])}  # label fraction: (tuning epochs, flags)
@@ -269,6 +274,16 @@ def save_grid(images: torch.Tensor, path: Path, columns: int = 10, scale: int = 
     picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST).save(path)
 
 
+def choose_budget(candidates: list[dict]) -> dict:
+    """The candidate (one arm and seed, one tuning budget each, shortest first) with the highest validation accuracy
+    ``val``; a tie keeps the shorter budget."""
+    return max(candidates, key=lambda r: r["val"])  # max keeps the first of equals
+
+
+def scale_suffix(scale: float) -> str:
+    return f"-x{scale:g}" if scale != 1 else ""
+
+
 def mean_std(values: list[float]) -> str:
     if not values:
         return "–"
@@ -291,7 +306,9 @@ def main() -> None:
     parser.add_argument("--fractions", default="0.1,0.01", help="label fractions to tune at (of 0.1, 0.01)")
     parser.add_argument("--arms", default=",".join([*ARMS, "twin"]), help="the tuning arms to run, and 'twin'")
     parser.add_argument(
-        "--budget-scale", type=float, default=1.0, help="tuning epochs times this (the budget check; folders -xS)"
+        "--budget-scale",
+        default="1",
+        help="tuning epochs times this (folders -xS); several, e.g. 1,2: each arm's budget is chosen on validation",
     )
     args = parser.parse_args()
     out = Path(args.output)
@@ -299,9 +316,15 @@ def main() -> None:
     fractions, arms = [float(f) for f in args.fractions.split(",")], args.arms.split(",")
     if unknown := [f for f in fractions if f not in FRACTIONS] + [a for a in arms if a not in [*ARMS, "twin"]]:
         parser.error(f"unknown fractions or arms {unknown}: fractions {list(FRACTIONS)}, arms {[*ARMS, 'twin']}")
-    suffix = f"-x{args.budget_scale:g}" if args.budget_scale != 1 else ""
+    try:
+        scales = sorted({float(s) for s in args.budget_scale.split(",")})
+    except ValueError:
+        parser.error(f"--budget-scale takes numbers separated by commas, not {args.budget_scale!r}")
+    if min(scales) <= 0:
+        parser.error(f"--budget-scale must be positive, not {args.budget_scale!r}")
+    suffix = scale_suffix(scales[0]) if len(scales) == 1 else "-chosen"
     table: dict[tuple[str, float], list[dict]] = {}
-    curves, budget, stats = [], {}, []
+    curves, budget, stats, tried = [], {}, [], []
     for seed in seeds:
         models, results = out / f"seed{seed}", out / "results" / f"seed{seed}"
         results.mkdir(parents=True, exist_ok=True)
@@ -318,23 +341,30 @@ def main() -> None:
             table.setdefault(("linear probe on r (spatial)", fraction), []).append(p["r"])
             table.setdefault(("linear probe on raw pixels", fraction), []).append(p["pixels"])
         for fraction in [] if args.only_pretraining else fractions:
-            epochs, flags = FRACTIONS[fraction]
-            epochs = round(epochs * args.budget_scale)
+            base_epochs, flags = FRACTIONS[fraction]
             for key in [a for a in arms if a in ARMS]:
                 label, source, init = ARMS[key]
-                folder = models / f"tune-{key}-{fraction}{suffix}"
                 tune = ["--method", "repcond-tune", "--pretrained", str(models / source), "--data-ratio", str(fraction),
                         "--label-init", init, *flags]  # fmt: skip
-                train(folder, tune, epochs, seed)
-                budget[f"seed {seed} {key} {fraction}, {epochs} epochs (val_top1, last quarter)"] = plateau_note(
-                    folder, "val_top1", False
-                )
-                table.setdefault((label, fraction), []).append(dc_zero(folder, results, args.draws))
+                candidates = []
+                for scale in scales:
+                    epochs = round(base_epochs * scale)
+                    folder = models / f"tune-{key}-{fraction}{scale_suffix(scale)}"
+                    train(folder, tune, epochs, seed)
+                    budget[f"seed {seed} {key} {fraction}, {epochs} epochs (val_top1, last quarter)"] = plateau_note(
+                        folder, "val_top1", False
+                    )
+                    candidates.append(dc_zero(folder, results, args.draws) | {"epochs": epochs})
+                chosen = choose_budget(candidates)
+                table.setdefault((label, fraction), []).append(chosen)
+                tried += [
+                    {"arm": label, "labels": fraction, "seed": seed, **c, "chosen": c is chosen} for c in candidates
+                ]
             if "twin" in arms:
                 table.setdefault((TWIN, fraction), []).append(
                     twin(models / f"twin-{fraction}", fraction, seed, results)
                 )
-    if args.figures and not suffix and "pre-class-mean" in arms and 0.1 in fractions:
+    if args.figures and scales == [1.0] and "pre-class-mean" in arms and 0.1 in fractions:
         figures(
             out / f"seed{seeds[0]}", out / f"seed{seeds[0]}" / "tune-pre-class-mean-0.1", curves, Path(args.figures)
         )
@@ -347,8 +377,15 @@ def main() -> None:
     ratio = [statistics.mean(c["with_r"]) / statistics.mean(c["uncond"]) for c in curves]
     print(f"\nLoss ratio rep-cond with r / unconditional (mean over t): {mean_std(ratio)}")
     print("\nr on the held-out images: " + ", ".join(f"{k} {mean_std([s[k] for s in stats])}" for k in stats[0]))
+    if len(scales) > 1:
+        print("\n## Tuning budgets tried (DC Zero; the validation accuracy picks each arm's budget per seed)\n")
+        print("| arm | labels | seed | epochs | val (best t) | top-1 | top-1 (draws) | chosen |\n|" + "---|" * 8)
+        for r in tried:
+            print(f"| {r['arm']} | {percent(r['labels'])} | {r['seed']} | {r['epochs']} | {r['val']:.3f} | "
+                  f"{r['top1']:.3f} | {r['top1_draws']:.3f} | {'yes' if r['chosen'] else ''} |")  # fmt: skip
+    budgets = "each arm at the budget its validation accuracy picks" if len(scales) > 1 else f"budget ×{scales[0]:g}"
     print(f"\n## DC Zero and baselines (test split; mean ± std over seeds {args.seeds}; DC Zero at the t chosen on"
-          f" the held-out images, 1 and {args.draws} noise draws)\n")  # fmt: skip
+          f" the held-out images, 1 and {args.draws} noise draws; {budgets})\n")  # fmt: skip
     per_fraction = ["val (best t)", "top-1", f"top-1 ({args.draws} draws)", "macro F1"]
     head = ["system"] + [f"{percent(f)}: {c}" if c == per_fraction[0] else c for f in fractions for c in per_fraction]
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
@@ -373,8 +410,9 @@ def main() -> None:
     print("\n## Budget checks (change over the last quarter of the epochs)\n")
     for key, value in budget.items():
         print(f"- {key}: {value}")
-    (out / f"comparison{suffix}.json").write_text(
-        json.dumps({"table": {f"{k[0]} @ {k[1]}": v for k, v in table.items()}, "loss_by_t": curves}, indent=1)
+    write_json(  # atomic: an interrupted run leaves the previous file whole
+        out / f"comparison{suffix}.json",
+        {"table": {f"{k[0]} @ {k[1]}": v for k, v in table.items()}, "budgets_tried": tried, "loss_by_t": curves},
     )
 
 

@@ -38,15 +38,99 @@ def test_a_result_is_reused_only_for_the_weights_it_scored(tmp_path, monkeypatch
 
 
 @pytest.mark.parametrize(
-    "script, flags", [("repcond_comparison", ["--arms", "twin,magic"]), ("repcond_diagnosis", ["--fractions", "0.5"])]
+    "script, flags, named",
+    [
+        ("repcond_comparison", ["--arms", "twin,magic"], "magic"),
+        ("repcond_comparison", ["--budget-scale", "1,two"], "1,two"),
+        ("repcond_comparison", ["--budget-scale", "0"], "positive"),
+        ("repcond_diagnosis", ["--fractions", "0.5"], "0.5"),
+    ],
 )
-def test_unknown_arms_or_fractions_are_one_line_errors(script, flags, monkeypatch, capsys):
+def test_bad_arms_fractions_or_budgets_are_one_line_errors(script, flags, named, monkeypatch, capsys):
     module = load_script(script, monkeypatch)
     monkeypatch.setattr(sys, "argv", [script, "--output", "unused", *flags])
     with pytest.raises(SystemExit) as stop:
         module.main()
     assert stop.value.code == 2
-    assert ("magic" if "--arms" in flags else "0.5") in capsys.readouterr().err
+    assert named in capsys.readouterr().err
+
+
+def test_each_arm_and_seed_is_compared_at_the_budget_its_validation_accuracy_picks(tmp_path, monkeypatch, capsys):
+    """``--budget-scale 1,2`` tunes every arm at 100 and 200 epochs (1% labels) and keeps, per arm and seed, the
+    budget with the higher validation accuracy (a tie keeps the shorter); the tables and the JSON say which."""
+    script = load_script("repcond_comparison", monkeypatch)
+    val = {  # (arm, seed, epochs): validation accuracy (the t-sweep's best on the held-out images)
+        ("rnd-random", 0, 100): 0.55, ("rnd-random", 0, 200): 0.63,  # the longer budget helps scratch
+        ("rnd-random", 1, 100): 0.61, ("rnd-random", 1, 200): 0.65,
+        ("unc-random", 0, 100): 0.62, ("unc-random", 0, 200): 0.60,  # not the unconditional arm on seed 0
+        ("unc-random", 1, 100): 0.60, ("unc-random", 1, 200): 0.60,  # a tie keeps 100
+        ("pre-class-mean", 0, 100): 0.64, ("pre-class-mean", 0, 200): 0.66,
+        ("pre-class-mean", 1, 100): 0.63, ("pre-class-mean", 1, 200): 0.62,
+    }  # fmt: skip
+    trained = []
+
+    def fake_train(folder, args, epochs, seed, common=None):
+        trained.append((folder.name, epochs, seed))
+        return folder
+
+    def fake_dc_zero(folder, out, draws):
+        key = folder.name.removeprefix("tune-").removesuffix("-x2").removesuffix("-0.01")
+        seed, epochs = int(folder.parent.name.removeprefix("seed")), 200 if folder.name.endswith("-x2") else 100
+        v = val[key, seed, epochs]
+        correct = "1" * round(v * 100) + "0" * (100 - round(v * 100))  # test top-1 = val, 100 test images
+        return {"top1": v, "f1": v, "t": 400, "top1_draws": v, "f1_draws": v, "val": v, "correct": correct}
+
+    curve = {
+        "t": script.LOSS_TIMESTEPS,
+        **{k: [0.1] * len(script.LOSS_TIMESTEPS) for k in ("with_r", "null_r", "uncond")},
+    }
+    monkeypatch.setattr(script, "train", fake_train)
+    monkeypatch.setattr(script, "dc_zero", fake_dc_zero)
+    monkeypatch.setattr(script, "plateau_note", lambda *a: "+0.0000")
+    monkeypatch.setattr(script, "loss_by_t", lambda models: curve)
+    monkeypatch.setattr(script, "r_statistics", lambda models: {"spread": 0.2})
+    monkeypatch.setattr(
+        script, "probes", lambda models, f: {"r": {"top1": 0.5, "f1": 0.5}, "pixels": {"top1": 0.5, "f1": 0.5}}
+    )
+    arms = "pre-class-mean,unc-random,rnd-random"
+    argv = [
+        "x",
+        "--output",
+        str(tmp_path),
+        "--seeds",
+        "0,1",
+        "--fractions",
+        "0.01",
+        "--arms",
+        arms,
+        "--budget-scale",
+        "2,1",
+    ]
+    monkeypatch.setattr(sys, "argv", argv)
+    script.main()
+
+    tuned = {(name, epochs, seed) for name, epochs, seed in trained if name.startswith("tune-")}
+    assert tuned == {
+        (f"tune-{a}-0.01{x}", e, s) for a in arms.split(",") for x, e in (("", 100), ("-x2", 200)) for s in (0, 1)
+    }
+    saved = json.loads((tmp_path / "comparison-chosen.json").read_text())
+    chosen = {(r["arm"], r["seed"]): r["epochs"] for r in saved["budgets_tried"] if r["chosen"]}
+    label = {key: script.ARMS[key][0] for key in arms.split(",")}
+    assert chosen == {
+        (label["rnd-random"], 0): 200, (label["rnd-random"], 1): 200,
+        (label["unc-random"], 0): 100, (label["unc-random"], 1): 100,
+        (label["pre-class-mean"], 0): 200, (label["pre-class-mean"], 1): 100,
+    }  # fmt: skip
+    assert [r["top1"] for r in saved["table"][f"{label['rnd-random']} @ 0.01"]] == [0.63, 0.65]
+    printed = capsys.readouterr().out
+    # the comparison row: the mean over seeds of the chosen budgets' top-1 (0.66, 0.63 -> 0.645)
+    row = next(line for line in printed.splitlines() if line.startswith(f"| {label['pre-class-mean']} | 0.6"))
+    assert "0.645 ± 0.021" in row
+    # paired gain over scratch at the chosen budgets: (0.66 - 0.63, 0.63 - 0.65) -> +0.005 ± 0.035
+    gains = printed.split("## Paired gains")[1].splitlines()
+    gain = next(line for line in gains if line.startswith(f"| {label['rnd-random']} | 1% |"))
+    assert "+0.005 ± 0.035" in gain
+    assert printed.count("| yes |") == 6
 
 
 def test_paired_gains_against_the_per_seed_differences(monkeypatch):
