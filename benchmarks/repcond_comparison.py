@@ -2,7 +2,8 @@
 
     python benchmarks/repcond_comparison.py --output runs/repcond-cmp [--seeds 0,1,2] [--r-tokens 4] \
         [--pretrain-epochs 20] [--draws 8] [--figures docs/repcond] [--only-pretraining] \
-        [--fractions 0.1,0.01] [--arms pre-random,pre-class-mean,unc-random,rnd-random,twin] [--budget-scale 1,2]
+        [--fractions 0.1,0.01] [--arms pre-random,pre-class-mean,unc-random,rnd-random,twin] [--budget-scale 1,2] \
+        [--val-every 10]
 
 Per seed, with the recipe of docs/results.md (mnist5k at 16 px, pixel space, ``dit_small``, 200 training images
 held out for validation and the t-sweep), it trains (a finished folder is reused; every command is printed):
@@ -27,7 +28,10 @@ The tuning budget: ``--budget-scale 2`` tunes the chosen arms for twice the epoc
 validation accuracy (the t-sweep's best on the held-out images; a tie keeps the shorter), so every arm is compared
 at the budget the validation split picks for it, never the test split (a cosine schedule flattens every curve at
 its end, so the last epochs of one run cannot say whether the budget had reached its plateau). It prints every
-budget's row beside the chosen one.
+budget's row beside the chosen one (with ``--figures``, a plot of both accuracies against the budget per
+fraction: ``budgets_1pct.png``, ``budgets_10pct.png``). Tuning validates every ``--val-every`` epochs (10): the
+weights do not depend on it (every epoch seeds its own randomness), only the per-epoch curve in ``metrics.csv``
+thins out.
 """
 
 from __future__ import annotations
@@ -263,6 +267,41 @@ def figures(models: Path, tuned: Path, curves: list[dict], where: Path) -> None:
     save_grid(label_model.codec.decode(torch.cat(rows)), where / "samples_tuned_labels.png")
 
 
+def budget_figure(tried: list[dict], fraction: float, path: Path) -> None:
+    """Validation accuracy (what picks the budget) and test top-1 against the tuning epochs, one line per arm:
+    the mean over seeds, the band from the lowest to the highest seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in tried if r["labels"] == fraction]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
+    for ax, key, title in ((axes[0], "val", "validation (t-sweep's best, 200 held-out images)"),
+                           (axes[1], "top1", "test top-1 (1,000 images, one noise draw)")):  # fmt: skip
+        for arm in dict.fromkeys(r["arm"] for r in rows):
+            epochs = sorted({r["epochs"] for r in rows if r["arm"] == arm})
+            values = [[r[key] for r in rows if r["arm"] == arm and r["epochs"] == e] for e in epochs]
+            ax.plot(epochs, [statistics.mean(v) for v in values], marker="o", label=arm)
+            ax.fill_between(epochs, [min(v) for v in values], [max(v) for v in values], alpha=0.15)
+        ax.set_xscale("log", base=2)
+        budgets = sorted({r["epochs"] for r in rows})
+        ax.set_xticks(budgets, [str(e) for e in budgets])
+        ax.minorticks_off()
+        ax.set_xlabel("tuning epochs")
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("DC Zero accuracy")
+    axes[0].legend(fontsize=7)
+    seeds = len({r["seed"] for r in rows})
+    fig.suptitle(f"Tuning budget at {percent(fraction)} of the labels (mean over {seeds} seeds, band: min to max)",
+                 fontsize=10)  # fmt: skip
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def save_grid(images: torch.Tensor, path: Path, columns: int = 10, scale: int = 3) -> None:
     """A PNG of ``images`` float[N, C, S, S] in [-1, 1], ``columns`` per row, each pixel ``scale`` wide."""
     from PIL import Image
@@ -310,7 +349,16 @@ def main() -> None:
         default="1",
         help="tuning epochs times this (folders -xS); several, e.g. 1,2: each arm's budget is chosen on validation",
     )
+    parser.add_argument(
+        "--val-every",
+        type=int,
+        default=10,
+        help="tuning validates every N epochs (default 10; the weights are the same as with 1, and the budget is "
+        "chosen by the t-sweep on the held-out images after training)",
+    )
     args = parser.parse_args()
+    if args.val_every < 1:
+        parser.error(f"--val-every must be >= 1, not {args.val_every}")
     out = Path(args.output)
     seeds = [int(s) for s in args.seeds.split(",")]
     fractions, arms = [float(f) for f in args.fractions.split(",")], args.arms.split(",")
@@ -345,7 +393,7 @@ def main() -> None:
             for key in [a for a in arms if a in ARMS]:
                 label, source, init = ARMS[key]
                 tune = ["--method", "repcond-tune", "--pretrained", str(models / source), "--data-ratio", str(fraction),
-                        "--label-init", init, *flags]  # fmt: skip
+                        "--label-init", init, "--val-every", str(args.val_every), *flags]  # fmt: skip
                 candidates = []
                 for scale in scales:
                     epochs = round(base_epochs * scale)
@@ -383,6 +431,8 @@ def main() -> None:
         for r in tried:
             print(f"| {r['arm']} | {percent(r['labels'])} | {r['seed']} | {r['epochs']} | {r['val']:.3f} | "
                   f"{r['top1']:.3f} | {r['top1_draws']:.3f} | {'yes' if r['chosen'] else ''} |")  # fmt: skip
+        for fraction in fractions if args.figures else []:
+            budget_figure(tried, fraction, Path(args.figures) / f"budgets_{percent(fraction).rstrip('%')}pct.png")
     budgets = "each arm at the budget its validation accuracy picks" if len(scales) > 1 else f"budget ×{scales[0]:g}"
     print(f"\n## DC Zero and baselines (test split; mean ± std over seeds {args.seeds}; DC Zero at the t chosen on"
           f" the held-out images, 1 and {args.draws} noise draws; {budgets})\n")  # fmt: skip

@@ -289,6 +289,13 @@ def _add_train_parser(sub) -> None:
     g.add_argument("--seed", type=int, help="(default: 0)")
     g.add_argument("--device", help="auto, cpu or cuda[:N] (default: auto)")
     g.add_argument("--resume", action="store_true", help="continue the run saved in --output")
+    g.add_argument(
+        "--val-every",
+        type=int,
+        metavar="N",
+        help="validate and write the checkpoint every N epochs and after the last (default: 1); the epochs between "
+        "log their training loss only, and the weights are the same as with 1 (each epoch seeds its own randomness)",
+    )
     g = p.add_argument_group("repcond (representation-conditioned DiT; see docs/results.md)")
     g.add_argument(
         "--pretrained", metavar="DIR", type=model_folder, help="repcond-tune: the *-pretrain folder" + MODEL_FOLDER_HELP

@@ -43,6 +43,7 @@ def test_a_result_is_reused_only_for_the_weights_it_scored(tmp_path, monkeypatch
         ("repcond_comparison", ["--arms", "twin,magic"], "magic"),
         ("repcond_comparison", ["--budget-scale", "1,two"], "1,two"),
         ("repcond_comparison", ["--budget-scale", "0"], "positive"),
+        ("repcond_comparison", ["--val-every", "0"], "--val-every"),
         ("repcond_diagnosis", ["--fractions", "0.5"], "0.5"),
     ],
 )
@@ -67,10 +68,12 @@ def test_each_arm_and_seed_is_compared_at_the_budget_its_validation_accuracy_pic
         ("pre-class-mean", 0, 100): 0.64, ("pre-class-mean", 0, 200): 0.66,
         ("pre-class-mean", 1, 100): 0.63, ("pre-class-mean", 1, 200): 0.62,
     }  # fmt: skip
-    trained = []
+    trained, tuning_flags = [], []
 
     def fake_train(folder, args, epochs, seed, common=None):
         trained.append((folder.name, epochs, seed))
+        if folder.name.startswith("tune-"):
+            tuning_flags.append(" ".join(args))
         return folder
 
     def fake_dc_zero(folder, out, draws):
@@ -105,6 +108,8 @@ def test_each_arm_and_seed_is_compared_at_the_budget_its_validation_accuracy_pic
         arms,
         "--budget-scale",
         "2,1",
+        "--figures",
+        str(tmp_path / "figures"),
     ]
     monkeypatch.setattr(sys, "argv", argv)
     script.main()
@@ -113,6 +118,7 @@ def test_each_arm_and_seed_is_compared_at_the_budget_its_validation_accuracy_pic
     assert tuned == {
         (f"tune-{a}-0.01{x}", e, s) for a in arms.split(",") for x, e in (("", 100), ("-x2", 200)) for s in (0, 1)
     }
+    assert all("--val-every 10" in flags for flags in tuning_flags)  # validation every 10th epoch by default
     saved = json.loads((tmp_path / "comparison-chosen.json").read_text())
     chosen = {(r["arm"], r["seed"]): r["epochs"] for r in saved["budgets_tried"] if r["chosen"]}
     label = {key: script.ARMS[key][0] for key in arms.split(",")}
@@ -131,6 +137,7 @@ def test_each_arm_and_seed_is_compared_at_the_budget_its_validation_accuracy_pic
     gain = next(line for line in gains if line.startswith(f"| {label['rnd-random']} | 1% |"))
     assert "+0.005 ± 0.035" in gain
     assert printed.count("| yes |") == 6
+    assert (tmp_path / "figures" / "budgets_1pct.png").read_bytes().startswith(b"\x89PNG")  # accuracy vs budget
 
 
 def test_paired_gains_against_the_per_seed_differences(monkeypatch):

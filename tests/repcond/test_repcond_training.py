@@ -177,3 +177,16 @@ def test_spatial_r_pretrains_tunes_and_classifies(tmp_path, npz_path):
     assert tuned.model.condition.embedding.weight.shape == (5, 72)
     r = evaluate_dc_zero(tmp_path / "tune", timesteps=300)
     assert 0.0 <= r["top1"] <= 1.0 and r["nfe_per_image"] == 4
+
+
+def test_tuning_with_val_every_gives_the_same_weights(tmp_path, npz_path):
+    """The comparison benchmark tunes with --val-every to save time: skipping validation must change no weight."""
+    pretrain(config(npz_path, tmp_path / "pre", "repcond-pretrain", epochs=1, batch_size=16), progress=False)
+    options = dict(epochs=3, batch_size=16, pretrained=str(tmp_path / "pre"), label_init="random")
+    for name, every in [("a", 1), ("b", 2)]:
+        tune = config(npz_path, tmp_path / name, "repcond-tune", **options, val_every=every)
+        RepCondTrainer(tune, progress=False).fit()
+    a, b = load_weights(tmp_path / "a" / WEIGHTS_NAME), load_weights(tmp_path / "b" / WEIGHTS_NAME)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    rows = [r.split(",") for r in (tmp_path / "b" / "metrics.csv").read_text().splitlines()[1:]]
+    assert [r[3] != "" for r in rows] == [False, True, True]  # val_top1 at epoch 2 (every 2nd) and 3 (the last)

@@ -61,6 +61,43 @@ def test_resume_after_interruption_gives_identical_weights(tmp_path, monkeypatch
     assert len(rows_b) == 3 and [r.split(",")[:4] for r in rows_a] == [r.split(",")[:4] for r in rows_b]
 
 
+def test_val_every_validates_and_checkpoints_every_n_epochs_and_changes_no_weight(tmp_path, monkeypatch):
+    trainer(tiny_config(tmp_path / "every", epochs=4), progress=False).fit()
+    sparse = tiny_config(tmp_path / "sparse", epochs=4, val_every=3)
+    saved, original_save, original_epoch = [], Trainer.save, Trainer.train_one_epoch
+
+    def spy_save(self, epoch, metrics, row):
+        saved.append(epoch + 1)
+        return original_save(self, epoch, metrics, row)
+
+    def crash_in_fourth_epoch(self, epoch):
+        if epoch == 3:
+            raise KeyboardInterrupt  # killed after epoch 3 was checkpointed
+        return original_epoch(self, epoch)
+
+    monkeypatch.setattr(Trainer, "save", spy_save)
+    monkeypatch.setattr(Trainer, "train_one_epoch", crash_in_fourth_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        trainer(sparse, progress=False).fit()
+    assert saved == [3] and load_training_state(tmp_path / "sparse" / "standard" / STATE_NAME)["epoch"] == 3
+    monkeypatch.setattr(Trainer, "train_one_epoch", original_epoch)
+    trainer(tiny_config(tmp_path / "sparse", epochs=4, val_every=3), progress=False).fit(resume=True)
+    assert saved == [3, 4]  # every third epoch and the last
+
+    a = load_weights(tmp_path / "every" / "standard" / WEIGHTS_NAME)
+    b = load_weights(tmp_path / "sparse" / "standard" / WEIGHTS_NAME)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    every, sparse_rows = (
+        [r.split(",") for r in (tmp_path / name / "standard" / "metrics.csv").read_text().splitlines()[1:]]
+        for name in ("every", "sparse")
+    )
+    assert [r[0] for r in sparse_rows] == ["1", "2", "3", "4"]  # a row per epoch, the training loss of each
+    assert [r[1] for r in sparse_rows] == [r[1] for r in every]
+    assert [r[3] for r in sparse_rows] == ["", "", every[2][3], every[3][3]]  # val_top1 only where validated
+    with pytest.raises(DiffclsError, match="--val-every must be >= 1"):
+        trainer(tiny_config(tmp_path / "bad", val_every=0), progress=False)
+
+
 def test_training_state_loads_weights_only_and_config_is_json(tmp_path):
     cfg = tiny_config(tmp_path, epochs=1, ema_decay=0.9)
     trainer(cfg, progress=False).fit()

@@ -100,6 +100,7 @@ class RepCondTrainConfig:
     seed: int = 0
     device: str = "auto"
     workers: int = 0
+    val_every: int = 1  # validate and checkpoint every N epochs and after the last
 
     def validate(self) -> None:
         phase(self.method)

@@ -40,6 +40,7 @@ COMMON_OPTIONS = frozenset(
         "seed",
         "workers",
         "device",
+        "val_every",
     }
 )
 
@@ -82,6 +83,7 @@ def common_checks(c) -> list[tuple[bool, str]]:
         (c.opt in DEFAULT_LR, f"unknown optimiser {c.opt!r}; choose from {', '.join(DEFAULT_LR)}"),
         (c.sched in SCHEDULERS, f"unknown scheduler {c.sched!r}; choose cosine, step or const"),
         (c.device in ("auto", "cpu") or c.device.startswith("cuda"), f"unknown device {c.device!r}"),
+        (c.val_every >= 1, f"--val-every must be >= 1, got {c.val_every}"),
     ]
 
 
@@ -134,6 +136,7 @@ class TrainConfig:
     seed: int = 0
     workers: int = 0
     device: str = "auto"
+    val_every: int = 1  # validate and checkpoint every N epochs and after the last
     noise: str = "loglinear"
     sampling_eps: float = 1e-5
     val_sampler: str = "cp"

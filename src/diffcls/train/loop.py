@@ -288,6 +288,11 @@ class Trainer:
         """The validation columns of the epoch's metrics row, e.g. ``{"val_top1": ...}``."""
         raise NotImplementedError
 
+    def validation_due(self, epoch: int) -> bool:
+        """Whether epoch ``epoch`` (0-based) validates and writes the checkpoint: every ``val_every``-th and the
+        last. Skipping the others changes no weight: every epoch seeds its own randomness (:meth:`train_one_epoch`)."""
+        return (epoch + 1) % self.config.val_every == 0 or epoch + 1 == self.config.epochs
+
     def fit(self, resume: bool = False) -> dict:
         """Train to ``config.epochs``; returns the last metrics row (empty if there was nothing to do)."""
         c = self.config
@@ -298,7 +303,8 @@ class Trainer:
         for epoch in range(start, c.epochs):
             tic = time.perf_counter()
             loss = self.train_one_epoch(epoch)
-            validation = {k: round(v, 6) for k, v in self.validate().items()}
+            due = self.validation_due(epoch)
+            validation = {k: round(v, 6) for k, v in self.validate().items()} if due else {}
             row = {
                 "epoch": epoch + 1,
                 "train_loss": round(loss, 6),
@@ -306,7 +312,10 @@ class Trainer:
                 **validation,
                 "seconds": round(time.perf_counter() - tic, 2),
             }
-            self.save(epoch, metrics, row)
+            if due:
+                self.save(epoch, metrics, row)
+            elif self.dist.is_main:
+                metrics.append(row)  # a resume drops it with the epochs past the last checkpoint
             if self.dist.is_main:
                 shown = "  ".join(f"{k} {v:.4f}" for k, v in validation.items())
                 print(
