@@ -153,6 +153,7 @@ def test_the_full_benchmark_starts_from_the_entry_trained_like_its_seed_0_model(
     fill_data_defaults(config, load_source("mnist5k"))  # as the training records them (input size, augmentation)
     entry = entry_trained_like(dataclasses.asdict(config))
     assert entry is not None and entry.name == f"mnist5k-{contender.key}"
+    assert entry_trained_like(dataclasses.asdict(dataclasses.replace(config, val_every=5))) == entry  # same weights
     # another seed, fraction or resolution is not that entry
     for change in ({"seed": 1}, {"data_ratio": 0.05}, {"img_size": 8}, {"data": "fashion-mnist"}):
         assert entry_trained_like(dataclasses.asdict(dataclasses.replace(config, **change))) is None

@@ -14,8 +14,8 @@ from diffcls.runtime.lock import FOLDER_LOCK_NAME
 from diffcls.train.config import COMMON_OPTIONS
 from diffcls.zoo import RECORD_NAME, ZooEntry, zoo_entries
 
-# Training options that say where and how a run executed, not what it learned.
-NOT_RECIPE_OPTIONS = frozenset({"output", "device", "workers"})
+# Training options that say where and how a run executed, not what it learned (--val-every changes no weight).
+NOT_RECIPE_OPTIONS = frozenset({"output", "device", "workers", "val_every"})
 
 
 def recipe_options(method: str) -> frozenset[str]:
