@@ -71,8 +71,9 @@ def main() -> None:
                                 "--data-ratio", str(fraction), "-b", BATCH[fraction], "--label-init", "random",
                                 *COMMON, "--epochs", str(args.epochs), "--val-every", str(n), "--output", str(out))
                     )  # fmt: skip
-                    reference = load_weights(Path(tmp) / f"tune-{fraction}-{every[0]}-0" / WEIGHTS_NAME)
                     weights = load_weights(out / WEIGHTS_NAME)
+                    if round_ == 0 and n == every[0]:
+                        reference = weights  # loaded once: every run is compared with the first
                     same[n] = same.get(n, True) and all(torch.equal(reference[k], weights[k]) for k in reference)
             base = statistics.median(times[every[0]])
             for n in every:
